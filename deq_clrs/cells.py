@@ -1,0 +1,197 @@
+"""Flax linen message-passing cells: one step ``H' = P(H, U, E, G, A)``.
+
+A cell is a Flax module called as
+
+    cell.apply(variables, node_fts, edge_fts, graph_fts, adj_mat, hidden)
+
+with the shapes of a CLRS processor:
+
+* ``node_fts`` U: [B, N, F] encoded node inputs,
+* ``edge_fts`` E: [B, N, N, F] encoded edge inputs,
+* ``graph_fts`` G: [B, F] encoded graph inputs,
+* ``adj_mat`` A: [B, N, N], ``A[b, s, r] > 0`` if node s sends to node r,
+* ``hidden`` H: [B, N, D] node states,
+
+and returns the next node states [B, N, D]. Cells know nothing of CLRS or of
+solvers: they are pure functions of their parameters, which is what the
+equilibrium layer needs to pass the parameters into jaxopt explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+AGGREGATIONS = ('max', 'sum', 'mean')
+
+
+def _check(aggregation: str) -> None:
+  if aggregation not in AGGREGATIONS:
+    raise ValueError(f'unknown aggregation {aggregation!r}; expected one of '
+                     f'{list(AGGREGATIONS)}')
+
+
+def aggregate(msgs: jax.Array, adj_mat: jax.Array, how: str) -> jax.Array:
+  """Reduces messages [B, N_send, N_recv, D] over senders with ``adj_mat``.
+
+  Receivers without any sender get zeros. Returns [B, N_recv, D].
+  """
+  mask = (adj_mat > 0)[..., None]
+  if how == 'max':
+    big_neg = jnp.finfo(msgs.dtype).min
+    out = jnp.max(jnp.where(mask, msgs, big_neg), axis=1)
+    has_sender = jnp.any(mask, axis=1)
+    return jnp.where(has_sender, out, 0.0)
+  summed = jnp.sum(jnp.where(mask, msgs, 0.0), axis=1)
+  if how == 'sum':
+    return summed
+  count = jnp.sum(mask, axis=1).astype(msgs.dtype)
+  return summed / jnp.maximum(count, 1.0)
+
+
+class GatedMPNNCell(nn.Module):
+  """DEAR's processor step: a gated max-aggregation MPNN with LayerNorm.
+
+  With ``z_i = [U_i || H_i]``, messages
+  ``m_sr = MLP(W_1 z_s + W_2 z_r + W_e E_sr + W_g G)`` are aggregated over
+  the senders of each receiver; the candidate state is
+  ``c = LayerNorm(W_z z + W_m agg)`` and the gate
+  ``g = sigmoid(MLP([z || agg]))`` (output bias ``gate_bias``, negative so a
+  fresh cell starts near "keep H") mixes ``H' = g * c + (1 - g) * H``.
+
+  Attributes:
+    out_size: D, the size of the node state (the cell maps [B,N,D] to
+      [B,N,D]).
+    mid_size: width of the message MLP (defaults to ``out_size``).
+    aggregation: ``'max'`` (DEAR), ``'sum'`` or ``'mean'``.
+    layer_norm: apply LayerNorm to the candidate state.
+    gated: mix the candidate with the previous state through a learned gate;
+      if False the candidate is the next state.
+    gate_bias: initial bias of the gate's last layer.
+  """
+  out_size: int
+  mid_size: int | None = None
+  aggregation: str = 'max'
+  layer_norm: bool = True
+  gated: bool = True
+  gate_bias: float = -3.0
+
+  @nn.compact
+  def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
+               graph_fts: jax.Array, adj_mat: jax.Array,
+               hidden: jax.Array) -> jax.Array:
+    _check(self.aggregation)
+    mid = self.mid_size or self.out_size
+    z = jnp.concatenate([node_fts, hidden], axis=-1)
+    m_send = nn.Dense(mid, name='msg_send')(z)
+    m_recv = nn.Dense(mid, name='msg_recv')(z)
+    m_edge = nn.Dense(mid, name='msg_edge')(edge_fts)
+    m_graph = nn.Dense(mid, name='msg_graph')(graph_fts)
+    msgs = (m_send[:, :, None, :] + m_recv[:, None, :, :] + m_edge
+            + m_graph[:, None, None, :])
+    msgs = nn.Dense(mid, name='msg_mlp')(jax.nn.relu(msgs))
+    agg = aggregate(msgs, adj_mat, self.aggregation)
+    cand = (nn.Dense(self.out_size, name='upd_self')(z)
+            + nn.Dense(self.out_size, name='upd_msg')(agg))
+    if self.layer_norm:
+      cand = nn.LayerNorm(name='norm')(cand)
+    if not self.gated:
+      return cand
+    g = jnp.concatenate([z, agg], axis=-1)
+    g = jax.nn.relu(nn.Dense(self.out_size, name='gate_hidden')(g))
+    g = nn.Dense(self.out_size, name='gate_out',
+                 bias_init=nn.initializers.constant(self.gate_bias))(g)
+    g = jax.nn.sigmoid(g)
+    return g * cand + (1.0 - g) * hidden
+
+
+class TripletGatedMPNNCell(nn.Module):
+  """The gated MPNN with CLRS-style triplet (edge-conditioned) reasoning.
+
+  Besides the pairwise messages of :class:`GatedMPNNCell`, every triple
+  (i, j, k) gets ``t_ijk = a_i + b_j + c_k + d_ij + e_ik + f_jk + g`` of size
+  ``nb_triplet_fts``; ``max_i t_ijk`` becomes an edge message that is
+  max-aggregated over j into the receiver k. Costs O(N^3 * nb_triplet_fts).
+
+  Attributes:
+    out_size, mid_size, aggregation, layer_norm, gated, gate_bias: as in
+      :class:`GatedMPNNCell`.
+    nb_triplet_fts: width of the triplet features.
+  """
+  out_size: int
+  mid_size: int | None = None
+  aggregation: str = 'max'
+  layer_norm: bool = True
+  gated: bool = True
+  gate_bias: float = -3.0
+  nb_triplet_fts: int = 8
+
+  @nn.compact
+  def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
+               graph_fts: jax.Array, adj_mat: jax.Array,
+               hidden: jax.Array) -> jax.Array:
+    _check(self.aggregation)
+    t = self.nb_triplet_fts
+    z = jnp.concatenate([node_fts, hidden], axis=-1)
+    tri = (nn.Dense(t, name='tri_i')(z)[:, :, None, None, :]
+           + nn.Dense(t, name='tri_j')(z)[:, None, :, None, :]
+           + nn.Dense(t, name='tri_k')(z)[:, None, None, :, :]
+           + nn.Dense(t, name='tri_ij')(edge_fts)[:, :, :, None, :]
+           + nn.Dense(t, name='tri_ik')(edge_fts)[:, :, None, :, :]
+           + nn.Dense(t, name='tri_jk')(edge_fts)[:, None, :, :, :]
+           + nn.Dense(t, name='tri_g')(graph_fts)[:, None, None, None, :])
+    tri_edge = nn.Dense(self.out_size, name='tri_out')(jnp.max(tri, axis=1))
+    pair = GatedMPNNCell(
+        out_size=self.out_size, mid_size=self.mid_size,
+        aggregation=self.aggregation, layer_norm=self.layer_norm,
+        gated=self.gated, gate_bias=self.gate_bias, name='pairwise')
+    # The triplet edge messages join the pairwise edge features.
+    edge_in = jnp.concatenate([edge_fts, tri_edge], axis=-1)
+    return pair(node_fts, edge_in, graph_fts, adj_mat, hidden)
+
+
+CELLS = {
+    'mpnn': GatedMPNNCell,
+    'triplet_mpnn': TripletGatedMPNNCell,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CellConfig:
+  """Which cell to build and its hyperparameters (not its size).
+
+  Attributes:
+    kind: a key of :data:`CELLS`.
+    mid_size, aggregation, layer_norm, gated, gate_bias: see
+      :class:`GatedMPNNCell`.
+    nb_triplet_fts: for ``'triplet_mpnn'`` only.
+  """
+  kind: str = 'mpnn'
+  mid_size: int | None = None
+  aggregation: str = 'max'
+  layer_norm: bool = True
+  gated: bool = True
+  gate_bias: float = -3.0
+  nb_triplet_fts: int = 8
+
+  def __post_init__(self):
+    if self.kind not in CELLS:
+      raise ValueError(f'unknown cell {self.kind!r}; expected one of '
+                       f'{sorted(CELLS)}')
+    _check(self.aggregation)
+
+  def build(self, out_size: int) -> nn.Module:
+    """Instantiates an unbound cell for node states of size ``out_size``.
+
+    The cell is created with ``parent=None`` so that a module building it
+    inside its own ``__call__`` does not adopt it as a submodule.
+    """
+    kwargs = dict(out_size=out_size, mid_size=self.mid_size,
+                  aggregation=self.aggregation, layer_norm=self.layer_norm,
+                  gated=self.gated, gate_bias=self.gate_bias)
+    if self.kind == 'triplet_mpnn':
+      kwargs['nb_triplet_fts'] = self.nb_triplet_fts
+    return CELLS[self.kind](**kwargs, parent=None)

@@ -1,0 +1,259 @@
+"""Drop-in processors for an unchanged CLRS ``BaselineModel``.
+
+:func:`get_processor_factory` is the counterpart of
+``clrs.get_processor_factory``: it returns a callable ``out_size -> Processor``
+that ``clrs.models.BaselineModel(..., processor_factory=...)`` accepts.
+
+* ``deq_mpnn`` / ``deq_triplet_mpnn``: DEAR. The processor returns the
+  equilibrium of one cell step; feed it one-shot data
+  (:func:`one_shot_features` / :func:`one_shot_feedback`) so that CLRS calls it
+  exactly once per sample and nothing depends on the true number of steps.
+* ``mpnn`` / ``triplet_mpnn``: the same Flax cell applied once per CLRS step,
+  i.e. run for the ground-truth number of steps (the NAR baseline).
+
+CLRS passes no train/eval flag to a processor, so a factory is built for
+training (training iteration cap, noise, Jacobian regulariser) and
+:meth:`ProcessorFactory.for_evaluation` gives the evaluation twin (larger cap,
+no noise) with identical parameter names: copy ``params`` from the training
+model into a model built from it.
+
+Only this module knows Haiku: the Flax modules are lifted into the Haiku
+transform with ``hk.experimental.flax.lift``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+import clrs
+import haiku as hk
+import jax
+import numpy as np
+
+from deq_clrs import cells as cells_lib
+from deq_clrs import deq as deq_lib
+from deq_clrs import solvers
+
+PROCESSOR_KINDS = {
+    # kind: (cell kind, equilibrium?)
+    'deq_mpnn': ('mpnn', True),
+    'deq_triplet_mpnn': ('triplet_mpnn', True),
+    'mpnn': ('mpnn', False),
+    'triplet_mpnn': ('triplet_mpnn', False),
+}
+
+# Factory option name -> field name, per config class.
+_CELL_OPTIONS = {
+    f.name: f.name for f in dataclasses.fields(cells_lib.CellConfig)
+    if f.name != 'kind'}
+_SOLVER_OPTIONS = {'solver': 'method', **{
+    f.name: f.name for f in dataclasses.fields(solvers.SolverConfig)
+    if f.name != 'method'}}
+_BACKWARD_OPTIONS = {'backward': 'mode', **{
+    f.name: f.name for f in dataclasses.fields(solvers.BackwardConfig)
+    if f.name != 'mode'}}
+_DEQ_OPTIONS = {f.name: f.name for f in dataclasses.fields(deq_lib.DEQConfig)
+                if f.name not in ('solver', 'backward')}
+_EQUILIBRIUM_ONLY = {**_SOLVER_OPTIONS, **_BACKWARD_OPTIONS, **_DEQ_OPTIONS}
+
+
+class SolverStatsLog:
+  """Collects the solver statistics of every equilibrium-processor call.
+
+  The processor sends its :class:`~deq_clrs.deq.EquilibriumStats` to the log
+  with ``jax.debug.callback`` (it works under ``jit`` inside CLRS's own
+  functions). Read them after a ``feedback`` / ``predict`` with
+  :meth:`drain`; each record holds numpy arrays of shape [B].
+  """
+
+  def __init__(self):
+    self._records: list[deq_lib.EquilibriumStats] = []
+    self._lock = threading.Lock()
+
+  def record(self, stats: deq_lib.EquilibriumStats) -> None:
+    """Appends one call's stats (called by the processor)."""
+    stats = jax.tree_util.tree_map(np.asarray, stats)
+    with self._lock:
+      self._records.append(stats)
+
+  def drain(self) -> list[deq_lib.EquilibriumStats]:
+    """Waits for pending callbacks, then returns and forgets all records."""
+    jax.effects_barrier()
+    with self._lock:
+      records, self._records = self._records, []
+    return records
+
+  @staticmethod
+  def summarize(records: list[deq_lib.EquilibriumStats]) -> dict[str, float]:
+    """Per-graph means and maxima over a list of records."""
+    if not records:
+      return {}
+    cat = lambda get: np.concatenate([np.ravel(get(r)) for r in records])
+    its = cat(lambda r: r.solver.iterations)
+    return {
+        'graphs': int(its.size),
+        'iterations_mean': float(its.mean()),
+        'iterations_max': int(its.max()),
+        'converged_fraction': float(cat(lambda r: r.solver.converged).mean()),
+        'rel_residual_mean': float(cat(lambda r: r.solver.rel_residual).mean()),
+        'rel_residual_max': float(cat(lambda r: r.solver.rel_residual).max()),
+    }
+
+
+class DEQProcessor(clrs.processors.Processor):
+  """CLRS processor whose output is the equilibrium of a Flax cell.
+
+  It ignores the incoming ``hidden`` (the solve starts from H(0) = 0) and
+  returns ``(H*, None)``.
+  """
+
+  def __init__(self, out_size: int, cell_config: cells_lib.CellConfig,
+               config: deq_lib.DEQConfig, training: bool,
+               stats_log: SolverStatsLog | None = None, name: str = 'deq'):
+    super().__init__(name=name)
+    self._module = deq_lib.EquilibriumModule(
+        cell_config=cell_config, out_size=out_size, config=config,
+        training=training, parent=None)
+    self._stats_log = stats_log
+
+  def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
+               **unused_kwargs):
+    del hidden  # The equilibrium does not depend on an initial state.
+    layer = hk.experimental.flax.lift(self._module, name='equilibrium')
+    h_star, stats = layer(node_fts, edge_fts, graph_fts, adj_mat,
+                          rngs={'noise': hk.next_rng_key()})
+    if self._stats_log is not None and not hk.running_init():
+      jax.debug.callback(self._stats_log.record, stats)
+    return h_star, None
+
+
+class CellProcessor(clrs.processors.Processor):
+  """CLRS processor that applies a Flax cell once per call (NAR baseline)."""
+
+  def __init__(self, out_size: int, cell_config: cells_lib.CellConfig,
+               name: str = 'cell'):
+    super().__init__(name=name)
+    self._cell = cell_config.build(out_size)
+
+  def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
+               **unused_kwargs):
+    step = hk.experimental.flax.lift(self._cell, name='step')
+    return step(node_fts, edge_fts, graph_fts, adj_mat, hidden), None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessorFactory:
+  """``out_size -> Processor``, for ``BaselineModel(processor_factory=...)``.
+
+  Attributes:
+    kind: a key of :data:`PROCESSOR_KINDS`.
+    cell: the cell settings.
+    deq: the equilibrium settings (unused by non-equilibrium kinds).
+    evaluation: build evaluation-mode processors (evaluation cap, no noise).
+    stats_log: where equilibrium processors send their solver stats.
+  """
+  kind: str
+  cell: cells_lib.CellConfig
+  deq: deq_lib.DEQConfig
+  evaluation: bool = False
+  stats_log: SolverStatsLog | None = dataclasses.field(default=None,
+                                                       compare=False)
+
+  @property
+  def is_equilibrium(self) -> bool:
+    return PROCESSOR_KINDS[self.kind][1]
+
+  def __call__(self, out_size: int) -> clrs.processors.Processor:
+    if self.is_equilibrium:
+      return DEQProcessor(out_size, self.cell, self.deq,
+                          training=not self.evaluation,
+                          stats_log=self.stats_log)
+    return CellProcessor(out_size, self.cell)
+
+  def for_evaluation(self, stats_log: SolverStatsLog | None = None
+                     ) -> ProcessorFactory:
+    """The evaluation twin: same parameter names, evaluation solver budget."""
+    return dataclasses.replace(self, evaluation=True,
+                               stats_log=stats_log or self.stats_log)
+
+
+def get_processor_factory(kind: str, *,
+                          stats_log: SolverStatsLog | None = None,
+                          evaluation: bool = False,
+                          **options: Any) -> ProcessorFactory:
+  """Builds a processor factory for ``clrs.models.BaselineModel``.
+
+  Args:
+    kind: ``'deq_mpnn'`` (DEAR), ``'deq_triplet_mpnn'``, ``'mpnn'`` or
+      ``'triplet_mpnn'``.
+    stats_log: optional :class:`SolverStatsLog` receiving solver statistics.
+    evaluation: build the evaluation variant directly.
+    **options: cell options (``mid_size``, ``aggregation``, ``layer_norm``,
+      ``gated``, ``gate_bias``, ``nb_triplet_fts``) and, for equilibrium kinds,
+      solver options (``solver`` = ``'anderson'``/``'fixed_point'``,
+      ``max_iter``, ``eval_max_iter``, ``rel_tol``, ``abs_tol``,
+      ``history_size``, ``beta``, ``ridge``), backward options (``backward`` =
+      ``'implicit'``/``'phantom'``/``'unrolled'``, ``linear_solver``,
+      ``linear_tol``, ``linear_max_iter``, ``phantom_steps``,
+      ``phantom_damping``, ``unroll_steps``) and ``noise_std``,
+      ``jac_reg_weight``, ``jac_reg_samples``.
+
+  Returns:
+    A :class:`ProcessorFactory`.
+
+  Raises:
+    ValueError: unknown kind, unknown option, an equilibrium option given to
+      a non-equilibrium kind, or an invalid value.
+  """
+  if kind not in PROCESSOR_KINDS:
+    raise ValueError(f'unknown processor kind {kind!r}; expected one of '
+                     f'{sorted(PROCESSOR_KINDS)}')
+  cell_kind, is_equilibrium = PROCESSOR_KINDS[kind]
+  known = {**_CELL_OPTIONS, **_EQUILIBRIUM_ONLY}
+  unknown = sorted(set(options) - set(known))
+  if unknown:
+    raise ValueError(f'unknown processor option(s) {unknown}; valid options '
+                     f'are {sorted(known)}')
+  if not is_equilibrium:
+    misplaced = sorted(set(options) & set(_EQUILIBRIUM_ONLY))
+    if misplaced:
+      raise ValueError(f'option(s) {misplaced} only apply to equilibrium '
+                       f'processors (deq_*), not to {kind!r}')
+
+  def pick(table):
+    return {field: options[opt] for opt, field in table.items()
+            if opt in options}
+
+  cell = cells_lib.CellConfig(kind=cell_kind, **pick(_CELL_OPTIONS))
+  deq = deq_lib.DEQConfig(
+      solver=solvers.SolverConfig(**pick(_SOLVER_OPTIONS)),
+      backward=solvers.BackwardConfig(**pick(_BACKWARD_OPTIONS)),
+      **pick(_DEQ_OPTIONS))
+  return ProcessorFactory(kind=kind, cell=cell, deq=deq,
+                          evaluation=evaluation, stats_log=stats_log)
+
+
+def _first_step(dp: clrs.DataPoint) -> clrs.DataPoint:
+  return clrs.DataPoint(name=dp.name, location=dp.location, type_=dp.type_,
+                        data=dp.data[:1])
+
+
+def one_shot_features(features: clrs.Features) -> clrs.Features:
+  """Puts CLRS features in one-shot form for an equilibrium processor.
+
+  Hints (time-major, [T, B, ...]) are cut to their first time step and every
+  length is set to 1, so CLRS's ``Net`` runs the processor exactly once per
+  sample and reads the outputs from that single step: nothing downstream
+  can depend on the true number of algorithm steps.
+  """
+  hints = tuple(_first_step(dp) for dp in features.hints)
+  lengths = np.ones_like(np.asarray(features.lengths))
+  return clrs.Features(inputs=features.inputs, hints=hints, lengths=lengths)
+
+
+def one_shot_feedback(feedback: clrs.Feedback) -> clrs.Feedback:
+  """:func:`one_shot_features` applied to a ``Feedback``; outputs unchanged."""
+  return clrs.Feedback(features=one_shot_features(feedback.features),
+                       outputs=feedback.outputs)

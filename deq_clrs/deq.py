@@ -1,0 +1,208 @@
+"""The equilibrium layer: a cell, a solver and a backward mode.
+
+Given encoded graph inputs (U, E, G, A) and a message-passing cell P, the
+layer returns the node states H* = P(H*, U, E, G, A) found from H(0) = 0,
+one solve per graph, with the gradient chosen in :class:`DEQConfig`. It also
+offers DEAR's training extras: small Gaussian noise inside the fixed-point map
+and a Hutchinson estimate of ||J_P(H*)||_F^2 whose gradient is added to the
+loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from deq_clrs import cells as cells_lib
+from deq_clrs import solvers
+
+
+class GraphInputs(NamedTuple):
+  """Encoded inputs of a batch of graphs, fixed during the solve.
+
+  Attributes:
+    node_fts: [B, N, F]; edge_fts: [B, N, N, F]; graph_fts: [B, F];
+    adj_mat: [B, N, N].
+  """
+  node_fts: jax.Array
+  edge_fts: jax.Array
+  graph_fts: jax.Array
+  adj_mat: jax.Array
+
+
+class EquilibriumStats(NamedTuple):
+  """What the layer reports per graph (every field has shape [B]).
+
+  Attributes:
+    solver: the :class:`~deq_clrs.solvers.SolverStats` of the solve.
+    jac_frobenius: Hutchinson estimate of ||J_P(H*)||_F^2 (zeros unless the
+      Jacobian regulariser is on and the layer is training).
+  """
+  solver: solvers.SolverStats
+  jac_frobenius: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DEQConfig:
+  """Everything about the equilibrium layer except the cell.
+
+  Attributes:
+    solver: forward solver settings (tolerances, caps for train and eval).
+    backward: gradient mode.
+    noise_std: std of the Gaussian noise added to P's output while training
+      (drawn once per forward pass, so the map stays deterministic during a
+      solve); 0 disables.
+    jac_reg_weight: weight of the Jacobian regulariser; its gradient is added
+      to whatever loss is differentiated through the layer (the loss value
+      itself is unchanged). 0 disables.
+    jac_reg_samples: probe vectors of the Hutchinson estimate.
+  """
+  solver: solvers.SolverConfig = solvers.SolverConfig()
+  backward: solvers.BackwardConfig = solvers.BackwardConfig()
+  noise_std: float = 1e-3
+  jac_reg_weight: float = 0.0
+  jac_reg_samples: int = 1
+
+  def __post_init__(self):
+    if self.noise_std < 0 or self.jac_reg_weight < 0:
+      raise ValueError('noise_std and jac_reg_weight must be >= 0')
+    if self.jac_reg_samples < 1:
+      raise ValueError('jac_reg_samples must be >= 1')
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def attach_loss_gradient(x: Any, aux_loss: jax.Array, weight: float) -> Any:
+  """Returns ``x`` unchanged; in reverse mode adds ``weight * d aux_loss``.
+
+  Differentiating ``L(attach_loss_gradient(x, r, w))`` gives the gradient of
+  ``L + w * sum(r)`` with respect to everything ``x`` and ``r`` depend on. It
+  lets a layer contribute a regulariser to a loss it cannot see (CLRS's
+  ``BaselineModel`` computes its own loss).
+  """
+  del aux_loss, weight
+  return x
+
+
+def _attach_fwd(x, aux_loss, weight):
+  del weight
+  return x, jnp.zeros_like(aux_loss)
+
+
+def _attach_bwd(weight, zeros, g):
+  return g, zeros + weight
+
+
+attach_loss_gradient.defvjp(_attach_fwd, _attach_bwd)
+
+
+def single_graph_map(cell: nn.Module):
+  """Turns a batched cell into the per-graph map ``f(h, params, inputs)``.
+
+  ``h`` is [N, D]; ``inputs`` is ``(GraphInputs of one graph, noise [N, D])``.
+  """
+  def f(h, params, inputs):
+    graph, noise = inputs
+    batch1 = jax.tree_util.tree_map(lambda x: x[None], graph)
+    out = cell.apply({'params': params}, batch1.node_fts, batch1.edge_fts,
+                     batch1.graph_fts, batch1.adj_mat, h[None])[0]
+    return out + noise
+  return f
+
+
+def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
+                config: DEQConfig, training: bool,
+                rng: jax.Array | None = None
+                ) -> tuple[jax.Array, EquilibriumStats]:
+  """Solves H* = P(H*, U, E, G, A) per graph from H(0) = 0.
+
+  Args:
+    cell: an unbound Flax cell (see :mod:`deq_clrs.cells`) with attribute
+      ``out_size`` D.
+    params: the cell's ``'params'`` collection.
+    graph: encoded inputs of B graphs of N nodes.
+    config: solver, backward mode and training extras.
+    training: training mode (training cap, noise, Jacobian regulariser) or
+      evaluation mode (evaluation cap, no noise).
+    rng: PRNG key; required when training with noise or the regulariser.
+
+  Returns:
+    ``(h_star [B, N, D], EquilibriumStats)``.
+  """
+  batch, nodes = graph.node_fts.shape[:2]
+  shape = (batch, nodes, cell.out_size)
+  h0 = jnp.zeros(shape, graph.node_fts.dtype)
+  use_noise = training and config.noise_std > 0
+  use_jac = training and config.jac_reg_weight > 0
+  if (use_noise or use_jac) and rng is None:
+    raise ValueError('equilibrium() needs an rng when training with noise '
+                     'or the Jacobian regulariser')
+  if rng is not None:
+    noise_key, jac_key = jax.random.split(rng)
+  noise = (config.noise_std * jax.random.normal(noise_key, shape, h0.dtype)
+           if use_noise else jnp.zeros_like(h0))
+  f = single_graph_map(cell)
+  h_star, stats = solvers.solve(
+      f, h0, params, (graph, noise), config=config.solver,
+      backward=config.backward, training=training)
+  jac = jnp.zeros((batch,), h0.dtype)
+  if use_jac:
+    keys = jax.random.split(jac_key, batch)
+
+    def per_graph(h, inputs, key):
+      return solvers.jacobian_frobenius_sq(
+          lambda x: f(x, params, inputs), jax.lax.stop_gradient(h), key,
+          config.jac_reg_samples)
+
+    jac = jax.vmap(per_graph)(h_star, (graph, noise), keys)
+    # Mean over graphs, like the loss it joins.
+    h_star = attach_loss_gradient(h_star, jac / batch, config.jac_reg_weight)
+  stats = EquilibriumStats(solver=stats,
+                           jac_frobenius=jax.lax.stop_gradient(jac))
+  return h_star, stats
+
+
+class EquilibriumModule(nn.Module):
+  """Flax wrapper of :func:`equilibrium` that owns the cell's parameters.
+
+  The cell's whole parameter tree is one entry ``'cell'`` of this module, so
+  the layer can hand it to the solver explicitly (jaxopt's implicit
+  differentiation reaches only explicit arguments).
+
+  Attributes:
+    cell_config: which cell to build.
+    out_size: node-state size D.
+    config: the equilibrium settings.
+    training: training or evaluation mode; in training mode with noise or the
+      regulariser the module needs a ``'noise'`` rng.
+  """
+  cell_config: cells_lib.CellConfig
+  out_size: int
+  config: DEQConfig
+  training: bool = True
+
+  def make_cell(self) -> nn.Module:
+    return self.cell_config.build(self.out_size)
+
+  @nn.compact
+  def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
+               graph_fts: jax.Array, adj_mat: jax.Array
+               ) -> tuple[jax.Array, EquilibriumStats]:
+    """Returns ``(H* [B, N, D], stats)`` for the encoded inputs."""
+    cell = self.make_cell()
+    h0 = jnp.zeros(node_fts.shape[:2] + (self.out_size,), node_fts.dtype)
+    params = self.param(
+        'cell',
+        lambda key: cell.init(key, node_fts, edge_fts, graph_fts, adj_mat,
+                              h0).get('params', {}))
+    needs_rng = self.training and (self.config.noise_std > 0
+                                   or self.config.jac_reg_weight > 0)
+    rng = self.make_rng('noise') if needs_rng else None
+    graph = GraphInputs(node_fts, edge_fts, graph_fts, adj_mat)
+    return equilibrium(cell, params, graph, config=self.config,
+                       training=self.training, rng=rng)
