@@ -1,0 +1,219 @@
+"""Tests of the equilibrium layer on small random graphs."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deq_clrs import cells
+from deq_clrs import deq
+from deq_clrs import solvers
+
+B, N, F, D = 2, 5, 4, 4
+
+
+class ContractiveGraphCell(nn.Module):
+  """H' = tanh(U W_u + E-gated messages + gamma * mean_s(H_s W_h / ||W_h||)).
+
+  With mean aggregation over at most N senders, ||M||_2 <= sqrt(N), so
+  gamma * sqrt(N) < 1 makes the map a contraction in H for any parameters.
+  """
+  out_size: int
+  gamma: float = 0.3
+
+  @nn.compact
+  def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden):
+    w_h = self.param('w_h', nn.initializers.normal(1.0),
+                     (self.out_size, self.out_size))
+    w_h = w_h / jnp.linalg.norm(w_h, 2)
+    msgs = (hidden @ w_h)[:, :, None, :] * jax.nn.sigmoid(
+        nn.Dense(self.out_size, name='edge_gate')(edge_fts))
+    agg = cells.aggregate(msgs, adj_mat, 'mean')
+    pre = (nn.Dense(self.out_size, name='w_u')(node_fts)
+           + nn.Dense(self.out_size, name='w_g')(graph_fts)[:, None]
+           + self.gamma * agg)
+    return jnp.tanh(pre)
+
+
+def random_graph(seed=0, dtype=jnp.float32):
+  ks = jax.random.split(jax.random.PRNGKey(seed), 4)
+  adj = (jax.random.uniform(ks[3], (B, N, N)) < 0.5).astype(dtype)
+  adj = jnp.maximum(adj, jnp.eye(N, dtype=dtype))
+  return deq.GraphInputs(
+      node_fts=jax.random.normal(ks[0], (B, N, F), dtype),
+      edge_fts=jax.random.normal(ks[1], (B, N, N, F), dtype),
+      graph_fts=jax.random.normal(ks[2], (B, F), dtype),
+      adj_mat=adj)
+
+
+def init_params(cell, graph):
+  h0 = jnp.zeros(graph.node_fts.shape[:2] + (cell.out_size,),
+                 graph.node_fts.dtype)
+  params = cell.init(jax.random.PRNGKey(1), *graph, h0)['params']
+  # Flax creates float32 parameters; the float64 tests need float64 ones.
+  return jax.tree_util.tree_map(lambda x: x.astype(h0.dtype), params)
+
+
+TIGHT = solvers.SolverConfig(method='anderson', rel_tol=0.0, abs_tol=1e-12,
+                             max_iter=3000, eval_max_iter=3000, ridge=1e-14)
+
+
+def layer_loss(params, graph, cell, backward, solver=TIGHT):
+  config = deq.DEQConfig(solver=solver, backward=backward, noise_std=0.0)
+  h, _ = deq.equilibrium(cell, params, graph, config=config, training=True)
+  return jnp.sum(jnp.cos(h) * jnp.arange(h.size).reshape(h.shape) / h.size)
+
+
+@pytest.mark.parametrize('linear_solver', sorted(solvers.LINEAR_SOLVERS))
+def test_implicit_gradients_on_a_contractive_graph_cell(linear_solver):
+  with jax.enable_x64(True):
+    graph = random_graph(dtype=jnp.float64)
+    cell = ContractiveGraphCell(out_size=D)
+    params = init_params(cell, graph)
+    implicit = solvers.BackwardConfig(mode='implicit',
+                                      linear_solver=linear_solver,
+                                      linear_tol=1e-12, linear_max_iter=500)
+    unrolled = solvers.BackwardConfig(mode='unrolled', unroll_steps=200)
+    g_imp = jax.grad(layer_loss)(params, graph, cell, implicit)
+    g_unr = jax.grad(layer_loss)(params, graph, cell, unrolled)
+    flat_imp, _ = jax.flatten_util.ravel_pytree(g_imp)
+    flat_unr, _ = jax.flatten_util.ravel_pytree(g_unr)
+    # Stated tolerance: 1e-7 relative (float64, both solves to 1e-12).
+    np.testing.assert_allclose(flat_imp, flat_unr, rtol=1e-7, atol=1e-10)
+    # Finite differences along a random direction in parameter space; the
+    # inputs (edge features) get a gradient too.
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    d = jax.random.normal(jax.random.PRNGKey(7), flat.shape, flat.dtype)
+    loss = lambda x: layer_loss(unravel(x), graph, cell, implicit)
+    eps = 1e-5
+    fd = (loss(flat + eps * d) - loss(flat - eps * d)) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(flat_imp, d), fd, rtol=1e-6)
+    g_edge = jax.grad(lambda e: layer_loss(
+        params, graph._replace(edge_fts=e), cell, implicit))(graph.edge_fts)
+    de = jax.random.normal(jax.random.PRNGKey(8), g_edge.shape, g_edge.dtype)
+    loss_e = lambda e: layer_loss(params, graph._replace(edge_fts=e), cell,
+                                  implicit)
+    fd = (loss_e(graph.edge_fts + eps * de)
+          - loss_e(graph.edge_fts - eps * de)) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(g_edge, de), fd, rtol=1e-6)
+
+
+def test_implicit_gradient_of_dears_gated_cell_matches_unrolled():
+  # The real cell is not contractive by construction; with an open gate
+  # (bias 0) plain iteration converges at initialisation, to 1e-11 here.
+  with jax.enable_x64(True):
+    graph = random_graph(seed=2, dtype=jnp.float64)
+    cell = cells.GatedMPNNCell(out_size=D, gate_bias=0.0)
+    params = init_params(cell, graph)
+    solver = solvers.SolverConfig(method='fixed_point', rel_tol=0.0,
+                                  abs_tol=1e-11, max_iter=3000)
+    implicit = solvers.BackwardConfig(mode='implicit', linear_solver='gmres',
+                                      linear_tol=1e-12, linear_max_iter=500)
+    config = deq.DEQConfig(solver=solver, backward=implicit, noise_std=0.0)
+    _, stats = deq.equilibrium(cell, params, graph, config=config,
+                               training=True)
+    assert bool(jnp.all(stats.solver.converged))
+    unrolled = solvers.BackwardConfig(mode='unrolled',
+                                      unroll_steps=int(stats.solver.iterations
+                                                       .max()) + 200)
+    g_imp = jax.grad(layer_loss)(params, graph, cell, implicit, solver)
+    g_unr = jax.grad(layer_loss)(params, graph, cell, unrolled, solver)
+    flat_imp, _ = jax.flatten_util.ravel_pytree(g_imp)
+    flat_unr, _ = jax.flatten_util.ravel_pytree(g_unr)
+    np.testing.assert_allclose(flat_imp, flat_unr, rtol=1e-6, atol=1e-9)
+
+
+def test_equilibrium_is_a_fixed_point_of_the_cell():
+  graph = random_graph()
+  cell = cells.GatedMPNNCell(out_size=D)
+  params = init_params(cell, graph)
+  config = deq.DEQConfig(
+      solver=solvers.SolverConfig(rel_tol=1e-5, max_iter=500,
+                                  eval_max_iter=500), noise_std=0.0)
+  h, stats = deq.equilibrium(cell, params, graph, config=config,
+                             training=False)
+  assert h.shape == (B, N, D)
+  assert stats.solver.iterations.shape == (B,)
+  again = cell.apply({'params': params}, *graph, h)
+  rel = (jnp.linalg.norm((again - h).reshape(B, -1), axis=1)
+         / jnp.linalg.norm(again.reshape(B, -1), axis=1))
+  assert bool(jnp.all(rel <= 1e-5 * 1.01))
+
+
+def test_noise_only_in_training():
+  graph = random_graph()
+  cell = cells.GatedMPNNCell(out_size=D)
+  params = init_params(cell, graph)
+  config = deq.DEQConfig(noise_std=0.1)
+  with pytest.raises(ValueError, match='needs an rng'):
+    deq.equilibrium(cell, params, graph, config=config, training=True)
+  key = jax.random.PRNGKey(0)
+  run = lambda training, k: deq.equilibrium(
+      cell, params, graph, config=config, training=training, rng=k)[0]
+  assert not np.allclose(run(True, key), run(True, jax.random.PRNGKey(1)))
+  np.testing.assert_array_equal(run(False, key),
+                                run(False, jax.random.PRNGKey(1)))
+
+
+def test_attach_loss_gradient_adds_the_regulariser_gradient():
+  def parts(theta):
+    x = jnp.sin(theta)
+    r = jnp.sum(theta ** 2)
+    return x, r
+
+  theta = jnp.array([0.3, -1.2, 2.0])
+  task = lambda x: jnp.sum(x * jnp.array([1.0, 2.0, 3.0]))
+  got = jax.grad(lambda t: task(deq.attach_loss_gradient(*parts(t), 0.25)))(
+      theta)
+  want = jax.grad(lambda t: task(parts(t)[0]) + 0.25 * parts(t)[1])(theta)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  # The forward value is untouched.
+  np.testing.assert_allclose(deq.attach_loss_gradient(*parts(theta), 0.25),
+                             parts(theta)[0])
+
+
+def test_jacobian_regulariser_reaches_the_parameters():
+  graph = random_graph()
+  cell = cells.GatedMPNNCell(out_size=D)
+  params = init_params(cell, graph)
+  solver = solvers.SolverConfig(rel_tol=1e-4, max_iter=200)
+  weight = 10.0
+  key = jax.random.PRNGKey(4)
+
+  def loss(p, w):
+    config = deq.DEQConfig(solver=solver, noise_std=0.0, jac_reg_weight=w,
+                           jac_reg_samples=2)
+    h, _ = deq.equilibrium(cell, p, graph, config=config, training=True,
+                           rng=key)
+    return jnp.sum(h)
+
+  config = deq.DEQConfig(solver=solver, noise_std=0.0, jac_reg_weight=weight,
+                         jac_reg_samples=2)
+  h_star, stats = deq.equilibrium(cell, params, graph, config=config,
+                                  training=True, rng=key)
+  assert bool(jnp.all(stats.jac_frobenius > 0))
+
+  # What the layer should add: weight * mean over graphs of the Hutchinson
+  # estimate at the stopped fixed point, with the layer's own keys.
+  _, jac_key = jax.random.split(key)
+  keys = jax.random.split(jac_key, B)
+  f = deq.single_graph_map(cell)
+  zeros = jnp.zeros((N, D))
+
+  def reg(p):
+    per_graph = [solvers.jacobian_frobenius_sq(
+        lambda x, b=b: f(x, p, (jax.tree_util.tree_map(lambda a, b=b: a[b],
+                                                       graph), zeros)),
+        jax.lax.stop_gradient(h_star[b]), keys[b], 2) for b in range(B)]
+    return weight * sum(per_graph) / B
+
+  np.testing.assert_allclose(reg(params) / weight,
+                             jnp.mean(stats.jac_frobenius), rtol=1e-5)
+  g_with = jax.grad(loss)(params, weight)
+  g_without = jax.grad(loss)(params, 0.0)
+  g_reg = jax.grad(reg)(params)
+  diff = jax.tree_util.tree_map(jnp.subtract, g_with, g_without)
+  for a, b in zip(jax.tree_util.tree_leaves(diff),
+                  jax.tree_util.tree_leaves(g_reg)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
