@@ -49,6 +49,10 @@ _P = flags.DEFINE_list(
     'p', [], 'Erdos-Renyi probabilities for the CLRS sampler (empty: CLRS '
     'default 0.5). CLRS samples undirected graphs as A * A^T, so an edge '
     'exists with probability p^2.')
+_SPARSE = flags.DEFINE_boolean(
+    'sparse', False, 'Sample sparse graphs instead: p = sqrt(2 / N) per size '
+    '(mean degree ~2: long shortest paths and unreachable nodes). Overrides '
+    '--p.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float64', ['float64', 'float32'],
                            'Dtype of the oracle solve.')
 _LOG_RANGE = flags.DEFINE_float(
@@ -82,6 +86,11 @@ class Row:
   residual: float
   fallback_mean: float | None
   fallback_max: int | None
+
+
+def sparse_p(nodes: int) -> float:
+  """Sampler probability giving undirected CLRS graphs of mean degree ~2."""
+  return float(np.sqrt(2.0 / nodes))
 
 
 def sample(algorithm: str, nodes: int, num_graphs: int, seed: int,
@@ -188,7 +197,9 @@ def main(argv: Sequence[str]) -> None:
   rows = []
   for algorithm in _ALGORITHMS.value:
     for nodes in (int(n) for n in _SIZES.value):
-      feedback = sample(algorithm, nodes, _NUM_GRAPHS.value, _SEED.value, p)
+      p_nodes = [sparse_p(nodes)] if _SPARSE.value else p
+      feedback = sample(algorithm, nodes, _NUM_GRAPHS.value, _SEED.value,
+                        p_nodes)
       for solver in _SOLVERS.value:
         kwargs = {}
         if solver == 'anderson':
@@ -201,9 +212,9 @@ def main(argv: Sequence[str]) -> None:
         logging.info('%s N=%d %s: score %.4f, %d/%d converged', algorithm,
                      nodes, solver, row.score, row.converged, row.graphs)
   print()
-  print(f'dtype={_DTYPE.value} log_range={_LOG_RANGE.value} '
-        f'p={p or "CLRS default"} seed={_SEED.value} '
-        f'graphs/size={_NUM_GRAPHS.value}')
+  p_text = 'sqrt(2/N)' if _SPARSE.value else (p or 'CLRS default')
+  print(f'dtype={_DTYPE.value} log_range={_LOG_RANGE.value} p={p_text} '
+        f'seed={_SEED.value} graphs/size={_NUM_GRAPHS.value}')
   print(format_rows(rows))
 
 

@@ -28,14 +28,9 @@ NUM_GRAPHS = 8
 HISTORY = 6
 
 
-def sparse_p(nodes: int) -> float:
-  """CLRS keeps an undirected edge with probability p^2: aim for degree ~2."""
-  return float(np.sqrt(2.0 / nodes))
-
-
 @functools.lru_cache(maxsize=None)
 def feedback(algorithm: str, nodes: int, sparse: bool, seed: int = 0):
-  p = (sparse_p(nodes),) if sparse else ()
+  p = (oracle_cmd.sparse_p(nodes),) if sparse else ()
   return oracle_cmd.sample(algorithm, nodes, NUM_GRAPHS, seed, p)
 
 
