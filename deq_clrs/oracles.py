@@ -69,9 +69,10 @@ it):
   mixtures whose rounding leaves a residual of ~1e-16 (float64) that almost
   never reaches the exact tolerance (it may hit 0 by chance), so it usually
   spends its whole cap and reports ``converged=False``. In our samples what
-  it returned then was the fixed point up to rounding when the cap was large
-  (N + 1 at N >= 64) and could be wrong when it was small (N = 16). It was
-  never faster than plain iteration (for BFS it cannot be, see above).
+  it returned then was within 1e-5 (relative, often 1e-15) of the fixed
+  point and decoded right when the cap was large (N + 1 at N >= 64), and
+  could be far off and decode wrong when it was small (N = 16). It was never
+  faster than plain iteration (for BFS it cannot be, see above).
   ``run_oracle(..., fallback=True)`` finishes such graphs with
   plain iteration from Anderson's iterate, which is then exact again (within
   ``L + 1`` further evaluations in our samples).
@@ -349,11 +350,14 @@ class OracleRun(NamedTuple):
     fallback_stats: stats of the plain fixed-point iteration that finished
       the graphs the requested solver left unconverged (iterations 0 where it
       did not run), or None when no fallback was asked for.
+    solver_h: the requested solver's own last iterate [B, N] (equal to
+      ``h_star`` without a fallback).
   """
   h_star: np.ndarray
   pi: np.ndarray
   stats: solvers.SolverStats
   fallback_stats: solvers.SolverStats | None = None
+  solver_h: np.ndarray | None = None
 
 
 # The oracle runs in evaluation mode, where no gradient is taken; 'implicit'
@@ -368,6 +372,7 @@ def _solve_and_decode(algorithm, graph, config, fallback):
   h_star, stats = deq_lib.equilibrium(cell, {}, graph, config=config,
                                       training=False)
   stats = stats.solver
+  solver_h = h_star
   fallback_stats = None
   if fallback is not None:
     # Plain iteration from the first solver's iterate. A graph already at its
@@ -385,7 +390,8 @@ def _solve_and_decode(algorithm, graph, config, fallback):
         rel_residual=jnp.where(done, stats.rel_residual,
                                fallback_stats.rel_residual),
         converged=done | fallback_stats.converged)
-  return h_star, decode_pi(algorithm, h_star, graph), stats, fallback_stats
+  pi = decode_pi(algorithm, h_star, graph)
+  return h_star, pi, stats, fallback_stats, solver_h
 
 
 def run_oracle(algorithm: str, graph: deq_lib.GraphInputs,
@@ -420,9 +426,10 @@ def run_oracle(algorithm: str, graph: deq_lib.GraphInputs,
   with x64_scope(dtype):
     graph = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), graph)
     out = _solve_and_decode(algorithm, graph, config, fallback_config)
-    h_star, pi, stats, fallback_stats = jax.device_get(out)
+    h_star, pi, stats, fallback_stats, solver_h = jax.device_get(out)
   return OracleRun(h_star=np.asarray(h_star[..., 0]), pi=np.asarray(pi),
-                   stats=stats, fallback_stats=fallback_stats)
+                   stats=stats, fallback_stats=fallback_stats,
+                   solver_h=np.asarray(solver_h[..., 0]))
 
 
 def pi_datapoint(pi: np.ndarray):
