@@ -325,9 +325,19 @@ def oracle_solver_config(method: str, num_nodes: int, *,
 
   Returns:
     A :class:`~deq_clrs.solvers.SolverConfig`.
+
+  Raises:
+    ValueError: if one ulp of ``exp(-R)`` squares below the dtype's smallest
+      normal number (R above ~27 in float32, ~317 in float64).
   """
   cap = num_nodes + 1 if max_iter is None else max_iter
-  abs_tol = 0.25 * float(np.exp(-log_range)) * float(np.finfo(dtype).eps)
+  info = np.finfo(dtype)
+  abs_tol = 0.25 * float(np.exp(-log_range)) * float(info.eps)
+  if (2.0 * abs_tol) ** 2 < float(info.tiny):
+    # The smallest change (an ulp of exp(-R)) would square to a subnormal,
+    # which XLA on CPU flushes to 0: the residual would read 0 too early.
+    raise ValueError(f'log_range={log_range} is too large for {info.dtype}: '
+                     'residual norms would underflow')
   return solvers.SolverConfig(method=method, max_iter=cap, eval_max_iter=cap,
                               rel_tol=0.0, abs_tol=abs_tol, **kwargs)
 

@@ -288,6 +288,12 @@ def test_inputs_and_cells_validate():
     oracles.oracle_inputs('bellman_ford', bad)
   with pytest.raises(KeyError):
     oracles.oracle_inputs('bfs', inputs[:1])
+  with pytest.raises(ValueError, match='too large'):
+    oracles.oracle_solver_config('fixed_point', 4, dtype=np.float32,
+                                 log_range=30.0)
+  oracles.oracle_solver_config('fixed_point', 4, dtype=np.float32,
+                               log_range=25.0)
+  oracles.oracle_solver_config('fixed_point', 4, log_range=300.0)
   graph = oracles.oracle_inputs('bfs', inputs)
   with pytest.raises(ValueError, match='size 1'):
     oracles.BFSOracleCell(out_size=2).init(
