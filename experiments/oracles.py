@@ -13,9 +13,13 @@ CLRS's own sampler, solves the oracle through the equilibrium layer
 * ``iters`` / ``L+1``: mean and max evaluations of the cell per graph, and the
   mean and max of CLRS's ``lengths`` + 1 (plain iteration needs exactly
   ``L + 1``); ``it-(L+1)``: the range of the per-graph difference;
-* ``res``: largest final absolute residual;
+* ``res``: the solver's largest final absolute residual;
 * ``fb_iters``: mean and max evaluations of the plain-iteration fallback for
   the graphs the solver left unconverged (``--fallback``).
+
+``conv``, ``iters`` and ``res`` describe the named solver alone; ``score``,
+``exact`` and ``h_err`` describe the final answer, after the fallback if one
+ran (``--nofallback`` scores the solver's own last iterate).
 
 Example:
 
