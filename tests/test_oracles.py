@@ -20,7 +20,7 @@ import pytest
 from deq_clrs import deq
 from deq_clrs import oracles
 from deq_clrs import solvers
-from experiments import oracles as oracle_cmd
+from experiments import oracle_report as oracle_cmd
 
 ALGORITHMS = ('bfs', 'bellman_ford')
 METHODS = ('fixed_point', 'anderson')
@@ -435,3 +435,22 @@ def test_command_rows_and_table():
   assert table.splitlines()[0].split()[:4] == ['algorithm', 'N', 'solver',
                                                 'score']
   assert 'bfs' in table.splitlines()[2]
+
+
+@pytest.mark.slow
+def test_command_runs_end_to_end():
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root)
+  out = subprocess.run(
+      [sys.executable, '-m', 'experiments.oracles', '--sizes=16',
+       '--num_graphs=2', '--sparse'],
+      cwd=root, env=env, capture_output=True, text=True, check=True).stdout
+  rows = [line.split() for line in out.splitlines()
+          if line.startswith(('bfs ', 'bellman_ford '))]
+  assert [(r[0], r[2]) for r in rows] == [
+      ('bfs', 'fixed_point'), ('bfs', 'anderson'),
+      ('bellman_ford', 'fixed_point'), ('bellman_ford', 'anderson')]
+  assert all(r[3] == '1.0000' and r[4] == '2/2' for r in rows)
