@@ -181,7 +181,10 @@ def test_capped_solver_reports_non_convergence(algorithm, method):
   fb = feedback(algorithm, 16, True)
   steps = lengths(fb) + 1
   ref = None
-  for cap in sorted({2, int(np.median(steps)), int(steps.max()) - 1}):
+  caps = {2, int(np.median(steps)), int(steps.max()) - 1}
+  if method == 'anderson':   # each cap compiles anew; one is enough here
+    caps = {int(steps.max()) - 1}
+  for cap in sorted(caps):
     _, graph, config, run = solved(algorithm, 16, True, method,
                                    max_iter=cap)
     ref = ref or oracles.reference_fixed_point(algorithm, fb, graph)
