@@ -25,6 +25,9 @@ Backward modes (:class:`BackwardConfig`):
 * ``phantom``: the solve runs without gradients, then ``k`` damped steps
   ``h <- (1 - lam) h + lam f(h)`` are applied with gradients from the stopped
   fixed point (``k = 1, lam = 1`` is Jacobian-free backprop, DEAR's choice).
+  The layer's output is the state after those steps, in training and in
+  evaluation alike (the model is evaluated on the map it was trained on);
+  ``SolverStats.iterations`` counts the solver loop only.
 * ``unrolled``: plain backprop through a fixed number of iterations of ``f``
   from ``h0`` (a reference; it ignores the forward solver and tolerances).
 """
@@ -121,8 +124,8 @@ class BackwardConfig:
   """
   mode: str = 'phantom'
   linear_solver: str = 'gmres'
-  linear_tol: float = 1e-6
-  linear_max_iter: int = 100
+  linear_tol: float = 1e-5
+  linear_max_iter: int = 40
   phantom_steps: int = 1
   phantom_damping: float = 1.0
   unroll_steps: int = 40
@@ -139,10 +142,18 @@ class BackwardConfig:
       raise ValueError('linear_max_iter must be >= 1 and linear_tol > 0')
 
   def linear_solve_fn(self) -> Callable[..., Any]:
-    """The jaxopt linear solver ``solve(matvec, b)`` for the adjoint system."""
-    return functools.partial(
-        LINEAR_SOLVERS[self.linear_solver], tol=self.linear_tol,
-        maxiter=self.linear_max_iter)
+    """The jaxopt linear solver ``solve(matvec, b)`` for the adjoint system.
+
+    ``linear_max_iter`` bounds the number of matrix-vector products: for
+    GMRES, jax counts restarts (of ``restart`` Krylov steps each) as
+    iterations, so the cap is split into restarts of at most 20 steps.
+    """
+    kwargs = dict(tol=self.linear_tol, maxiter=self.linear_max_iter)
+    if self.linear_solver == 'gmres':
+      restart = min(20, self.linear_max_iter)
+      kwargs.update(restart=restart,
+                    maxiter=-(-self.linear_max_iter // restart))
+    return functools.partial(LINEAR_SOLVERS[self.linear_solver], **kwargs)
 
 
 class SolverStats(NamedTuple):
