@@ -1,0 +1,1 @@
+"""Sweeps of experiments.train over a cluster (SLURM job arrays) or locally."""

@@ -1,0 +1,95 @@
+"""Data-parallel training: 4 forced CPU devices, and 2 processes on loopback."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = ROOT / 'tests' / 'helpers' / 'parallel_worker.py'
+
+
+def run_worker(*args, tmp_path):
+  """Starts the worker; its output goes to files (a full pipe could block a
+  process that its peer is waiting for in a collective)."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL='3')
+  env.pop('XLA_FLAGS', None)
+  name = '_'.join(map(str, args))
+  out = open(tmp_path / f'{name}.out', 'w+')
+  err = open(tmp_path / f'{name}.err', 'w+')
+  proc = subprocess.Popen([sys.executable, str(WORKER), *map(str, args)],
+                          stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
+  proc.files = (out, err)
+  return proc
+
+
+def result(proc, timeout=600):
+  proc.wait(timeout=timeout)
+  out, err = proc.files
+  out.seek(0)
+  err.seek(0)
+  text, errors = out.read(), err.read()
+  assert proc.returncode == 0, errors[:3000] + '\n...\n' + errors[-3000:]
+  return json.loads(text.strip().splitlines()[-1])
+
+
+# Stated tolerance: sharding changes only the order of float32 reductions.
+RTOL = 1e-5
+
+
+def test_sharded_training_equals_single_device_on_4_devices(tmp_path):
+  res = result(run_worker('devices', 4, tmp_path=tmp_path))
+  assert res['num_devices'] == 4
+  sharded, single = res['sharded'], res['single']
+  assert sharded['param_devices'] == 4  # parameters live on all 4 devices
+  assert single['param_devices'] == 1
+  np.testing.assert_allclose(sharded['losses'], single['losses'], rtol=RTOL)
+  np.testing.assert_allclose(sharded['grads'], single['grads'], rtol=1e-4,
+                             atol=1e-6)
+  assert sharded['pred_shape'] == single['pred_shape']
+  np.testing.assert_array_equal(sharded['pred_pi'], single['pred_pi'])
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_together_on_loopback(tmp_path):
+  port = free_port()
+  procs = [run_worker('process', port, i, 2, tmp_path=tmp_path)
+           for i in range(2)]
+  try:
+    runs = [result(p) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  reference = result(run_worker('devices', 1, tmp_path=tmp_path))['single']
+  for i, r in enumerate(runs):
+    assert r['process_index'] == i
+    assert r['process_count'] == 2
+    assert r['num_devices'] == 2  # one CPU device per process, one job
+    assert r['run']['param_devices'] == 2
+    # Each process fed half of every batch; together they reproduce the
+    # single-process run on whole batches.
+    np.testing.assert_allclose(r['run']['losses'], reference['losses'],
+                               rtol=RTOL)
+    np.testing.assert_allclose(r['run']['grads'], reference['grads'],
+                               rtol=1e-4, atol=1e-6)
+    assert r['run']['pred_shape'] == reference['pred_shape']
+
+
+def test_indivisible_batch_is_refused():
+  from deq_clrs import parallel
+
+  with pytest.raises(ValueError, match='global batch size 6 .* divisible by '
+                     'the 4 devices'):
+    parallel.check_batch_divisible(3, 2, 4)
+  parallel.check_batch_divisible(4, 2, 4)  # 8 graphs over 4 devices: fine
