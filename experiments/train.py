@@ -75,7 +75,7 @@ def config_from_flags():
   Raises:
     ValueError: a flag that does not fit the others.
   """
-  config = FLAGS.config
+  config = FLAGS.config.copy_and_resolve_references()
   for name in (*_STR, *_INT, *_FLOAT):
     if FLAGS[name].value is not None:
       config[name] = FLAGS[name].value
