@@ -27,6 +27,7 @@ def test_dear_on_bfs_beats_its_untrained_self_at_64_nodes(tmp_path):
 
   before = untrained['test_scores']['64']['score']
   after = trained['test_scores']['64']['score']
+  print(f'bfs at 64 nodes: untrained {before:.3f}, trained {after:.3f}')
   assert after > before + 0.3, (before, after)
   assert after > 0.6, after
   assert trained['solver']['64']['converged_fraction'] > 0.5

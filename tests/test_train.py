@@ -103,6 +103,30 @@ def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path):
       jax.tree_util.tree_leaves(final['params'])))
 
 
+def test_nar_with_hints_and_a_stock_clrs_processor(data_dir, tmp_path):
+  config = tiny_config(data_dir, model='nar_hints', processor='clrs:mpnn',
+                       train_steps=2)
+  results = training.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['solver'] is None  # not an equilibrium model
+  assert results['processor'] == 'clrs:mpnn'
+  assert set(results['test_scores']['12']) == {'score', 'pi'}
+
+
+def test_sorting_outputs_become_permutation_pointers(data_dir):
+  spec = data_lib.algorithm_spec('insertion_sort')
+  assert spec['pred'][2] == 'permutation_pointer'
+  assert spec['pred_mask'][2] == 'mask_one'
+  test = data_lib.load_dataset('insertion_sort', 'test', 6, 3,
+                               data_dir=data_dir)
+  outputs = {dp.name: dp for dp in test.outputs}
+  assert set(outputs) == {'pred', 'pred_mask'}
+  assert isinstance(outputs['pred'].data, np.ndarray)
+  # One first element per list, and each node points to its predecessor.
+  np.testing.assert_array_equal(outputs['pred_mask'].data.sum(axis=1),
+                                np.ones(3))
+  assert outputs['pred'].data.shape == (3, 6, 6)
+
+
 def test_resume_refuses_a_different_config(data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   config = tiny_config(data_dir, train_steps=0, model='nar')

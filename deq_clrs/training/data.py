@@ -1,7 +1,8 @@
 """Data protocol: cached CLRS datasets and a resumable training stream.
 
 Every dataset is made by an offline CLRS sampler (``num_samples > 0``) with a
-seed fixed by ``(data_seed, split, size)``, pickled once into a data
+seed fixed by ``(data_seed, split, size)``, with should-be permutations
+processed as in CLRS's ``run.py``, pickled once into a data
 directory and reloaded by every later run, so every model and every rerun is
 trained and scored on the same graphs:
 
@@ -36,6 +37,29 @@ SPLIT_IDS = {'train': 1, 'val': 2, 'test': 3}
 def valid_algorithms() -> list[str]:
   """Names of the CLRS-30 algorithms, sorted."""
   return sorted(clrs.CLRS_30_ALGS_SETTINGS)
+
+
+def algorithm_spec(algorithm: str) -> clrs.Spec:
+  """The spec models are built with: CLRS's, with should-be permutations
+  turned into permutation pointers plus a mask (as CLRS's ``run.py`` does
+  with ``enforce_permutations``; sorting algorithms need it)."""
+  spec, _ = clrs.process_permutations(clrs.SPECS[algorithm], iter(()), True)
+  return spec
+
+
+def enforce_permutations(feedback: clrs.Feedback) -> clrs.Feedback:
+  """Applies CLRS's permutation processing to one ``Feedback``."""
+  _, processed = clrs.process_permutations({}, iter([feedback]), True)
+  feedback = next(processed)
+
+  def numpy(traj):  # CLRS's conversion returns jax arrays.
+    return tuple(clrs.DataPoint(dp.name, dp.location, dp.type_,
+                                np.asarray(dp.data)) for dp in traj)
+  f = feedback.features
+  return clrs.Feedback(
+      features=clrs.Features(inputs=numpy(f.inputs), hints=numpy(f.hints),
+                             lengths=np.asarray(f.lengths)),
+      outputs=numpy(feedback.outputs))
 
 
 def dataset_seed(data_seed: int, split: str, size: int) -> int:
@@ -108,14 +132,14 @@ def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
   """
   seed = dataset_seed(data_seed, split, size)
   name = (f'{algorithm}_{split}_n{size}_k{num_samples}_s{seed}_'
-          f'{"hints" if with_hints else "steps"}.pkl')
+          f'{"hints" if with_hints else "steps"}_perm.pkl')
   path = os.path.join(data_dir, name)
   if os.path.exists(path):
     with open(path, 'rb') as f:
       return pickle.load(f)
   sampler, _ = clrs.build_sampler(algorithm, num_samples=num_samples,
                                   length=size, seed=seed)
-  feedback = sampler.next()
+  feedback = enforce_permutations(sampler.next())
   if not with_hints:
     feedback = steps_only(feedback)
   _atomic_pickle(feedback, path)

@@ -152,7 +152,7 @@ def build_models(config: ml_collections.ConfigDict,
   Returns:
     :class:`Models` with parameters initialised from ``config.seed``.
   """
-  spec = clrs.SPECS[config.algorithm]
+  spec = data_lib.algorithm_spec(config.algorithm)
   hints = uses_hints(config)
   prepare = deq_clrs.one_shot_feedback if is_equilibrium(config) else _identity
   dummy = prepare(dummy)
