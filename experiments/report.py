@@ -62,10 +62,17 @@ def _fmt(values: list[float], digits: int = 3) -> str:
   return f'{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}'
 
 
+def label(run: dict[str, Any]) -> str:
+  """The model, with the config's ``tag`` (a variant) if it has one."""
+  tag = run['config'].get('tag', '')
+  return f'{run["model"]}:{tag}' if tag else run['model']
+
+
 def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
+  """(algorithm, model label) -> runs (one per seed)."""
   groups = collections.defaultdict(list)
   for run in runs:
-    groups[(run['algorithm'], run['model'])].append(run)
+    groups[(run['algorithm'], label(run))].append(run)
   return dict(sorted(groups.items()))
 
 
@@ -156,7 +163,7 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
 
   fig, ax = plt.subplots(figsize=(6.5, 5))
   top = 1.0
-  for (alg, _), group_runs in group(runs).items():
+  for (alg, model), group_runs in group(runs).items():
     xs, ys, hi = [], [], []
     for r in group_runs:
       for s, stats in (r.get('solver') or {}).items():
@@ -167,7 +174,8 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
         hi.append(stats['iterations_max'] - stats['iterations_mean'])
     if xs:
       ax.errorbar(xs, ys, yerr=[np.zeros(len(hi)), hi], fmt='o',
-                  capsize=3, label=alg)
+                  capsize=3,
+                  label=alg if model == 'dear' else f'{alg} [{model}]')
       top = max(top, max(xs), max(np.add(ys, hi)))
   ax.plot([1, top], [1, top], 'k--', lw=1, label='iterations = true steps')
   ax.set_xscale('log')
@@ -188,7 +196,8 @@ def write_report(runs_dir: str, out_dir: str) -> list[dict[str, Any]]:
     raise FileNotFoundError(f'no results.json under {runs_dir}')
   os.makedirs(os.path.join(out_dir, 'runs'), exist_ok=True)
   for r in runs:
-    name = f'{r["algorithm"]}.{r["model"]}.seed{r["seed"]}.json'
+    name = f'{r["algorithm"]}.{label(r)}.seed{r["seed"]}.json'.replace(
+        ':', '.')
     shutil.copyfile(r['_path'], os.path.join(out_dir, 'runs', name))
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:
     f.write(markdown_table(runs))

@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = 'dear'          # 'dear' | 'nar' | 'nar_hints'
   config.processor = ''          # '' = deq_mpnn for dear, mpnn for nar*
   config.seed = 0
+  config.tag = ''                # free-form variant label for the report
 
   config.hidden_size = 64
   config.batch_size = 32
