@@ -130,7 +130,11 @@ def test_sorting_outputs_become_permutation_pointers(data_dir):
 def test_resume_refuses_a_different_config(data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   config = tiny_config(data_dir, train_steps=0, model='nar')
-  training.train_and_evaluate(config, workdir)
+  untrained = training.train_and_evaluate(config, workdir)
+  # Untrained parameters are validated and tested too.
+  assert untrained['best_step'] == 0
+  assert 0.0 <= untrained['val_score'] <= 1.0
+  assert untrained['final_train_loss'] is None
   with pytest.raises(ValueError, match='different config'):
     training.train_and_evaluate(
         tiny_config(data_dir, train_steps=0, model='nar', hidden_size=8),

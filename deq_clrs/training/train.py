@@ -252,6 +252,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_key = jax.random.PRNGKey(config.seed)
 
   step = int(state['step'])
+
+  def validate():
+    models.sync()
+    val = evaluate(models, val_set, batch_size=config.eval_batch_size,
+                   seed=config.seed)
+    _log_scalars(writer, step, 'val', _eval_scalars(val))
+    improved = val['score'] > float(state['best_val'])
+    if improved:
+      state['best_val'] = ckpt_lib.scalar(val['score'])
+      state['best_step'] = ckpt_lib.scalar(step, np.int64)
+      state['best_params'] = models.train.params
+    logging.info('validation at step %d: score %.4f%s (best %.4f at step '
+                 '%d)', step, val['score'], ' *' if improved else '',
+                 float(state['best_val']), int(state['best_step']))
+
+  if step == 0:
+    validate()  # The untrained parameters are the first candidate.
   window_start, window_step = time.perf_counter(), step
   segment_start = time.perf_counter()
   base_seconds = float(state['train_seconds'])
@@ -271,18 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       writer.scalar('train/steps_per_second', rate, step)
       window_start, window_step = now, step
     if step % config.eval_every == 0 or step == config.train_steps:
-      models.sync()
-      val = evaluate(models, val_set, batch_size=config.eval_batch_size,
-                     seed=config.seed)
-      _log_scalars(writer, step, 'val', _eval_scalars(val))
-      improved = val['score'] > float(state['best_val'])
-      if improved:
-        state['best_val'] = ckpt_lib.scalar(val['score'])
-        state['best_step'] = ckpt_lib.scalar(step, np.int64)
-        state['best_params'] = models.train.params
-      logging.info('validation at step %d: score %.4f%s (best %.4f at step '
-                   '%d)', step, val['score'], ' *' if improved else '',
-                   float(state['best_val']), int(state['best_step']))
+      validate()
     if step % config.checkpoint_every == 0 or step == config.train_steps:
       state.update(
           params=models.train.params, opt_state=models.train.opt_state,
@@ -309,7 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'val_score': float(state['best_val']),
       'best_step': int(state['best_step']),
       'train_steps': step,
-      'final_train_loss': loss,
+      # None when this invocation ran no step (the run was complete).
+      'final_train_loss': loss if math.isfinite(loss) else None,
       'train_seconds': train_seconds,
   }
   results.update(_test_results(models, config, list(config.test_sizes),
