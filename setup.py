@@ -20,11 +20,17 @@ setuptools.setup(
         'flax',
         'jax',
         'jaxopt',
+        'matplotlib',
+        'ml_collections',
         'numpy',
         # optax 0.2.8 breaks stock CLRS multi-algorithm training (see
         # DESIGN.md); 0.2.4-0.2.6 work with jax 0.10.
         'optax>=0.2.4,<=0.2.6',
+        'orbax-checkpoint',
         'submitit',
+        # flax.metrics.tensorboard (experiments' metrics) needs it.
+        'tensorboard',
+        'tensorflow',
     ],
     extras_require={
         'test': ['pytest', 'ruff'],

@@ -1,0 +1,1 @@
+"""absl entry points: training, checkpoint evaluation and the report."""

@@ -19,3 +19,14 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if 'slow' in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """A persistent XLA cache for the session: the tests build many models
+  with identical programs, and each new model would otherwise recompile."""
+  import jax
+  jax.config.update('jax_compilation_cache_dir',
+                    str(tmp_path_factory.mktemp('xla_cache')))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

@@ -1,0 +1,376 @@
+"""Training and evaluation of DEAR and its NAR baselines on one algorithm.
+
+:func:`train_and_evaluate` is the whole experiment: it loads (or makes and
+caches) the datasets, builds the models, trains with periodic validation and
+resumable checkpoints, scores the best-by-validation parameters on every
+test size and writes ``results.json``, TensorBoard metrics and checkpoints
+into the working directory. :func:`evaluate_checkpoint` scores a finished or
+interrupted run's checkpoint without training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging as pylogging
+import math
+import os
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+
+import clrs
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax.metrics import tensorboard
+
+from deq_clrs.training import checkpoints as ckpt_lib
+from deq_clrs.training import data as data_lib
+from deq_clrs.training import models as models_lib
+
+# Settings a rerun in the same workdir may change; anything else must match
+# the run being resumed.
+RESUMABLE_CHANGES = frozenset({'train_steps', 'test_sizes', 'data_dir',
+                               'log_every'})
+
+
+def quiet_orbax_logs() -> None:
+  """Hides orbax's INFO lines (several per checkpoint) from absl's log."""
+  def keep(record: pylogging.LogRecord) -> bool:
+    return (record.levelno >= pylogging.WARNING
+            or f'{os.sep}orbax{os.sep}' not in record.pathname)
+  logging.get_absl_handler().addFilter(keep)
+
+
+def _concat(trees: list[Any]) -> Any:
+  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0),
+                                *trees)
+
+
+def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
+             batch_size: int, seed: int, timed: bool = False
+             ) -> dict[str, Any]:
+  """Scores the evaluation model on a whole cached dataset.
+
+  Args:
+    models: models whose ``eval`` holds the parameters to score.
+    dataset: a cached (unprepared) dataset.
+    batch_size: graphs per ``predict`` call.
+    seed: PRNG seed for ``predict``.
+    timed: report ``seconds_per_sample`` of ``predict``, compilation
+      excluded.
+
+  Returns:
+    ``{'score': CLRS score (mean of per-output scores), 'outputs': {name:
+    score}, 'gt_steps_mean': float, 'graphs': int}`` plus
+    ``'seconds_per_sample'`` when timed and ``'solver'`` (iteration
+    statistics per graph) for equilibrium models.
+  """
+  chunks = [models.prepare(b) for b in data_lib.batches(dataset, batch_size)]
+  key = jax.random.PRNGKey(seed)
+
+  def predict(fb):
+    preds, _ = models.eval.predict(key, fb.features)
+    return jax.tree_util.tree_map(np.asarray, preds)
+
+  if models.stats_log is not None:
+    models.stats_log.drain()
+  # The first batch of each shape compiles: time only the others, or, if
+  # every batch compiles, a second run of the first one.
+  preds, seconds, timed_graphs, shapes = [], 0.0, 0, set()
+  for fb in chunks:
+    start = time.perf_counter()
+    preds.append(predict(fb))
+    shape = data_lib.num_graphs(fb)
+    if shape in shapes:
+      seconds += time.perf_counter() - start
+      timed_graphs += shape
+    shapes.add(shape)
+  if models.stats_log is not None:
+    records = models.stats_log.drain()
+  if timed and not timed_graphs:
+    start = time.perf_counter()
+    predict(chunks[0])
+    seconds = time.perf_counter() - start
+    timed_graphs = data_lib.num_graphs(chunks[0])
+    if models.stats_log is not None:
+      models.stats_log.drain()
+  preds = _concat(preds)
+  scores = clrs.evaluate(dataset.outputs, preds)
+  result = {
+      'score': float(scores['score']),
+      'outputs': {k: float(v) for k, v in scores.items() if k != 'score'},
+      'gt_steps_mean': data_lib.mean_steps(dataset),
+      'graphs': data_lib.num_graphs(dataset),
+  }
+  if timed:
+    result['seconds_per_sample'] = seconds / timed_graphs
+  if models.stats_log is not None:
+    result['solver'] = models.stats_log.summarize(records)
+  return result
+
+
+def _data_dir(config: ml_collections.ConfigDict) -> str:
+  return os.path.expanduser(config.data_dir)
+
+
+def load_eval_set(config: ml_collections.ConfigDict, split: str,
+                  size: int) -> clrs.Feedback:
+  """The cached validation or test set of a config at one size."""
+  samples = config.val_samples if split == 'val' else config.test_samples
+  return data_lib.load_dataset(
+      config.algorithm, split, size, samples, data_dir=_data_dir(config),
+      data_seed=config.data_seed,
+      with_hints=models_lib.uses_hints(config))
+
+
+def _write_json(obj: Any, path: str) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes ``config.json``, or refuses a config that differs from it."""
+  path = os.path.join(workdir, 'config.json')
+  current = json.loads(config.to_json())
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    changed = sorted(k for k in set(saved) | set(current)
+                     if saved.get(k) != current.get(k)
+                     and k not in RESUMABLE_CHANGES)
+    if changed:
+      raise ValueError(
+          f'{workdir} holds a run with a different config (keys {changed}); '
+          f'use a new --workdir or the same settings to resume it')
+  _write_json(current, path)
+
+
+def _initial_state(models: models_lib.Models) -> dict[str, Any]:
+  params = models.train.params
+  return {
+      'params': params,
+      'opt_state': models.train.opt_state,
+      'best_params': params,
+      'step': ckpt_lib.scalar(0, np.int64),
+      'best_step': ckpt_lib.scalar(0, np.int64),
+      'best_val': ckpt_lib.scalar(-np.inf),
+      'train_seconds': ckpt_lib.scalar(0.0),
+  }
+
+
+def _log_scalars(writer, step: int, prefix: str,
+                 values: dict[str, Any]) -> None:
+  for name, value in values.items():
+    if isinstance(value, (int, float)) and math.isfinite(value):
+      writer.scalar(f'{prefix}/{name}', value, step)
+
+
+def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
+  values = {'score': result['score'], **result['outputs']}
+  for k, v in result.get('solver', {}).items():
+    values[f'solver_{k}'] = v
+  if 'seconds_per_sample' in result:
+    values['seconds_per_sample'] = result['seconds_per_sample']
+  return values
+
+
+def _test_results(models: models_lib.Models,
+                  config: ml_collections.ConfigDict,
+                  sizes: Sequence[int], writer, step: int) -> dict[str, Any]:
+  """Scores ``models.eval`` on the test sets; fields of ``results.json``."""
+  out = {'test_scores': {}, 'gt_steps_mean': {}, 'seconds_per_sample': {},
+         'solver': {} if models.stats_log is not None else None}
+  for size in sizes:
+    dataset = load_eval_set(config, 'test', size)
+    result = evaluate(models, dataset, batch_size=config.eval_batch_size,
+                      seed=config.seed, timed=True)
+    key = str(size)
+    out['test_scores'][key] = {'score': result['score'], **result['outputs']}
+    out['gt_steps_mean'][key] = result['gt_steps_mean']
+    out['seconds_per_sample'][key] = result['seconds_per_sample']
+    if out['solver'] is not None:
+      out['solver'][key] = result['solver']
+    logging.info('test n=%d: score %.4f (%d graphs, %.1f true steps, '
+                 '%.2e s/graph)%s', size, result['score'], result['graphs'],
+                 result['gt_steps_mean'], result['seconds_per_sample'],
+                 '' if out['solver'] is None else
+                 ', solver iterations mean %.1f max %d' % (
+                     result['solver']['iterations_mean'],
+                     result['solver']['iterations_max']))
+    _log_scalars(writer, step, f'test_{size}', _eval_scalars(result))
+  return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       hooks: Sequence[Callable[[int], None]] = ()
+                       ) -> dict[str, Any]:
+  """Trains, validates, checkpoints and tests one model; resumable.
+
+  Rerunning with the same config and workdir continues from the latest
+  checkpoint and ends with the same parameters and scores as an
+  uninterrupted run: batches, dropout-free noise keys and the best-so-far
+  bookkeeping are all functions of ``(seed, step)`` or stored in the
+  checkpoint.
+
+  Args:
+    config: see ``experiments/configs/default.py``.
+    workdir: where ``config.json``, ``checkpoints/``, ``tensorboard/`` and
+      ``results.json`` go.
+    hooks: called with the number of finished steps after each step (and
+      after that step's checkpoint, if any).
+
+  Returns:
+    The contents of ``results.json``.
+  """
+  models_lib.check_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  _check_resumable(config, workdir)
+
+  stream = data_lib.TrainStream.load(
+      config.algorithm, list(config.train_sizes),
+      config.train_samples_per_size, config.batch_size, config.seed,
+      data_dir=_data_dir(config), data_seed=config.data_seed,
+      with_hints=models_lib.uses_hints(config))
+  val_set = load_eval_set(config, 'val', config.val_size)
+  models = models_lib.build_models(
+      config, data_lib.subsample(val_set, np.arange(1)))
+
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+  state = _initial_state(models)
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    models.train.params = state['params']
+    models.train.opt_state = state['opt_state']
+    logging.info('resumed from step %d of %d', int(state['step']),
+                 config.train_steps)
+  writer = tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  train_key = jax.random.PRNGKey(config.seed)
+
+  step = int(state['step'])
+
+  def validate():
+    models.sync()
+    val = evaluate(models, val_set, batch_size=config.eval_batch_size,
+                   seed=config.seed)
+    _log_scalars(writer, step, 'val', _eval_scalars(val))
+    improved = val['score'] > float(state['best_val'])
+    if improved:
+      state['best_val'] = ckpt_lib.scalar(val['score'])
+      state['best_step'] = ckpt_lib.scalar(step, np.int64)
+      state['best_params'] = models.train.params
+    logging.info('validation at step %d: score %.4f%s (best %.4f at step '
+                 '%d)', step, val['score'], ' *' if improved else '',
+                 float(state['best_val']), int(state['best_step']))
+
+  if step == 0:
+    validate()  # The untrained parameters are the first candidate.
+  window_start, window_step = time.perf_counter(), step
+  segment_start = time.perf_counter()
+  base_seconds = float(state['train_seconds'])
+  loss = float('nan')
+  while step < config.train_steps:
+    feedback = models.prepare(stream.batch(step))
+    loss = float(models.train.feedback(jax.random.fold_in(train_key, step),
+                                       feedback))
+    step += 1
+    if step % config.log_every == 0 or step == config.train_steps:
+      now = time.perf_counter()
+      rate = (step - window_step) / max(now - window_start, 1e-9)
+      eta = (config.train_steps - step) / max(rate, 1e-9)
+      logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %.0f s', step,
+                   config.train_steps, loss, rate, eta)
+      writer.scalar('train/loss', loss, step)
+      writer.scalar('train/steps_per_second', rate, step)
+      window_start, window_step = now, step
+    if step % config.eval_every == 0 or step == config.train_steps:
+      validate()
+    if step % config.checkpoint_every == 0 or step == config.train_steps:
+      state.update(
+          params=models.train.params, opt_state=models.train.opt_state,
+          step=ckpt_lib.scalar(step, np.int64),
+          train_seconds=ckpt_lib.scalar(
+              base_seconds + time.perf_counter() - segment_start))
+      checkpointer.save(step, state)
+    for hook in hooks:
+      hook(step)
+  # Wall time of the training loop (validation included), summed over
+  # resumed segments, as of the last checkpoint (= the last step).
+  train_seconds = float(state['train_seconds'])
+  checkpointer.close()
+
+  # Score the best-by-validation parameters.
+  models.train.params = state['best_params']
+  models.sync()
+  results = {
+      'algorithm': config.algorithm,
+      'model': config.model,
+      'processor': models_lib.processor_name(config),
+      'seed': config.seed,
+      'config': json.loads(config.to_json()),
+      'val_score': float(state['best_val']),
+      'best_step': int(state['best_step']),
+      'train_steps': step,
+      # None when this invocation ran no step (the run was complete).
+      'final_train_loss': loss if math.isfinite(loss) else None,
+      'train_seconds': train_seconds,
+  }
+  results.update(_test_results(models, config, list(config.test_sizes),
+                               writer, step))
+  writer.flush()
+  _write_json(results, os.path.join(workdir, 'results.json'))
+  logging.info('wrote %s', os.path.join(workdir, 'results.json'))
+  return results
+
+
+def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
+                        *, data_dir: str | None = None,
+                        which: str = 'best', step: int | None = None,
+                        output: str | None = None) -> dict[str, Any]:
+  """Scores a saved checkpoint on chosen test sizes, without training.
+
+  Args:
+    workdir: a run's workdir (holds ``config.json`` and ``checkpoints/``).
+    test_sizes: graph sizes to score (default: the run's).
+    data_dir: dataset cache (default: the run's).
+    which: ``'best'`` (best-by-validation parameters) or ``'last'``.
+    step: checkpoint step (default: the latest).
+    output: where to write the JSON (default ``<workdir>/eval_results.json``).
+
+  Returns:
+    ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
+    'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'solver'}``.
+  """
+  if which not in ('best', 'last'):
+    raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if test_sizes:
+    config.test_sizes = tuple(int(n) for n in test_sizes)
+  if data_dir:
+    config.data_dir = data_dir
+  models_lib.check_config(config)
+  val_set = load_eval_set(config, 'val', config.val_size)
+  models = models_lib.build_models(
+      config, data_lib.subsample(val_set, np.arange(1)))
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+  state = checkpointer.restore(_initial_state(models), step)
+  checkpointer.close()
+  models.train.params = state['best_params' if which == 'best' else 'params']
+  models.sync()
+  writer = tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  results = {
+      'algorithm': config.algorithm, 'model': config.model,
+      'seed': config.seed, 'checkpoint_step': int(state['step']),
+      'params': which, 'params_step': int(
+          state['best_step'] if which == 'best' else state['step']),
+  }
+  results.update(_test_results(models, config, list(config.test_sizes),
+                               writer, int(state['step'])))
+  writer.flush()
+  _write_json(results, output or os.path.join(workdir, 'eval_results.json'))
+  return results

@@ -1,0 +1,41 @@
+"""Scores a saved checkpoint on chosen test sizes, without training.
+
+  python -m experiments.evaluate --workdir=/tmp/dear_bfs --test_sizes=64,128
+
+Writes ``<workdir>/eval_results.json`` (or ``--output``); the logic is
+:func:`deq_clrs.training.evaluate_checkpoint`.
+"""
+
+from absl import app
+from absl import flags
+
+from deq_clrs import training
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s workdir.',
+                               required=True)
+_TEST_SIZES = flags.DEFINE_list('test_sizes', None,
+                                'Graph sizes (default: the run\'s).')
+_WHICH = flags.DEFINE_enum('params', 'best', ['best', 'last'],
+                           'Best-by-validation or last parameters.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: last).')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Dataset cache (default: '
+                                'the run\'s).')
+_OUTPUT = flags.DEFINE_string('output', None, 'Output JSON path.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  training.quiet_orbax_logs()
+  try:
+    sizes = [int(n) for n in _TEST_SIZES.value or []]
+  except ValueError:
+    raise app.UsageError(
+        f'--test_sizes must be integers, got {_TEST_SIZES.value}') from None
+  training.evaluate_checkpoint(_WORKDIR.value, sizes, data_dir=_DATA_DIR.value,
+                               which=_WHICH.value, step=_STEP.value,
+                               output=_OUTPUT.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,114 @@
+"""Trains and tests DEAR or a NAR baseline on one CLRS algorithm.
+
+This file is short on purpose (as in the Flax examples): flags become a
+config, and the logic lives in :mod:`deq_clrs.training`, where it can be
+imported and tested. Example::
+
+  python -m experiments.train --algorithm=bfs --model=dear \\
+      --workdir=/tmp/dear_bfs
+
+Every field of ``experiments/configs/default.py`` can also be set with
+``--config.<field>=...``; the named flags below override the config.
+Rerunning the same command resumes from the workdir's last checkpoint.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from deq_clrs import training
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs',
+                               'default.py')
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, '
+                               'metrics and results.json.', required=True)
+config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG,
+                                'Config file (ml_collections).')
+
+# Named overrides: None = keep the config's value.
+_STR = {
+    'algorithm': 'CLRS-30 algorithm name, e.g. bfs.',
+    'model': 'dear | nar (true steps, no hints) | nar_hints (CLRS hints).',
+    'processor': 'dear: deq_mpnn | deq_triplet_mpnn; nar*: mpnn | '
+                 'triplet_mpnn | clrs:<kind> (e.g. clrs:triplet_gmpnn).',
+    'data_dir': 'Cache of generated datasets.',
+}
+_INT = {
+    'hidden_size': 'Latent size.', 'batch_size': 'Graphs per step.',
+    'train_steps': 'Training steps.', 'seed': 'Initialisation and batch seed.',
+    'test_samples': 'Graphs per test set.',
+}
+_FLOAT = {'learning_rate': 'Adam learning rate.'}
+# Options of the equilibrium solver: only meaningful with --model=dear.
+_DEQ_STR = {
+    'solver': 'anderson | fixed_point.',
+    'backward': 'phantom | implicit | unrolled.',
+}
+_DEQ_INT = {'max_iter': 'Training iteration cap.',
+            'eval_max_iter': 'Evaluation iteration cap.'}
+_DEQ_FLOAT = {
+    'rel_tol': 'Relative residual tolerance (0 disables).',
+    'abs_tol': 'Absolute residual tolerance (0 disables).',
+    'jac_reg_weight': 'Weight of the Jacobian regulariser (0 disables).',
+}
+for _table, _define in ((_STR, flags.DEFINE_string),
+                        (_DEQ_STR, flags.DEFINE_string),
+                        (_INT, flags.DEFINE_integer),
+                        (_DEQ_INT, flags.DEFINE_integer),
+                        (_FLOAT, flags.DEFINE_float),
+                        (_DEQ_FLOAT, flags.DEFINE_float)):
+  for _name, _help in _table.items():
+    _define(_name, None, _help)
+_TEST_SIZES = flags.DEFINE_list('test_sizes', None,
+                                'Test graph sizes, e.g. 64,128 (default 64).')
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags():
+  """The config file's config with the named flags applied.
+
+  Raises:
+    ValueError: a flag that does not fit the others.
+  """
+  config = FLAGS.config.copy_and_resolve_references()
+  for name in (*_STR, *_INT, *_FLOAT):
+    if FLAGS[name].value is not None:
+      config[name] = FLAGS[name].value
+  deq_flags = [n for n in (*_DEQ_STR, *_DEQ_INT, *_DEQ_FLOAT)
+               if FLAGS[n].value is not None]
+  if deq_flags and config.model != 'dear':
+    raise ValueError(
+        f'--{", --".join(deq_flags)} only apply to the equilibrium solver of '
+        f'--model=dear; --model={config.model} runs its processor for the '
+        f'true number of steps')
+  for name in deq_flags:
+    config.deq[name] = FLAGS[name].value
+  if _TEST_SIZES.value is not None:
+    try:
+      config.test_sizes = tuple(int(n) for n in _TEST_SIZES.value)
+    except ValueError:
+      raise ValueError(f'--test_sizes must be integers, got '
+                       f'{_TEST_SIZES.value}') from None
+  training.check_config(config)
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  training.quiet_orbax_logs()
+  try:
+    config = config_from_flags()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  logging.info('config:\n%s', config)
+  training.train_and_evaluate(config, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
