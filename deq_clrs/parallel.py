@@ -8,10 +8,11 @@ axis of the data is sharded over the mesh's ``'data'`` axis, parameters and
 optimiser state are replicated, and XLA inserts the gradient all-reduce. On a
 mesh of one device it is exactly CLRS's single-device path.
 
-Multi-host: call :func:`initialize_distributed` first; every process then
-passes its *own* slice of the global batch (``batch_size / process_count``
-samples) to ``feedback`` / ``predict``, and the mesh spans all processes'
-devices.
+Multi-host: call :func:`initialize_distributed` first. The mesh then spans
+every process's devices, and every process passes the same *global* batch to
+``feedback`` / ``predict`` (our training data is a deterministic function of
+the seed and step, so each process can build it); each process places only
+the shards that live on its own devices.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import clrs
 import jax
 import numpy as np
 from clrs._src import baselines
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -109,7 +109,8 @@ class DataParallelBaselineModel(clrs.models.BaselineModel):
     self.jitted_feedback = jax.jit(self._feedback, static_argnums=4,
                                    donate_argnums=(0, 3),
                                    out_shardings=replicated)
-    self.jitted_predict = jax.jit(self._predict, static_argnums=(3, 4, 5))
+    self.jitted_predict = jax.jit(self._predict, static_argnums=(3, 4, 5),
+                                  out_shardings=replicated)
     self.jitted_accum_opt_update = jax.jit(
         baselines.accum_opt_update, static_argnums=(3, 4),
         donate_argnums=(0, 2), out_shardings=replicated)
@@ -142,18 +143,20 @@ class DataParallelBaselineModel(clrs.models.BaselineModel):
                                                          np.asarray(x)), tree)
 
   def shard(self, data: Any) -> Any:
-    """Places process-local CLRS ``Feedback``/``Features`` on the mesh.
+    """Places a global CLRS ``Feedback``/``Features`` batch on the mesh.
 
-    Each process passes its own slice of the global batch; the result is a
-    global array whose batch axis is sharded over every device.
+    Every process passes the same global batch; the batch axis is sharded
+    over all devices and each process fills only its own devices' shards.
     """
-    check_batch_divisible(_batch_size(data), jax.process_count(),
-                          self.num_devices)
+    check_batch_divisible(_batch_size(data), self.num_devices)
     specs = _batch_specs(data)
-    return jax.tree_util.tree_map(
-        lambda x, spec: jax.make_array_from_process_local_data(
-            NamedSharding(self.mesh, spec), np.asarray(x)),
-        data, specs)
+
+    def place(x, spec):
+      x = np.asarray(x)
+      return jax.make_array_from_callback(
+          x.shape, NamedSharding(self.mesh, spec), lambda index: x[index])
+
+    return jax.tree_util.tree_map(place, data, specs)
 
   def compute_grad(self, rng_key, feedback, algorithm_index=None):
     algorithm_index = self._algorithm_index(algorithm_index)
@@ -170,13 +173,27 @@ class DataParallelBaselineModel(clrs.models.BaselineModel):
 
   def predict(self, rng_key, features, algorithm_index=None,
               return_hints=False, return_all_outputs=False):
+    """CLRS ``predict`` on a global batch of any size.
+
+    A batch that the devices do not divide is padded with copies of its last
+    graph, and the padding is cut from the predictions. Predictions come back
+    replicated, so every process sees all of them.
+    """
     algorithm_index = self._algorithm_index(algorithm_index)
+    batch = _batch_size(features)
+    pad = -batch % self.num_devices
+    if pad:
+      features = _pad_batch(features, pad)
     out = self.jitted_predict(self._device_params, self._replicate(rng_key),
                               self.shard(features), algorithm_index,
                               return_hints, return_all_outputs)
-    if jax.process_count() > 1:
-      # Every process gets the whole global batch's predictions.
-      out = multihost_utils.process_allgather(out, tiled=True)
+    if pad:
+      outs, hints = out[0], out[1]
+      cut = lambda x, axis: np.take(np.asarray(x), np.arange(batch), axis)
+      outs = jax.tree_util.tree_map(
+          lambda x: cut(x, 1 if return_all_outputs else 0), outs)
+      hints = jax.tree_util.tree_map(lambda x: cut(x, 0), hints)
+      out = (outs, hints) + tuple(out[2:])
     return out
 
   def update_model_params_accum(self, grads) -> None:
@@ -195,15 +212,25 @@ class DataParallelBaselineModel(clrs.models.BaselineModel):
     return algorithm_index
 
 
-def check_batch_divisible(local_batch: int, process_count: int,
-                          num_devices: int) -> None:
-  """Raises ValueError unless the global batch splits evenly over devices."""
-  global_batch = local_batch * process_count
-  if global_batch % num_devices:
+def check_batch_divisible(batch: int, num_devices: int) -> None:
+  """Raises ValueError unless a training batch splits evenly over devices."""
+  if batch % num_devices:
     raise ValueError(
-        f'the global batch size {global_batch} (local {local_batch} x '
-        f'{process_count} processes) must be divisible by the {num_devices} '
-        'devices of the mesh')
+        f'the batch size {batch} must be divisible by the {num_devices} '
+        'devices of the mesh (set batch_size to a multiple, or use fewer '
+        'devices)')
+
+
+def _pad_batch(features: clrs.Features, pad: int) -> clrs.Features:
+  """Appends ``pad`` copies of the last graph to a ``Features`` batch."""
+  def grow(x, axis):
+    x = np.asarray(x)
+    last = np.take(x, [x.shape[axis] - 1] * pad, axis=axis)
+    return np.concatenate([x, last], axis=axis)
+  return clrs.Features(
+      inputs=jax.tree_util.tree_map(lambda x: grow(x, 0), features.inputs),
+      hints=jax.tree_util.tree_map(lambda x: grow(x, 1), features.hints),
+      lengths=grow(features.lengths, 0))
 
 
 def _batch_size(data: Any) -> int:

@@ -14,11 +14,13 @@ Rerunning the same command resumes from the workdir's last checkpoint.
 
 import os
 
+import jax
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from deq_clrs import parallel
 from deq_clrs import training
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs',
@@ -63,6 +65,14 @@ for _table, _define in ((_STR, flags.DEFINE_string),
                         (_DEQ_FLOAT, flags.DEFINE_float)):
   for _name, _help in _table.items():
     _define(_name, None, _help)
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None,
+    'Multi-host: host:port of process 0. Without it, SLURM (several tasks) '
+    'and TPU pod environments are detected by JAX.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Multi-host: number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'Multi-host: this process\'s index.')
 _TEST_SIZES = flags.DEFINE_list('test_sizes', None,
                                 'Test graph sizes, e.g. 64,128 (default 64).')
 
@@ -102,6 +112,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   training.quiet_orbax_logs()
+  # Before anything starts JAX's backend.
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                  _PROCESS_ID.value)
+  logging.info('JAX process %d of %d, %d local / %d global devices',
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
   try:
     config = config_from_flags()
   except ValueError as e:

@@ -80,8 +80,8 @@ def test_sweep_runs_on_slurm_and_a_requeued_job_resumes(slurm, tmp_path):
   root = tmp_path / 'sweep'
   jobs = sweep_lib.load_sweep(ROOT / 'launch/sweeps/smoke.py')
   # The second job trains longer so that it can be requeued mid-run.
-  jobs[1] = sweep_lib.Job(jobs[1].name, dict(jobs[1].flags, train_steps=400,
-                                             checkpoint_every=20))
+  jobs[1] = sweep_lib.Job(jobs[1].name, dict(
+      jobs[1].flags, train_steps=400, **{'config.checkpoint_every': 20}))
   executor = sweep_lib.make_executor('slurm', root / 'submitit',
                                      timeout_min=30, cpus_per_task=1)
   handles = sweep_lib.submit(jobs, root, executor)

@@ -53,6 +53,9 @@ def test_sharded_training_equals_single_device_on_4_devices(tmp_path):
                              atol=1e-6)
   assert sharded['pred_shape'] == single['pred_shape']
   np.testing.assert_array_equal(sharded['pred_pi'], single['pred_pi'])
+  # 6 graphs on 4 devices: padded to 8 and cut back.
+  assert np.shape(sharded['odd_pred_pi']) == (6, 12)
+  np.testing.assert_array_equal(sharded['odd_pred_pi'], single['odd_pred_pi'])
 
 
 def free_port():
@@ -77,8 +80,8 @@ def test_two_processes_train_together_on_loopback(tmp_path):
     assert r['process_count'] == 2
     assert r['num_devices'] == 2  # one CPU device per process, one job
     assert r['run']['param_devices'] == 2
-    # Each process fed half of every batch; together they reproduce the
-    # single-process run on whole batches.
+    # Each process placed half of every batch on its device; together they
+    # reproduce the single-process run.
     np.testing.assert_allclose(r['run']['losses'], reference['losses'],
                                rtol=RTOL)
     np.testing.assert_allclose(r['run']['grads'], reference['grads'],
@@ -89,7 +92,31 @@ def test_two_processes_train_together_on_loopback(tmp_path):
 def test_indivisible_batch_is_refused():
   from deq_clrs import parallel
 
-  with pytest.raises(ValueError, match='global batch size 6 .* divisible by '
+  with pytest.raises(ValueError, match='batch size 6 must be divisible by '
                      'the 4 devices'):
-    parallel.check_batch_divisible(3, 2, 4)
-  parallel.check_batch_divisible(4, 2, 4)  # 8 graphs over 4 devices: fine
+    parallel.check_batch_divisible(6, 4)
+  parallel.check_batch_divisible(8, 4)
+
+
+def test_predict_pads_a_batch_the_devices_do_not_divide():
+  import clrs
+  import jax
+  import numpy as np
+
+  import deq_clrs
+  from deq_clrs import parallel
+
+  sampler, spec = clrs.build_sampler('bfs', num_samples=-1, length=8, seed=0)
+  fb = deq_clrs.one_shot_feedback(sampler.next(3))
+  features = parallel._pad_batch(fb.features, 2)  # pylint: disable=protected-access
+  assert features.lengths.shape == (5,)
+  np.testing.assert_array_equal(features.inputs[0].data[3],
+                                fb.features.inputs[0].data[2])
+  model = parallel.DataParallelBaselineModel(
+      spec=spec, dummy_trajectory=fb,
+      processor_factory=deq_clrs.get_processor_factory('deq_mpnn'),
+      hidden_dim=8, encode_hints=False, decode_hints=False,
+      mesh=parallel.make_mesh(jax.devices()[:1]))
+  model.init(fb.features, 0)
+  preds, _ = model.predict(jax.random.PRNGKey(0), fb.features)
+  assert preds['pi'].data.shape == fb.outputs[0].data.shape

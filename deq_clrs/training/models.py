@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 
 import deq_clrs
+from deq_clrs import parallel
 from deq_clrs.training import data as data_lib
 
 MODELS = ('dear', 'nar', 'nar_hints')
@@ -114,6 +115,11 @@ class Models:
   stats_log: deq_clrs.SolverStatsLog | None
   prepare: Callable[[clrs.Feedback], clrs.Feedback]
 
+  @property
+  def num_devices(self) -> int:
+    """Devices the batch is sharded over (data parallel)."""
+    return self.train.num_devices
+
   def sync(self) -> None:
     """Copies the training parameters into the evaluation model."""
     if self.eval is not self.train:
@@ -150,19 +156,21 @@ def build_models(config: ml_collections.ConfigDict,
     dummy: a cached training batch (not yet prepared) giving shapes.
 
   Returns:
-    :class:`Models` with parameters initialised from ``config.seed``.
+    :class:`Models` with parameters initialised from ``config.seed``, data
+    parallel over ``config.num_devices`` devices (0 = all).
   """
+  mesh = make_mesh(config)
   spec = data_lib.algorithm_spec(config.algorithm)
   hints = uses_hints(config)
   prepare = deq_clrs.one_shot_feedback if is_equilibrium(config) else _identity
   dummy = prepare(dummy)
 
   def model(factory, name):
-    return clrs.models.BaselineModel(
+    return parallel.DataParallelBaselineModel(
         spec=spec, dummy_trajectory=dummy, processor_factory=factory,
         hidden_dim=config.hidden_size, encode_hints=hints,
         decode_hints=hints, learning_rate=config.learning_rate,
-        grad_clip_max_norm=config.grad_clip, name=name)
+        grad_clip_max_norm=config.grad_clip, name=name, mesh=mesh)
 
   train_factory = processor_factory(config)
   train = model(train_factory, 'base_model')
@@ -176,6 +184,13 @@ def build_models(config: ml_collections.ConfigDict,
     evaluation.params = train.params
   return Models(train=train, eval=evaluation, stats_log=stats_log,
                 prepare=prepare)
+
+
+def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  """The data-parallel mesh of a config: all devices, or the first n."""
+  if config.num_devices == 0:
+    return parallel.make_mesh()
+  return parallel.make_mesh(jax.devices()[:config.num_devices])
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -197,6 +212,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if config[key] < 1:
       raise ValueError(f'{key} must be >= 1, got {config[key]}')
+  if config.num_devices < 0 or config.num_devices > jax.device_count():
+    raise ValueError(f'num_devices must be in 0..{jax.device_count()} (0 = '
+                     f'all devices), got {config.num_devices}')
+  devices = config.num_devices or jax.device_count()
+  if config.batch_size % devices:
+    raise ValueError(f'batch_size {config.batch_size} must be divisible by '
+                     f'the {devices} devices it is sharded over (set '
+                     f'num_devices or batch_size)')
   if config.train_steps < 0:
     raise ValueError(f'train_steps must be >= 0, got {config.train_steps}')
   if not config.learning_rate > 0:

@@ -127,6 +127,9 @@ def load_eval_set(config: ml_collections.ConfigDict, split: str,
 
 
 def _write_json(obj: Any, path: str) -> None:
+  """Writes JSON atomically, from process 0 only (multi-host runs)."""
+  if jax.process_index() != 0:
+    return
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     json.dump(obj, f, indent=2, sort_keys=True)
@@ -161,6 +164,22 @@ def _initial_state(models: models_lib.Models) -> dict[str, Any]:
       'best_val': ckpt_lib.scalar(-np.inf),
       'train_seconds': ckpt_lib.scalar(0.0),
   }
+
+
+class _NoWriter:
+  """Stands in for the TensorBoard writer on processes other than 0."""
+
+  def scalar(self, *args, **kwargs) -> None:
+    del args, kwargs
+
+  def flush(self) -> None:
+    pass
+
+
+def _summary_writer(workdir: str):
+  if jax.process_index() != 0:
+    return _NoWriter()
+  return tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
 
 def _log_scalars(writer, step: int, prefix: str,
@@ -248,7 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     models.train.opt_state = state['opt_state']
     logging.info('resumed from step %d of %d', int(state['step']),
                  config.train_steps)
-  writer = tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  writer = _summary_writer(workdir)
   train_key = jax.random.PRNGKey(config.seed)
 
   step = int(state['step'])
@@ -318,6 +337,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       # None when this invocation ran no step (the run was complete).
       'final_train_loss': loss if math.isfinite(loss) else None,
       'train_seconds': train_seconds,
+      'num_devices': models.num_devices,
+      'num_processes': jax.process_count(),
   }
   results.update(_test_results(models, config, list(config.test_sizes),
                                writer, step))
@@ -362,7 +383,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   checkpointer.close()
   models.train.params = state['best_params' if which == 'best' else 'params']
   models.sync()
-  writer = tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  writer = _summary_writer(workdir)
   results = {
       'algorithm': config.algorithm, 'model': config.model,
       'seed': config.seed, 'checkpoint_step': int(state['step']),

@@ -16,6 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = 'dear'          # 'dear' | 'nar' | 'nar_hints'
   config.processor = ''          # '' = deq_mpnn for dear, mpnn for nar*
   config.seed = 0
+  # Data parallel: 0 = every device of the job (all hosts); n = the first n.
+  config.num_devices = 0
   config.tag = ''                # free-form variant label for the report
 
   config.hidden_size = 64
@@ -49,8 +51,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.deq = ml_collections.ConfigDict(dict(
       solver='anderson', max_iter=40, eval_max_iter=160, rel_tol=0.1,
       abs_tol=0.0, history_size=6, beta=1.0, ridge=1e-4,
-      backward='phantom', linear_solver='gmres', linear_tol=1e-6,
-      linear_max_iter=100, phantom_steps=1, phantom_damping=1.0,
+      backward='phantom', linear_solver='gmres', linear_tol=1e-5,
+      linear_max_iter=40, phantom_steps=1, phantom_damping=1.0,
       unroll_steps=40, noise_std=1e-3, jac_reg_weight=1e-4,
       jac_reg_samples=1))
   return config

@@ -3,7 +3,7 @@
 
 def get_sweep():
   return [
-      dict(algorithm='bfs', model=model, seed=0, train_steps=4,
-           hidden_size=8, batch_size=4, test_sizes=16)
+      dict(config='experiments/configs/test.py', algorithm='bfs', model=model,
+           seed=0, train_steps=4)
       for model in ('dear', 'nar')
   ]

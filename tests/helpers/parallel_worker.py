@@ -39,25 +39,14 @@ STEPS = 3
 
 def global_batches():
   sampler, spec = clrs.build_sampler('bfs', num_samples=-1, length=12, seed=0)
-  return [deq_clrs.one_shot_feedback(sampler.next(BATCH))
-          for _ in range(STEPS)], spec
+  batches = [deq_clrs.one_shot_feedback(sampler.next(BATCH))
+             for _ in range(STEPS)]
+  odd = deq_clrs.one_shot_feedback(sampler.next(6))  # 4 devices: padded
+  return batches, odd, spec
 
 
-def local_slice(fb, index, count):
-  per = BATCH // count
-  sl = lambda x, axis=0: np.take(np.asarray(x), range(index * per,
-                                                      (index + 1) * per),
-                                 axis=axis)
-  feats = fb.features
-  return clrs.Feedback(
-      features=clrs.Features(
-          inputs=jax.tree_util.tree_map(sl, feats.inputs),
-          hints=jax.tree_util.tree_map(lambda x: sl(x, 1), feats.hints),
-          lengths=sl(feats.lengths)),
-      outputs=jax.tree_util.tree_map(sl, fb.outputs))
-
-
-def train(mesh, batches, spec):
+def train(mesh, batches, odd, spec):
+  """Three steps of data-parallel training, then a prediction."""
   model = parallel.DataParallelBaselineModel(
       spec=spec, dummy_trajectory=batches[0],
       processor_factory=deq_clrs.get_processor_factory('deq_mpnn'),
@@ -71,6 +60,7 @@ def train(mesh, batches, spec):
     losses.append(float(model.feedback(jax.random.PRNGKey(i), fb)))
   leaf = jax.tree_util.tree_leaves(model._device_params)[0]  # pylint: disable=protected-access
   preds, _ = model.predict(jax.random.PRNGKey(0), batches[0].features)
+  odd_preds, _ = model.predict(jax.random.PRNGKey(0), odd.features)
   flat_grads = np.concatenate([np.ravel(g) for g in
                                jax.tree_util.tree_leaves(grads)])
   return {
@@ -79,19 +69,20 @@ def train(mesh, batches, spec):
       'param_devices': len(leaf.sharding.device_set),
       'pred_shape': list(np.shape(preds['pi'].data)),
       'pred_pi': np.asarray(preds['pi'].data).tolist(),
+      'odd_pred_pi': np.asarray(odd_preds['pi'].data).tolist(),
   }
 
 
-full, spec = global_batches()
+full, odd, spec = global_batches()
 if mode == 'devices':
   out = {'num_devices': jax.device_count(),
-         'sharded': train(parallel.make_mesh(), full, spec),
-         'single': train(parallel.make_mesh(jax.devices()[:1]), full, spec)}
+         'sharded': train(parallel.make_mesh(), full, odd, spec),
+         'single': train(parallel.make_mesh(jax.devices()[:1]), full, odd,
+                         spec)}
 else:
-  mine = [local_slice(fb, jax.process_index(), jax.process_count())
-          for fb in full]
+  # Every process builds the same global batches; each places its shards.
   out = {'process_index': jax.process_index(),
          'process_count': jax.process_count(),
          'num_devices': jax.device_count(),
-         'run': train(parallel.make_mesh(), mine, spec)}
+         'run': train(parallel.make_mesh(), full, odd, spec)}
 print(json.dumps(out))
