@@ -21,6 +21,13 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: last).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Dataset cache (default: '
                                 'the run\'s).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output JSON path.')
+# Equilibrium runs only: evaluate with other solver settings, e.g. a looser
+# tolerance for speed (accuracy against speed).
+_REL_TOL = flags.DEFINE_float('rel_tol', None, 'Relative tolerance.')
+_ABS_TOL = flags.DEFINE_float('abs_tol', None, 'Absolute tolerance.')
+_EVAL_MAX_ITER = flags.DEFINE_integer('eval_max_iter', None,
+                                      'Iteration cap per graph.')
+_SOLVER = flags.DEFINE_string('solver', None, 'anderson | fixed_point.')
 
 
 def main(argv):
@@ -32,9 +39,16 @@ def main(argv):
   except ValueError:
     raise app.UsageError(
         f'--test_sizes must be integers, got {_TEST_SIZES.value}') from None
-  training.evaluate_checkpoint(_WORKDIR.value, sizes, data_dir=_DATA_DIR.value,
-                               which=_WHICH.value, step=_STEP.value,
-                               output=_OUTPUT.value)
+  overrides = {name: flag.value for name, flag in (
+      ('rel_tol', _REL_TOL), ('abs_tol', _ABS_TOL),
+      ('eval_max_iter', _EVAL_MAX_ITER), ('solver', _SOLVER))
+               if flag.value is not None}
+  try:
+    training.evaluate_checkpoint(
+        _WORKDIR.value, sizes, data_dir=_DATA_DIR.value, which=_WHICH.value,
+        step=_STEP.value, output=_OUTPUT.value, solver_overrides=overrides)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
 
 
 if __name__ == '__main__':

@@ -67,6 +67,17 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   again = training.evaluate_checkpoint(workdir, [12], output=str(
       tmp_path / 'again.json'))
   assert again['test_scores'] == saved['test_scores']
+  # Other solver settings for evaluation only (accuracy against speed):
+  # tolerance 0 runs every graph to the new cap of 3 iterations.
+  capped = training.evaluate_checkpoint(
+      workdir, [12], output=str(tmp_path / 'capped.json'),
+      solver_overrides={'rel_tol': 0.0, 'eval_max_iter': 3})
+  assert capped['solver']['12']['iterations_max'] == 3
+  assert capped['solver']['12']['converged_fraction'] == 0.0
+  assert capped['solver_overrides'] == {'rel_tol': 0.0, 'eval_max_iter': 3}
+  with pytest.raises(ValueError, match='unknown solver settings'):
+    training.evaluate_checkpoint(workdir, [12], output=str(
+        tmp_path / 'bad.json'), solver_overrides={'tolerance': 0.1})
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path):

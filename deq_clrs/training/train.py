@@ -351,7 +351,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
                         *, data_dir: str | None = None,
                         which: str = 'best', step: int | None = None,
-                        output: str | None = None) -> dict[str, Any]:
+                        output: str | None = None,
+                        solver_overrides: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
   """Scores a saved checkpoint on chosen test sizes, without training.
 
   Args:
@@ -361,6 +363,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     which: ``'best'`` (best-by-validation parameters) or ``'last'``.
     step: checkpoint step (default: the latest).
     output: where to write the JSON (default ``<workdir>/eval_results.json``).
+    solver_overrides: equilibrium-solver settings for this evaluation only,
+      e.g. ``{'rel_tol': 0.3}`` to trade accuracy for speed (``dear`` only).
 
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
@@ -372,6 +376,16 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     config = ml_collections.ConfigDict(json.load(f))
   if test_sizes:
     config.test_sizes = tuple(int(n) for n in test_sizes)
+  if solver_overrides:
+    if not models_lib.is_equilibrium(config):
+      raise ValueError(f'solver settings {sorted(solver_overrides)} only '
+                       f'apply to --model=dear runs, not {config.model!r}')
+    unknown = sorted(set(solver_overrides) - set(config.deq))
+    if unknown:
+      raise ValueError(f'unknown solver settings {unknown}; valid: '
+                       f'{sorted(config.deq)}')
+    for key, value in solver_overrides.items():
+      config.deq[key] = value
   if data_dir:
     config.data_dir = data_dir
   models_lib.check_config(config)
@@ -387,6 +401,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   results = {
       'algorithm': config.algorithm, 'model': config.model,
       'seed': config.seed, 'checkpoint_step': int(state['step']),
+      'solver_overrides': dict(solver_overrides or {}),
       'params': which, 'params_step': int(
           state['best_step'] if which == 'best' else state['step']),
   }
