@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 from deq_clrs import clrs_adapter
+from deq_clrs.training import data as data_lib
 
 MODELS = ('dear_phantom', 'dear_implicit', 'nar', 'clrs_mpnn',
           'clrs_triplet_gmpnn')
@@ -77,27 +78,6 @@ class BenchmarkConfig:
       raise ValueError('repeats, batch_size and hidden_size must be >= 1')
     if not self.sizes or min(self.sizes) < 2:
       raise ValueError(f'sizes must be >= 2 nodes, got {self.sizes}')
-
-
-def sample_batches(algorithm: str, nodes: int, batch_size: int, count: int,
-                   seed: int) -> tuple[list[clrs.Feedback], Any]:
-  """``count`` consecutive CLRS batches and the spec.
-
-  Sorting outputs become permutation pointers, as in CLRS's own runner.
-  Consecutive batches may have different numbers of hint steps (CLRS pads to
-  the longest trajectory seen so far), which is what makes step-by-step
-  models recompile.
-  """
-  sampler, spec = clrs.build_sampler(algorithm, num_samples=-1, length=nodes,
-                                     seed=seed)
-
-  def stream():
-    while True:
-      yield sampler.next(batch_size)
-
-  spec, batches = clrs.process_permutations(spec, stream(),
-                                            enforce_permutations=True)
-  return [next(batches) for _ in range(count)], spec
 
 
 class CompileCounter:
@@ -200,10 +180,11 @@ def benchmark_algorithm(algorithm: str, config: BenchmarkConfig,
                         log: Callable[[str], None] = print) -> dict[str, Any]:
   """Measures every model of ``config`` on one algorithm."""
   count = config.repeats + 1
-  train_fbs, spec = sample_batches(algorithm, config.train_size,
-                                   config.batch_size, count, config.seed)
-  test = {n: sample_batches(algorithm, n, config.batch_size, count,
-                            config.seed + n)[0]
+  spec = data_lib.algorithm_spec(algorithm)
+  train_fbs = data_lib.sample_batches(algorithm, config.train_size,
+                                      config.batch_size, count, config.seed)
+  test = {n: data_lib.sample_batches(algorithm, n, config.batch_size, count,
+                                     config.seed + n)
           for n in config.sizes}
   steps = lambda fbs: float(np.mean([fb.features.lengths for fb in fbs]))
   result: dict[str, Any] = {

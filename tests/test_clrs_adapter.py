@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import deq_clrs
+from deq_clrs.training import data as data_lib
 
 HIDDEN = 16
 BATCH = 4
@@ -15,17 +16,8 @@ BATCH = 4
 
 @functools.lru_cache(maxsize=None)
 def batch_of(algorithm: str, nodes: int, seed: int = 0):
-  sampler, spec = clrs.build_sampler(algorithm, num_samples=-1, length=nodes,
-                                     seed=seed)
-
-  def batches():
-    while True:
-      yield sampler.next(BATCH)
-
-  # As in CLRS's own runner: sorting outputs become permutation pointers.
-  spec, stream = clrs.process_permutations(spec, batches(),
-                                           enforce_permutations=True)
-  return next(stream), spec
+  (feedback,) = data_lib.sample_batches(algorithm, nodes, BATCH, 1, seed)
+  return feedback, data_lib.algorithm_spec(algorithm)
 
 
 def make_model(spec, feedback, factory, lr=1e-2):

@@ -80,8 +80,9 @@ def test_sweep_runs_on_slurm_and_a_requeued_job_resumes(slurm, tmp_path):
   root = tmp_path / 'sweep'
   jobs = sweep_lib.load_sweep(ROOT / 'launch/sweeps/smoke.py')
   # The second job trains longer so that it can be requeued mid-run.
+  steps = 2000
   jobs[1] = sweep_lib.Job(jobs[1].name, dict(
-      jobs[1].flags, train_steps=400, **{'config.checkpoint_every': 20}))
+      jobs[1].flags, train_steps=steps, **{'config.checkpoint_every': 25}))
   executor = sweep_lib.make_executor('slurm', root / 'submitit',
                                      timeout_min=30, cpus_per_task=1)
   handles = sweep_lib.submit(jobs, root, executor)
@@ -90,9 +91,15 @@ def test_sweep_runs_on_slurm_and_a_requeued_job_resumes(slurm, tmp_path):
   assert all('_' in m['job_id'] for m in manifest)  # one job array
 
   long_job, long_handle = jobs[1], handles[1]
-  ckpt_dir = long_job.workdir(root)
-  _wait_for(lambda: any(ckpt_dir.rglob('*checkpoint*')) or any(
-      ckpt_dir.rglob('ckpt*')), 900, 'a checkpoint of the long job', slurm)
+  ckpts = long_job.workdir(root) / 'checkpoints'
+
+  def has_checkpoint():
+    return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
+
+  _wait_for(has_checkpoint, 900, 'a checkpoint of the long job', slurm)
+  assert not (long_job.workdir(root) / 'results.json').exists()
+  print('requeueing', long_handle.job_id, sorted(p.name for p in
+                                                 ckpts.iterdir()), flush=True)
   slurm.run('scontrol', 'requeue', str(long_handle.job_id))
   for job in jobs:
     _wait_for(lambda job=job: (job.workdir(root) / 'results.json').exists(),
@@ -101,8 +108,10 @@ def test_sweep_runs_on_slurm_and_a_requeued_job_resumes(slurm, tmp_path):
     res = json.loads((job.workdir(root) / 'results.json').read_text())
     assert res['algorithm'] == 'bfs'
     assert res['model'] == job.flags['model']
-  log = (ckpt_dir / 'job.log').read_text()
-  assert 'esum' in log, log[-3000:]  # "Resumed"/"resuming" from a checkpoint
+  log = (long_job.workdir(root) / 'job.log').read_text()
+  assert 'resumed from step' in log, log[-3000:]
+  long_res = json.loads((long_job.workdir(root) / 'results.json').read_text())
+  assert long_res['train_steps'] == steps
   gathered = sweep_lib.collect_results(root)
   assert {r['job'] for r in gathered} == {j.name for j in jobs}
 

@@ -62,6 +62,20 @@ def enforce_permutations(feedback: clrs.Feedback) -> clrs.Feedback:
       outputs=numpy(feedback.outputs))
 
 
+def sample_batches(algorithm: str, size: int, batch_size: int, count: int,
+                   seed: int) -> list[clrs.Feedback]:
+  """``count`` consecutive batches of one on-the-fly CLRS sampler.
+
+  Permutations are enforced as for every model here (see
+  :func:`algorithm_spec`). Consecutive batches may have different numbers
+  of hint steps: CLRS pads to the longest trajectory it has seen so far.
+  """
+  sampler, _ = clrs.build_sampler(algorithm, num_samples=-1, length=size,
+                                  seed=seed)
+  return [enforce_permutations(sampler.next(batch_size))
+          for _ in range(count)]
+
+
 def dataset_seed(data_seed: int, split: str, size: int) -> int:
   """The sampler seed of one dataset: a hash of (data_seed, split, size)."""
   seq = np.random.SeedSequence([data_seed, SPLIT_IDS[split], size])
