@@ -8,6 +8,7 @@ batch size; the logic lives in :mod:`deq_clrs.benchmarking`.
 """
 
 import json
+import os
 
 from absl import app
 from absl import flags
@@ -35,7 +36,8 @@ _MEMORY_CAPS = flags.DEFINE_list(
     'DEAR training caps at which training-step memory is compared.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Data and parameter seed.')
 _OUTPUT = flags.DEFINE_string('output', 'benchmark.json',
-                              'Where to write the JSON results.')
+                              'Where to write the JSON results; the markdown '
+                              'table goes beside it (.md).')
 
 
 def _ints(name: str, values: list[str]) -> tuple[int, ...]:
@@ -61,8 +63,12 @@ def main(argv):
   results = benchmarking.run(config, log=logging.info)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)
-  print(benchmarking.format_table(results))
-  print(f'wrote {_OUTPUT.value}')
+  table = benchmarking.format_table(results)
+  markdown = os.path.splitext(_OUTPUT.value)[0] + '.md'
+  with open(markdown, 'w') as f:
+    f.write(table + '\n')
+  print(table)
+  print(f'wrote {_OUTPUT.value} and {markdown}')
 
 
 if __name__ == '__main__':
