@@ -102,8 +102,7 @@ class DataParallelBaselineModel(clrs.models.BaselineModel):
     super()._create_net_fns(*args, **kwargs)
     # Replace CLRS's pmap (or plain jit) by jit over the mesh.
     self._maybe_pmean = lambda x: x
-    replicated = NamedSharding(self.mesh, P())
-    self._replicated = replicated
+    replicated = self._replicated = NamedSharding(self.mesh, P())
     self.jitted_grad = jax.jit(self._compute_grad, static_argnums=3,
                                out_shardings=replicated)
     self.jitted_feedback = jax.jit(self._feedback, static_argnums=4,
@@ -137,9 +136,9 @@ class DataParallelBaselineModel(clrs.models.BaselineModel):
     self._device_opt_state = self._replicate(opt_state)
 
   def _replicate(self, tree):
-    sharding = NamedSharding(self.mesh, P())
+    """Copies a host pytree onto every device of the mesh."""
     return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding,
+        lambda x: jax.make_array_from_process_local_data(self._replicated,
                                                          np.asarray(x)), tree)
 
   def shard(self, data: Any) -> Any:
