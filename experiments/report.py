@@ -125,6 +125,8 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   import matplotlib.pyplot as plt
 
   algorithms = sorted({r['algorithm'] for r in runs})
+  labels = sorted({label(r) for r in runs})
+  colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(labels)}
   cols = min(5, len(algorithms))
   rows = -(-len(algorithms) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows),
@@ -140,7 +142,7 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
           points[int(s)].append(scores['score'])
       xs = sorted(points)
       ys = [np.mean(points[x]) for x in xs]
-      ax.plot(xs, ys, marker='o', label=model)
+      ax.plot(xs, ys, marker='o', color=colors[model], label=model)
     ax.set_title(alg, fontsize=9)
     ax.set_xscale('log', base=2)
     ax.set_ylim(0, 1.02)
@@ -148,7 +150,9 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   for ax in list(axes.flat)[len(algorithms):]:
     ax.axis('off')
   axes.flat[0].set_ylabel('CLRS score')
-  axes.flat[0].legend(fontsize=8)
+  handles = [plt.Line2D([], [], color=colors[m], marker='o', label=m)
+             for m in labels]
+  axes.flat[0].legend(handles=handles, fontsize=8)
   fig.suptitle('Score against graph size (16 = validation, larger = test)')
   fig.tight_layout()
   fig.savefig(path, dpi=110)
