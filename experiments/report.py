@@ -125,6 +125,8 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   import matplotlib.pyplot as plt
 
   algorithms = sorted({r['algorithm'] for r in runs})
+  labels = sorted({label(r) for r in runs})
+  colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(labels)}
   cols = min(5, len(algorithms))
   rows = -(-len(algorithms) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows),
@@ -140,7 +142,7 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
           points[int(s)].append(scores['score'])
       xs = sorted(points)
       ys = [np.mean(points[x]) for x in xs]
-      ax.plot(xs, ys, marker='o', label=model)
+      ax.plot(xs, ys, marker='o', color=colors[model], label=model)
     ax.set_title(alg, fontsize=9)
     ax.set_xscale('log', base=2)
     ax.set_ylim(0, 1.02)
@@ -148,7 +150,9 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   for ax in list(axes.flat)[len(algorithms):]:
     ax.axis('off')
   axes.flat[0].set_ylabel('CLRS score')
-  axes.flat[0].legend(fontsize=8)
+  handles = [plt.Line2D([], [], color=colors[m], marker='o', label=m)
+             for m in labels]
+  axes.flat[0].legend(handles=handles, fontsize=8)
   fig.suptitle('Score against graph size (16 = validation, larger = test)')
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -161,8 +165,12 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  fig, ax = plt.subplots(figsize=(6.5, 5))
+  fig, ax = plt.subplots(figsize=(9, 5))
   top = 1.0
+  algorithms = sorted({r['algorithm'] for r in runs})
+  colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(algorithms)}
+  variants = sorted({label(r) for r in runs if r.get('solver')})
+  markers = {v: 'os^Dv'[i % 5] for i, v in enumerate(variants)}
   for (alg, model), group_runs in group(runs).items():
     xs, ys, hi = [], [], []
     for r in group_runs:
@@ -173,9 +181,8 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
         ys.append(stats['iterations_mean'])
         hi.append(stats['iterations_max'] - stats['iterations_mean'])
     if xs:
-      ax.errorbar(xs, ys, yerr=[np.zeros(len(hi)), hi], fmt='o',
-                  capsize=3,
-                  label=alg if model == 'dear' else f'{alg} [{model}]')
+      ax.errorbar(xs, ys, yerr=[np.zeros(len(hi)), hi], fmt=markers[model],
+                  color=colors[alg], capsize=3, label=f'{alg} [{model}]')
       top = max(top, max(xs), max(np.add(ys, hi)))
   ax.plot([1, top], [1, top], 'k--', lw=1, label='iterations = true steps')
   ax.set_xscale('log')
@@ -183,7 +190,7 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
   ax.set_xlabel('true algorithm steps per graph (mean)')
   ax.set_ylabel('solver iterations per graph (mean; bar to max)')
   ax.set_title('DEAR: solver iterations against true steps (test sets)')
-  ax.legend(fontsize=7, loc='upper left')
+  ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5))
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
