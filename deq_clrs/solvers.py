@@ -159,6 +159,10 @@ class BackwardConfig:
 class SolverStats(NamedTuple):
   """Per-example solver statistics (each field has shape [B] after `solve`).
 
+  The residuals are those of the last evaluation, ``f(x) - x`` at the last
+  point ``x`` the solver evaluated (an iterate, or Anderson's extrapolation
+  of its history); the solver returns ``f(x)``.
+
   Attributes:
     iterations: number of evaluations of ``f`` in the solve loop.
     abs_residual: ``||f(h) - h||`` at the last iterate.
