@@ -12,10 +12,10 @@ that ``clrs.models.BaselineModel(..., processor_factory=...)`` accepts.
   i.e. run for the ground-truth number of steps (the NAR baseline).
 
 CLRS passes no train/eval flag to a processor, so a factory is built for
-training (training iteration cap, noise, Jacobian regulariser) and
+training (training iteration cap, Jacobian regulariser) and
 :meth:`ProcessorFactory.for_evaluation` gives the evaluation twin (larger cap,
-no noise) with identical parameter names: copy ``params`` from the training
-model into a model built from it.
+no regulariser; noise only if ``noise_in_eval``) with identical parameter
+names: copy ``params`` from the training model into a model built from it.
 
 Only this module knows Haiku: the Flax modules are lifted into the Haiku
 transform with ``hk.experimental.flax.lift``.
@@ -151,7 +151,7 @@ class ProcessorFactory:
     kind: a key of :data:`PROCESSOR_KINDS`.
     cell: the cell settings.
     deq: the equilibrium settings (unused by non-equilibrium kinds).
-    evaluation: build evaluation-mode processors (evaluation cap, no noise).
+    evaluation: build evaluation-mode processors (evaluation cap).
     stats_log: where equilibrium processors send their solver stats.
   """
   kind: str
@@ -197,7 +197,8 @@ def get_processor_factory(kind: str, *,
       ``history_size``, ``beta``, ``ridge``), backward options (``backward`` =
       ``'implicit'``/``'phantom'``/``'unrolled'``, ``linear_solver``,
       ``linear_tol``, ``linear_max_iter``, ``phantom_steps``,
-      ``phantom_damping``, ``unroll_steps``) and ``noise_std``,
+      ``phantom_damping``, ``phantom_in_eval``, ``unroll_steps``) and
+      ``noise_std``, ``noise_per_call``, ``noise_in_eval``,
       ``jac_reg_weight``, ``jac_reg_samples``.
 
   Returns:

@@ -4,8 +4,8 @@ Given encoded graph inputs (U, E, G, A) and a message-passing cell P, the
 layer returns the node states H* = P(H*, U, E, G, A) found from H(0) = 0,
 one solve per graph, with the gradient chosen in :class:`DEQConfig`. It also
 offers DEAR's training extras: small Gaussian noise inside the fixed-point map
-and a Hutchinson estimate of ||J_P(H*)||_F^2 whose gradient is added to the
-loss.
+and a Hutchinson estimate of ||J_P(H*)||_F^2 / (N * D) whose gradient is added
+to the loss.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ class EquilibriumStats(NamedTuple):
 
   Attributes:
     solver: the :class:`~deq_clrs.solvers.SolverStats` of the solve.
-    jac_frobenius: Hutchinson estimate of ||J_P(H*)||_F^2 (zeros unless the
-      Jacobian regulariser is on and the layer is training).
+    jac_frobenius: Hutchinson estimate of ||J_P(H*)||_F^2 / (N * D), the
+      regulariser's scale (zeros unless the Jacobian regulariser is on and
+      the layer is training).
   """
   solver: solvers.SolverStats
   jac_frobenius: jax.Array
@@ -52,21 +53,31 @@ class EquilibriumStats(NamedTuple):
 class DEQConfig:
   """Everything about the equilibrium layer except the cell.
 
+  The defaults are those of the reference (the authors' DEAR code on
+  torchdeq); the alternatives are options.
+
   Attributes:
     solver: forward solver settings (tolerances, caps for train and eval).
     backward: gradient mode.
-    noise_std: std of the Gaussian noise added to P's output while training
-      (drawn once per forward pass, so the map stays deterministic during a
-      solve); 0 disables.
-    jac_reg_weight: weight of the Jacobian regulariser; its gradient is added
-      to whatever loss is differentiated through the layer (the loss value
-      itself is unchanged). 0 disables.
+    noise_std: std of the Gaussian noise added to P's output; 0 disables.
+    noise_per_call: draw fresh noise on every call of P, as the reference
+      does (default); False draws it once per forward pass, so the map stays
+      deterministic during a solve.
+    noise_in_eval: add the noise at evaluation too, as the reference does
+      (default); False adds it only in training.
+    jac_reg_weight: weight of the Jacobian regulariser, on the reference's
+      scale: the Hutchinson estimate of ||J_P(H*)||_F^2 divided by the number
+      of elements N * D of one graph's state, averaged over graphs. Its
+      gradient is added to whatever loss is differentiated through the layer
+      (the loss value itself is unchanged). 0 disables.
     jac_reg_samples: probe vectors of the Hutchinson estimate.
   """
   solver: solvers.SolverConfig = solvers.SolverConfig()
   backward: solvers.BackwardConfig = solvers.BackwardConfig()
   noise_std: float = 1e-3
-  jac_reg_weight: float = 0.0
+  noise_per_call: bool = True
+  noise_in_eval: bool = True
+  jac_reg_weight: float = 1e-4
   jac_reg_samples: int = 1
 
   def __post_init__(self):
@@ -74,6 +85,14 @@ class DEQConfig:
       raise ValueError('noise_std and jac_reg_weight must be >= 0')
     if self.jac_reg_samples < 1:
       raise ValueError('jac_reg_samples must be >= 1')
+
+  def uses_noise(self, training: bool) -> bool:
+    """Whether the map adds noise in this mode."""
+    return self.noise_std > 0 and (training or self.noise_in_eval)
+
+  def uses_jac_reg(self, training: bool) -> bool:
+    """Whether the Jacobian regulariser is computed in this mode."""
+    return training and self.jac_reg_weight > 0
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -104,15 +123,28 @@ attach_loss_gradient.defvjp(_attach_fwd, _attach_bwd)
 def single_graph_map(cell: nn.Module):
   """Turns a batched cell into the per-graph map ``f(h, params, inputs)``.
 
-  ``h`` is [N, D]; ``inputs`` is ``(GraphInputs of one graph, noise [N, D])``.
+  ``h`` is [N, D]; ``inputs`` is ``(GraphInputs of one graph, noise [N, D],
+  noise key)``; the map adds ``noise`` to the cell's output (the key is only
+  read by :func:`noise_at`).
   """
   def f(h, params, inputs):
-    graph, noise = inputs
+    graph, noise, _ = inputs
     batch1 = jax.tree_util.tree_map(lambda x: x[None], graph)
     out = cell.apply({'params': params}, batch1.node_fts, batch1.edge_fts,
                      batch1.graph_fts, batch1.adj_mat, h[None])[0]
     return out + noise
   return f
+
+
+def noise_at(std: float):
+  """``inputs_at`` for per-call noise: call ``i`` of the map gets
+  ``std * normal(fold_in(key, i))`` of one graph's state shape."""
+  def at(inputs, i):
+    graph, noise, key = inputs
+    fresh = std * jax.random.normal(jax.random.fold_in(key, i), noise.shape,
+                                    noise.dtype)
+    return graph, fresh, key
+  return at
 
 
 def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
@@ -127,9 +159,9 @@ def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
     params: the cell's ``'params'`` collection.
     graph: encoded inputs of B graphs of N nodes.
     config: solver, backward mode and training extras.
-    training: training mode (training cap, noise, Jacobian regulariser) or
-      evaluation mode (evaluation cap, no noise).
-    rng: PRNG key; required when training with noise or the regulariser.
+    training: training mode (training cap, Jacobian regulariser, noise) or
+      evaluation mode (evaluation cap; noise only with ``noise_in_eval``).
+    rng: PRNG key; required when the mode uses noise or the regulariser.
 
   Returns:
     ``(h_star [B, N, D], EquilibriumStats)``.
@@ -137,19 +169,28 @@ def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
   batch, nodes = graph.node_fts.shape[:2]
   shape = (batch, nodes, cell.out_size)
   h0 = jnp.zeros(shape, graph.node_fts.dtype)
-  use_noise = training and config.noise_std > 0
-  use_jac = training and config.jac_reg_weight > 0
+  use_noise = config.uses_noise(training)
+  use_jac = config.uses_jac_reg(training)
   if (use_noise or use_jac) and rng is None:
-    raise ValueError('equilibrium() needs an rng when training with noise '
-                     'or the Jacobian regulariser')
-  if rng is not None:
-    noise_key, jac_key = jax.random.split(rng)
-  noise = (config.noise_std * jax.random.normal(noise_key, shape, h0.dtype)
-           if use_noise else jnp.zeros_like(h0))
+    raise ValueError('equilibrium() needs an rng when it adds noise or '
+                     'computes the Jacobian regulariser')
+  if rng is None:
+    rng = jax.random.PRNGKey(0)  # Unused: no noise, no regulariser.
+  noise_key, jac_key = jax.random.split(rng)
+  noise_keys = jax.random.split(noise_key, batch)
+  inputs_at = None
+  if use_noise and config.noise_per_call:
+    inputs_at = noise_at(config.noise_std)
+    noise = jax.vmap(lambda k: inputs_at((None, h0[0], k), 0)[1])(noise_keys)
+  elif use_noise:
+    noise = config.noise_std * jax.random.normal(noise_key, shape, h0.dtype)
+  else:
+    noise = jnp.zeros_like(h0)
+  inputs = (graph, noise, noise_keys)
   f = single_graph_map(cell)
   h_star, stats = solvers.solve(
-      f, h0, params, (graph, noise), config=config.solver,
-      backward=config.backward, training=training)
+      f, h0, params, inputs, config=config.solver,
+      backward=config.backward, training=training, inputs_at=inputs_at)
   jac = jnp.zeros((batch,), h0.dtype)
   if use_jac:
     keys = jax.random.split(jac_key, batch)
@@ -159,7 +200,8 @@ def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
           lambda x: f(x, params, inputs), jax.lax.stop_gradient(h), key,
           config.jac_reg_samples)
 
-    jac = jax.vmap(per_graph)(h_star, (graph, noise), keys)
+    # torchdeq's scale: ||J||_F^2 per element of the state.
+    jac = jax.vmap(per_graph)(h_star, inputs, keys) / (nodes * cell.out_size)
     # Mean over graphs, like the loss it joins.
     h_star = attach_loss_gradient(h_star, jac / batch, config.jac_reg_weight)
   stats = EquilibriumStats(solver=stats,
@@ -178,8 +220,8 @@ class EquilibriumModule(nn.Module):
     cell_config: which cell to build.
     out_size: node-state size D.
     config: the equilibrium settings.
-    training: training or evaluation mode; in training mode with noise or the
-      regulariser the module needs a ``'noise'`` rng.
+    training: training or evaluation mode; a mode that uses noise or the
+      regulariser needs a ``'noise'`` rng.
   """
   cell_config: cells_lib.CellConfig
   out_size: int
@@ -200,8 +242,8 @@ class EquilibriumModule(nn.Module):
         'cell',
         lambda key: cell.init(key, node_fts, edge_fts, graph_fts, adj_mat,
                               h0).get('params', {}))
-    needs_rng = self.training and (self.config.noise_std > 0
-                                   or self.config.jac_reg_weight > 0)
+    needs_rng = (self.config.uses_noise(self.training)
+                 or self.config.uses_jac_reg(self.training))
     rng = self.make_rng('noise') if needs_rng else None
     graph = GraphInputs(node_fts, edge_fts, graph_fts, adj_mat)
     return equilibrium(cell, params, graph, config=self.config,

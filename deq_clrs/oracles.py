@@ -389,7 +389,8 @@ def _solve_and_decode(algorithm, graph, config, fallback):
     # fixed point would confirm it in one evaluation; it is left alone.
     f = deq_lib.single_graph_map(cell)
     h_fb, fallback_stats = solvers.solve(
-        f, h_star, {}, (graph, jnp.zeros_like(h_star)), config=fallback,
+        f, h_star, {}, (graph, jnp.zeros_like(h_star), None),
+        config=fallback,
         backward=_NO_EXTRA_STEP, training=False)
     done = stats.converged
     h_star = jnp.where(done[:, None, None], h_star, h_fb)

@@ -25,8 +25,8 @@ Backward modes (:class:`BackwardConfig`):
 * ``phantom``: the solve runs without gradients, then ``k`` damped steps
   ``h <- (1 - lam) h + lam f(h)`` are applied with gradients from the stopped
   fixed point (``k = 1, lam = 1`` is Jacobian-free backprop, DEAR's choice).
-  The layer's output is the state after those steps, in training and in
-  evaluation alike (the model is evaluated on the map it was trained on);
+  The layer's output is the state after those steps, in training and (unless
+  ``phantom_in_eval=False``, the reference's choice) in evaluation too;
   ``SolverStats.iterations`` counts the solver loop only.
 * ``unrolled``: plain backprop through a fixed number of iterations of ``f``
   from ``h0`` (a reference; it ignores the forward solver and tolerances).
@@ -120,6 +120,10 @@ class BackwardConfig:
     linear_max_iter: iteration cap of the adjoint linear solve.
     phantom_steps: number ``k`` of differentiable steps for ``phantom``.
     phantom_damping: ``lam`` in ``h <- (1 - lam) h + lam f(h)``.
+    phantom_in_eval: also apply the ``k`` phantom steps at evaluation
+      (``training=False``), so that the model is evaluated on the map it was
+      trained on. The reference (torchdeq) returns the solver's iterate at
+      evaluation: set False for that.
     unroll_steps: number of differentiable iterations for ``unrolled``.
   """
   mode: str = 'phantom'
@@ -128,6 +132,7 @@ class BackwardConfig:
   linear_max_iter: int = 40
   phantom_steps: int = 1
   phantom_damping: float = 1.0
+  phantom_in_eval: bool = True
   unroll_steps: int = 40
 
   def __post_init__(self):
@@ -206,9 +211,13 @@ def _jaxopt_solver(f: FixedPointFn, config: SolverConfig, max_iter: int):
       implicit_diff=False, jit=False)
 
 
+InputsAt = Callable[[PyTree, jax.Array], PyTree]
+
+
 def forward_solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree,
-                  config: SolverConfig,
-                  max_iter: int) -> tuple[PyTree, SolverStats]:
+                  config: SolverConfig, max_iter: int,
+                  inputs_at: InputsAt | None = None
+                  ) -> tuple[PyTree, SolverStats]:
   """Solves ``h = f(h, params, inputs)`` for ONE example, without gradients.
 
   Runs jaxopt updates until the example meets a tolerance of ``config`` or
@@ -223,12 +232,17 @@ def forward_solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree,
     inputs: per-example data of ``f``.
     config: tolerances and solver choice.
     max_iter: iteration cap.
+    inputs_at: optional ``(inputs, i) -> inputs_i``: the data of the ``i``-th
+      evaluation of ``f`` (``i`` an int32 scalar from 0), e.g. to draw fresh
+      noise on every call. Default: ``inputs`` at every call.
 
   Returns:
     ``(h, stats)`` with ``h`` shaped like ``h0`` and scalar ``stats`` fields.
   """
   solver = _jaxopt_solver(f, config, max_iter)
-  state = solver.init_state(h0, params, inputs)
+  at = (lambda i: inputs) if inputs_at is None else (
+      lambda i: inputs_at(inputs, i))
+  state = solver.init_state(h0, params, at(jnp.zeros((), jnp.int32)))
 
   def cond(carry):
     _, state, done = carry
@@ -238,7 +252,7 @@ def forward_solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree,
     h, state, _ = carry
     # Both jaxopt solvers return next = f(x) and state.error = ||f(x) - x||,
     # where x is h (fixed point) or Anderson's extrapolation of the history.
-    h, state = solver.update(h, state, params, inputs)
+    h, state = solver.update(h, state, params, at(state.iter_num))
     rel = relative_residual(state.error, h)
     return h, state, _is_converged(state.error, rel, config)
 
@@ -256,23 +270,35 @@ def _stop(tree: PyTree) -> PyTree:
   return jax.tree_util.tree_map(jax.lax.stop_gradient, tree)
 
 
-def _implicit_solve(f, h0, params, inputs, config, max_iter, backward):
+def _implicit_solve(f, h0, params, inputs, config, max_iter, backward,
+                    inputs_at=None, training=True):
+  del training
+  # The adjoint system is linearised at the map with the plain ``inputs``
+  # (per-call variations, e.g. noise, are a property of the forward solve).
   def fixed_point_fun(h, params, inputs):
     return f(h, params, inputs)
 
   @custom_fixed_point(fixed_point_fun, has_aux=True,
                       solve=backward.linear_solve_fn())
   def solver_fun(h0, params, inputs):
-    return forward_solve(f, h0, params, inputs, config, max_iter)
+    return forward_solve(f, h0, params, inputs, config, max_iter, inputs_at)
 
   return solver_fun(h0, params, inputs)
 
 
 def phantom_steps(f: FixedPointFn, h: PyTree, params: PyTree, inputs: PyTree,
-                  steps: int, damping: float) -> PyTree:
-  """Applies ``steps`` damped steps ``h <- (1 - damping) h + damping f(h)``."""
-  for _ in range(steps):
-    fh = f(h, params, inputs)
+                  steps: int, damping: float,
+                  inputs_at: InputsAt | None = None,
+                  first_call: jax.Array | int = 0) -> PyTree:
+  """Applies ``steps`` damped steps ``h <- (1 - damping) h + damping f(h)``.
+
+  With ``inputs_at``, step ``j`` evaluates ``f`` on
+  ``inputs_at(inputs, first_call + j)``.
+  """
+  for j in range(steps):
+    step_inputs = (inputs if inputs_at is None
+                   else inputs_at(inputs, first_call + j))
+    fh = f(h, params, step_inputs)
     if damping == 1.0:
       h = fh
     else:
@@ -281,20 +307,29 @@ def phantom_steps(f: FixedPointFn, h: PyTree, params: PyTree, inputs: PyTree,
   return h
 
 
-def _phantom_solve(f, h0, params, inputs, config, max_iter, backward):
+def _phantom_solve(f, h0, params, inputs, config, max_iter, backward,
+                   inputs_at=None, training=True):
   h_star, stats = forward_solve(f, _stop(h0), _stop(params), _stop(inputs),
-                                config, max_iter)
+                                config, max_iter, inputs_at)
+  if not training and not backward.phantom_in_eval:
+    return h_star, stats
+  # The phantom steps are the next calls of f after the solver's.
   h = phantom_steps(f, _stop(h_star), params, inputs, backward.phantom_steps,
-                    backward.phantom_damping)
+                    backward.phantom_damping, inputs_at,
+                    first_call=stats.iterations + 1)
   return h, stats
 
 
-def _unrolled_solve(f, h0, params, inputs, config, backward):
-  def step(h, _):
-    return f(h, params, inputs), None
+def _unrolled_solve(f, h0, params, inputs, config, backward, inputs_at=None):
+  at = (lambda i: inputs) if inputs_at is None else (
+      lambda i: inputs_at(inputs, i))
 
-  h_prev, _ = jax.lax.scan(step, h0, None, length=backward.unroll_steps - 1)
-  h = f(h_prev, params, inputs)
+  def step(h, i):
+    return f(h, params, at(i)), None
+
+  calls = jnp.arange(backward.unroll_steps, dtype=jnp.int32)
+  h_prev, _ = jax.lax.scan(step, h0, calls[:-1])
+  h = f(h_prev, params, at(calls[-1]))
   abs_res = tree_norm(jax.tree_util.tree_map(jnp.subtract, h, h_prev))
   rel_res = relative_residual(abs_res, h)
   stats = SolverStats(
@@ -307,7 +342,8 @@ def _unrolled_solve(f, h0, params, inputs, config, backward):
 def solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree, *,
           config: SolverConfig = SolverConfig(),
           backward: BackwardConfig = BackwardConfig(),
-          training: bool = True) -> tuple[PyTree, SolverStats]:
+          training: bool = True,
+          inputs_at: InputsAt | None = None) -> tuple[PyTree, SolverStats]:
   """Finds the fixed point of ``f`` for every example of a batch.
 
   Args:
@@ -319,7 +355,10 @@ def solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree, *,
     config: forward solver settings.
     backward: gradient mode.
     training: selects the iteration cap (``config.max_iter`` or
-      ``config.eval_max_iter``).
+      ``config.eval_max_iter``) and, with ``phantom_in_eval=False``, whether
+      the phantom steps are applied.
+    inputs_at: optional ``(inputs, i) -> inputs_i`` of ONE example: the data
+      of the ``i``-th call of ``f`` (see :func:`forward_solve`).
 
   Returns:
     ``(h_star, stats)``: ``h_star`` shaped like ``h0``; ``stats`` a
@@ -328,13 +367,15 @@ def solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree, *,
   max_iter = config.cap(training)
   if backward.mode == 'implicit':
     one = functools.partial(_implicit_solve, f, config=config,
-                            max_iter=max_iter, backward=backward)
+                            max_iter=max_iter, backward=backward,
+                            inputs_at=inputs_at, training=training)
   elif backward.mode == 'phantom':
     one = functools.partial(_phantom_solve, f, config=config,
-                            max_iter=max_iter, backward=backward)
+                            max_iter=max_iter, backward=backward,
+                            inputs_at=inputs_at, training=training)
   else:
     one = functools.partial(_unrolled_solve, f, config=config,
-                            backward=backward)
+                            backward=backward, inputs_at=inputs_at)
   return jax.vmap(one, in_axes=(0, None, 0))(h0, params, inputs)
 
 

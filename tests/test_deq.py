@@ -60,7 +60,8 @@ TIGHT = solvers.SolverConfig(method='anderson', rel_tol=0.0, abs_tol=1e-12,
 
 
 def layer_loss(params, graph, cell, backward, solver=TIGHT):
-  config = deq.DEQConfig(solver=solver, backward=backward, noise_std=0.0)
+  config = deq.DEQConfig(solver=solver, backward=backward, noise_std=0.0,
+                         jac_reg_weight=0.0)
   h, _ = deq.equilibrium(cell, params, graph, config=config, training=True)
   return jnp.sum(jnp.cos(h) * jnp.arange(h.size).reshape(h.shape) / h.size)
 
@@ -110,7 +111,8 @@ def test_implicit_gradient_of_dears_gated_cell_matches_unrolled():
                                   abs_tol=1e-11, max_iter=3000)
     implicit = solvers.BackwardConfig(mode='implicit', linear_solver='gmres',
                                       linear_tol=1e-12, linear_max_iter=500)
-    config = deq.DEQConfig(solver=solver, backward=implicit, noise_std=0.0)
+    config = deq.DEQConfig(solver=solver, backward=implicit, noise_std=0.0,
+                           jac_reg_weight=0.0)
     _, stats = deq.equilibrium(cell, params, graph, config=config,
                                training=True)
     assert bool(jnp.all(stats.solver.converged))
@@ -147,19 +149,78 @@ def test_equilibrium_is_a_fixed_point_of_the_cell():
   assert bool(jnp.all(rel <= stats.solver.rel_residual * 1.01))
 
 
-def test_noise_only_in_training():
+def test_noise_modes():
   graph = random_graph()
   cell = cells.GatedMPNNCell(out_size=D)
   params = init_params(cell, graph)
-  config = deq.DEQConfig(noise_std=0.1)
+  key, other = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
+
+  def run(training, k, **options):
+    config = deq.DEQConfig(**{'noise_std': 0.1, **options})
+    return deq.equilibrium(cell, params, graph, config=config,
+                           training=training, rng=k)[0]
+
   with pytest.raises(ValueError, match='needs an rng'):
-    deq.equilibrium(cell, params, graph, config=config, training=True)
-  key = jax.random.PRNGKey(0)
-  run = lambda training, k: deq.equilibrium(
-      cell, params, graph, config=config, training=training, rng=k)[0]
-  assert not np.allclose(run(True, key), run(True, jax.random.PRNGKey(1)))
-  np.testing.assert_array_equal(run(False, key),
-                                run(False, jax.random.PRNGKey(1)))
+    run(True, None)
+  assert not np.allclose(run(True, key), run(True, other))
+  # The reference adds the noise at evaluation too (the default) ...
+  assert not np.allclose(run(False, key), run(False, other))
+  # ... which noise_in_eval=False turns off.
+  np.testing.assert_array_equal(run(False, key, noise_in_eval=False),
+                                run(False, other, noise_in_eval=False))
+  np.testing.assert_array_equal(run(False, key, noise_in_eval=False),
+                                run(False, key, noise_std=0.0))
+
+
+@pytest.mark.parametrize('per_call', [True, False])
+def test_noise_per_call_draws_fresh_noise_on_every_map_call(per_call):
+  graph = random_graph()
+  cell = cells.GatedMPNNCell(out_size=D)
+  params = init_params(cell, graph)
+  std, steps, key = 0.05, 3, jax.random.PRNGKey(3)
+  config = deq.DEQConfig(
+      noise_std=std, noise_per_call=per_call, jac_reg_weight=0.0,
+      backward=solvers.BackwardConfig(mode='unrolled', unroll_steps=steps))
+  got, _ = deq.equilibrium(cell, params, graph, config=config, training=True,
+                           rng=key)
+  # By hand: h <- P(h) + noise_i from h = 0, with call i of graph b drawing
+  # std * normal(fold_in(key_b, i)) (per call) or one draw for the batch.
+  noise_key, _ = jax.random.split(key)
+  graph_keys = jax.random.split(noise_key, B)
+  once = std * jax.random.normal(noise_key, (B, N, D))
+  h = jnp.zeros((B, N, D))
+  for i in range(steps):
+    if per_call:
+      noise = jnp.stack([std * jax.random.normal(
+          jax.random.fold_in(graph_keys[b], i), (N, D)) for b in range(B)])
+    else:
+      noise = once
+    h = cell.apply({'params': params}, *graph, h) + noise
+  np.testing.assert_allclose(got, h, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('phantom_in_eval', [True, False])
+def test_phantom_step_at_evaluation_is_an_option(phantom_in_eval):
+  graph = random_graph()
+  cell = cells.GatedMPNNCell(out_size=D)
+  params = init_params(cell, graph)
+  solver = solvers.SolverConfig(method='fixed_point', rel_tol=0.1,
+                                eval_max_iter=50)
+  config = deq.DEQConfig(
+      solver=solver, noise_std=0.0,
+      backward=solvers.BackwardConfig(phantom_in_eval=phantom_in_eval))
+  got, _ = deq.equilibrium(cell, params, graph, config=config,
+                           training=False)
+  f = deq.single_graph_map(cell)
+  zeros = jnp.zeros((B, N, D))
+  h_star, _ = jax.vmap(lambda h0, x: solvers.forward_solve(
+      f, h0, params, x, solver, 50))(zeros, (graph, zeros, zeros[:, 0, :2]))
+  want = (cell.apply({'params': params}, *graph, h_star) if phantom_in_eval
+          else h_star)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # The solver stopped early, so the two choices do differ.
+  assert not np.allclose(cell.apply({'params': params}, *graph, h_star),
+                         h_star, atol=1e-3)
 
 
 def test_attach_loss_gradient_adds_the_regulariser_gradient():
@@ -201,7 +262,8 @@ def test_jacobian_regulariser_reaches_the_parameters():
   assert bool(jnp.all(stats.jac_frobenius > 0))
 
   # What the layer should add: weight * mean over graphs of the Hutchinson
-  # estimate at the stopped fixed point, with the layer's own keys.
+  # estimate at the stopped fixed point, with the layer's own keys, on
+  # torchdeq's scale (divided by the N * D elements of a graph's state).
   _, jac_key = jax.random.split(key)
   keys = jax.random.split(jac_key, B)
   f = deq.single_graph_map(cell)
@@ -210,9 +272,9 @@ def test_jacobian_regulariser_reaches_the_parameters():
   def reg(p):
     per_graph = [solvers.jacobian_frobenius_sq(
         lambda x, b=b: f(x, p, (jax.tree_util.tree_map(lambda a, b=b: a[b],
-                                                       graph), zeros)),
+                                                       graph), zeros, None)),
         jax.lax.stop_gradient(h_star[b]), keys[b], 2) for b in range(B)]
-    return weight * sum(per_graph) / B
+    return weight * sum(per_graph) / B / (N * D)
 
   np.testing.assert_allclose(reg(params) / weight,
                              jnp.mean(stats.jac_frobenius), rtol=1e-5)
