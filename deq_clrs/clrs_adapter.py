@@ -59,6 +59,27 @@ _DEQ_OPTIONS = {f.name: f.name for f in dataclasses.fields(deq_lib.DEQConfig)
 _EQUILIBRIUM_ONLY = {**_SOLVER_OPTIONS, **_BACKWARD_OPTIONS, **_DEQ_OPTIONS}
 
 
+def _defaults(cls, table: dict[str, str]) -> dict[str, Any]:
+  fields = {f.name: f.default for f in dataclasses.fields(cls)}
+  return {option: fields[field] for option, field in table.items()}
+
+
+def option_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+  """The defaults of every factory option, read from the config dataclasses.
+
+  Returns:
+    ``(cell options, equilibrium options)``: option name -> default, with
+    the names :func:`get_processor_factory` takes (``solver`` and
+    ``backward`` for the dataclasses' ``method`` and ``mode``). Configs are
+    built from these, so each default is written once, in its dataclass.
+  """
+  cell = _defaults(cells_lib.CellConfig, _CELL_OPTIONS)
+  deq = {**_defaults(solvers.SolverConfig, _SOLVER_OPTIONS),
+         **_defaults(solvers.BackwardConfig, _BACKWARD_OPTIONS),
+         **_defaults(deq_lib.DEQConfig, _DEQ_OPTIONS)}
+  return cell, deq
+
+
 class SolverStatsLog:
   """Collects the solver statistics of every equilibrium-processor call.
 

@@ -25,8 +25,9 @@ Backward modes (:class:`BackwardConfig`):
 * ``phantom``: the solve runs without gradients, then ``k`` damped steps
   ``h <- (1 - lam) h + lam f(h)`` are applied with gradients from the stopped
   fixed point (``k = 1, lam = 1`` is Jacobian-free backprop, DEAR's choice).
-  The layer's output is the state after those steps, in training and (unless
-  ``phantom_in_eval=False``, the reference's choice) in evaluation too;
+  The layer's output is the state after those steps in training; at
+  evaluation it is the solver's iterate (the reference's choice) unless
+  ``phantom_in_eval`` asks for the steps there too;
   ``SolverStats.iterations`` counts the solver loop only.
 * ``unrolled``: plain backprop through a fixed number of iterations of ``f``
   from ``h0`` (a reference; it ignores the forward solver and tolerances).
@@ -122,8 +123,8 @@ class BackwardConfig:
     phantom_damping: ``lam`` in ``h <- (1 - lam) h + lam f(h)``.
     phantom_in_eval: also apply the ``k`` phantom steps at evaluation
       (``training=False``), so that the model is evaluated on the map it was
-      trained on. The reference (torchdeq) returns the solver's iterate at
-      evaluation: set False for that.
+      trained on. The default (False) is the reference's (torchdeq):
+      evaluation returns the solver's iterate.
     unroll_steps: number of differentiable iterations for ``unrolled``.
   """
   mode: str = 'phantom'
@@ -132,7 +133,7 @@ class BackwardConfig:
   linear_max_iter: int = 40
   phantom_steps: int = 1
   phantom_damping: float = 1.0
-  phantom_in_eval: bool = True
+  phantom_in_eval: bool = False
   unroll_steps: int = 40
 
   def __post_init__(self):

@@ -34,7 +34,8 @@ config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG,
 # Named overrides: None = keep the config's value.
 _STR = {
     'algorithm': 'CLRS-30 algorithm name, e.g. bfs.',
-    'model': 'dear | nar (true steps, no hints) | nar_hints (CLRS hints).',
+    'model': 'dear | nar (true steps, no hints) | nar_lt (learned '
+             'termination) | nar_hints (CLRS hints).',
     'processor': 'dear: deq_mpnn | deq_triplet_mpnn; nar*: mpnn | '
                  'triplet_mpnn | clrs:<kind> (e.g. clrs:triplet_gmpnn).',
     'data_dir': 'Cache of generated datasets.',

@@ -193,7 +193,7 @@ def test_steps_only_keeps_the_number_of_steps(data_dir):
 
 @pytest.mark.parametrize('overrides, message', [
     (dict(algorithm='quicksort_typo'), 'valid CLRS-30 algorithms: .*bfs'),
-    (dict(model='gnn'), "expected one of \\['dear', 'nar', 'nar_hints'\\]"),
+    (dict(model='gnn'), "expected one of \\['dear', 'nar', 'nar_lt', 'nar_hints'\\]"),
     (dict(model='dear', processor='mpnn'), 'needs an equilibrium processor'),
     (dict(model='nar', processor='deq_mpnn'), 'only valid with --model=dear'),
     (dict(model='nar', processor='clrs:nope'), 'unknown CLRS processor'),

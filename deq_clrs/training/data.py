@@ -10,6 +10,10 @@ trained and scored on the same graphs:
 * ``val``: validation graphs (DEAR: 16 nodes);
 * ``test``: test graphs (DEAR: 64 nodes, optionally 128/256).
 
+Graph algorithms draw Erdos-Renyi graphs whose edge probability is chosen per
+graph from ``er_probs`` (the reference: 0.1, ..., 0.9; CLRS's own default is
+one value per algorithm, e.g. 0.5 for BFS).
+
 A training batch is a deterministic function of ``(seed, step)``: the size
 and the pool indices are drawn from a NumPy generator seeded with both, so a
 run resumed from a checkpoint sees exactly the batches it would have seen.
@@ -23,9 +27,12 @@ number of steps from the hints: :func:`steps_only` keeps the smallest hint
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import os
 import pickle
 import tempfile
+import zlib
 from collections.abc import Sequence
 
 import clrs
@@ -82,6 +89,94 @@ def dataset_seed(data_seed: int, split: str, size: int) -> int:
   return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
 
 
+# Datasets are generated in chunks of this many graphs (each chunk its own
+# seeded sampler), so that large graphs' full hints never sit in memory for
+# a whole dataset before :func:`steps_only` drops them.
+GENERATION_CHUNK = 64
+
+
+@functools.lru_cache(maxsize=None)
+def takes_edge_probability(algorithm: str) -> bool:
+  """Whether the algorithm's CLRS sampler draws graphs with a ``p`` argument
+  (the Erdos-Renyi edge probabilities)."""
+  sampler, _ = clrs.build_sampler(algorithm, num_samples=-1, length=4,
+                                  seed=0)
+  return 'p' in inspect.signature(type(sampler)._sample_data).parameters
+
+
+def _probs_tag(er_probs: Sequence[float] | None) -> str:
+  if not er_probs:
+    return 'pclrs'
+  text = ','.join(f'{p:g}' for p in er_probs)
+  return f'p{zlib.crc32(text.encode()):08x}'
+
+
+def _pad_time(feedback: clrs.Feedback, steps: int) -> clrs.Feedback:
+  """Pads every hint's time axis with zeros to ``steps``."""
+  def pad(dp):
+    extra = steps - dp.data.shape[0]
+    width = [(0, extra)] + [(0, 0)] * (dp.data.ndim - 1)
+    return clrs.DataPoint(dp.name, dp.location, dp.type_,
+                          np.pad(dp.data, width))
+  f = feedback.features
+  features = clrs.Features(inputs=f.inputs,
+                           hints=tuple(pad(dp) for dp in f.hints),
+                           lengths=f.lengths)
+  return clrs.Feedback(features=features, outputs=feedback.outputs)
+
+
+def concatenate(parts: Sequence[clrs.Feedback]) -> clrs.Feedback:
+  """Joins datasets along the graph axis (hints padded to one length)."""
+  steps = max(dp.data.shape[0] for part in parts
+              for dp in part.features.hints)
+  parts = [_pad_time(part, steps) for part in parts]
+
+  def join(trajs, axis):
+    return tuple(clrs.DataPoint(dps[0].name, dps[0].location, dps[0].type_,
+                                np.concatenate([dp.data for dp in dps],
+                                               axis=axis))
+                 for dps in zip(*trajs))
+  features = clrs.Features(
+      inputs=join([p.features.inputs for p in parts], 0),
+      hints=join([p.features.hints for p in parts], 1),
+      lengths=np.concatenate([np.asarray(p.features.lengths)
+                              for p in parts]))
+  return clrs.Feedback(features=features,
+                       outputs=join([p.outputs for p in parts], 0))
+
+
+def generate(algorithm: str, size: int, num_samples: int, seed: int, *,
+             er_probs: Sequence[float] | None = None,
+             with_hints: bool = False) -> clrs.Feedback:
+  """Generates a dataset with CLRS's offline sampler, chunk by chunk.
+
+  Args:
+    algorithm: a CLRS-30 name.
+    size: nodes per graph.
+    num_samples: graphs.
+    seed: base seed; chunk ``c`` uses a sampler seeded with ``(seed, c)``.
+    er_probs: edge probabilities, one drawn per graph, for algorithms whose
+      sampler takes them (None: CLRS's default).
+    with_hints: keep every hint; otherwise :func:`steps_only`.
+
+  Returns:
+    A ``Feedback`` of ``num_samples`` graphs, permutations enforced.
+  """
+  kwargs = {}
+  if er_probs and takes_edge_probability(algorithm):
+    kwargs['p'] = tuple(float(p) for p in er_probs)
+  parts = []
+  for chunk, start in enumerate(range(0, num_samples, GENERATION_CHUNK)):
+    count = min(GENERATION_CHUNK, num_samples - start)
+    chunk_seed = int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0]
+                     & 0x7FFFFFFF)
+    sampler, _ = clrs.build_sampler(algorithm, num_samples=count,
+                                    length=size, seed=chunk_seed, **kwargs)
+    part = enforce_permutations(sampler.next())
+    parts.append(part if with_hints else steps_only(part))
+  return concatenate(parts)
+
+
 def steps_only(feedback: clrs.Feedback) -> clrs.Feedback:
   """Keeps only the smallest hint, whose time axis still gives the steps.
 
@@ -99,6 +194,14 @@ def steps_only(feedback: clrs.Feedback) -> clrs.Feedback:
 
 def num_graphs(feedback: clrs.Feedback) -> int:
   return int(np.asarray(feedback.features.lengths).shape[0])
+
+
+def num_nodes(feedback: clrs.Feedback) -> int:
+  """N, from the first node-level input (every CLRS algorithm has one)."""
+  for dp in feedback.features.inputs:
+    if dp.location == clrs.Location.NODE:
+      return int(np.asarray(dp.data).shape[1])
+  raise ValueError('no node-level input to read the number of nodes from')
 
 
 def subsample(feedback: clrs.Feedback, idx: np.ndarray) -> clrs.Feedback:
@@ -128,7 +231,8 @@ def _atomic_pickle(obj, path: str) -> None:
 
 def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
                  data_dir: str, data_seed: int = 0,
-                 with_hints: bool = False) -> clrs.Feedback:
+                 with_hints: bool = False,
+                 er_probs: Sequence[float] | None = None) -> clrs.Feedback:
   """Loads one dataset from ``data_dir``, generating and caching it once.
 
   Args:
@@ -140,22 +244,21 @@ def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
     data_seed: base seed of every dataset.
     with_hints: keep every hint (for models that use hints); otherwise
       :func:`steps_only`.
+    er_probs: Erdos-Renyi edge probabilities (see :func:`generate`).
 
   Returns:
     A ``Feedback`` holding all ``num_samples`` graphs (hints [T, B, ...]).
   """
   seed = dataset_seed(data_seed, split, size)
   name = (f'{algorithm}_{split}_n{size}_k{num_samples}_s{seed}_'
+          f'{_probs_tag(er_probs)}_'
           f'{"hints" if with_hints else "steps"}_perm.pkl')
   path = os.path.join(data_dir, name)
   if os.path.exists(path):
     with open(path, 'rb') as f:
       return pickle.load(f)
-  sampler, _ = clrs.build_sampler(algorithm, num_samples=num_samples,
-                                  length=size, seed=seed)
-  feedback = enforce_permutations(sampler.next())
-  if not with_hints:
-    feedback = steps_only(feedback)
+  feedback = generate(algorithm, size, num_samples, seed, er_probs=er_probs,
+                      with_hints=with_hints)
   _atomic_pickle(feedback, path)
   return feedback
 
@@ -176,10 +279,12 @@ class TrainStream:
   @classmethod
   def load(cls, algorithm: str, sizes: Sequence[int], samples_per_size: int,
            batch_size: int, seed: int, *, data_dir: str, data_seed: int = 0,
-           with_hints: bool = False) -> TrainStream:
+           with_hints: bool = False,
+           er_probs: Sequence[float] | None = None) -> TrainStream:
     pools = {int(n): load_dataset(algorithm, 'train', int(n),
                                   samples_per_size, data_dir=data_dir,
-                                  data_seed=data_seed, with_hints=with_hints)
+                                  data_seed=data_seed, with_hints=with_hints,
+                                  er_probs=er_probs)
              for n in sizes}
     return cls(pools=pools, batch_size=batch_size, seed=seed)
 

@@ -6,6 +6,13 @@
 * ``nar``: a processor run once per step of the true algorithm (CLRS reads
   each graph's output at its true length), trained without hints: DEAR's
   baseline.
+* ``nar_lt``: NAR with learned termination, the paper's other baseline: the
+  same processor run per step, trained on the true number of steps with a
+  decoded graph-level hint ``lt_continue`` (1 while the algorithm goes on, 0
+  at its last step) as the termination target; at test time it is run for
+  up to ``nar_lt.cap_per_node * N`` steps and each graph's outputs are read
+  at the first step whose predicted probability of going on is below 0.5,
+  so it is never told the number of steps when it is scored.
 * ``nar_hints``: the same with encoded and decoded hints (classic CLRS).
 
 A NAR processor is either one of our Flax cells (``mpnn``,
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,15 +32,23 @@ import clrs
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 import deq_clrs
 from deq_clrs import parallel
 from deq_clrs.training import data as data_lib
 
-MODELS = ('dear', 'nar', 'nar_hints')
-DEFAULT_PROCESSOR = {'dear': 'deq_mpnn', 'nar': 'mpnn', 'nar_hints': 'mpnn'}
+MODELS = ('dear', 'nar', 'nar_lt', 'nar_hints')
+DEFAULT_PROCESSOR = {'dear': 'deq_mpnn', 'nar': 'mpnn', 'nar_lt': 'mpnn',
+                     'nar_hints': 'mpnn'}
+# nar_lt's termination target: a graph-level mask hint, decoded each step.
+LT_HINT = 'lt_continue'
+LT_SPEC = (clrs.Stage.HINT, clrs.Location.GRAPH, clrs.Type.MASK)
 EQUILIBRIUM_PROCESSORS = ('deq_mpnn', 'deq_triplet_mpnn')
 CELL_PROCESSORS = ('mpnn', 'triplet_mpnn')
+# Model selection on the validation set: lowest task loss (the paper's) or
+# highest CLRS score.
+SELECT_BY = ('loss', 'score')
 CLRS_PREFIX = 'clrs:'
 CLRS_PROCESSORS = ('deepsets', 'gat', 'gat_full', 'gatv2', 'gatv2_full',
                    'memnet_full', 'memnet_masked', 'mpnn', 'pgn', 'pgn_mask',
@@ -52,6 +68,43 @@ def uses_hints(config: ml_collections.ConfigDict) -> bool:
 
 def is_equilibrium(config: ml_collections.ConfigDict) -> bool:
   return config.model == 'dear'
+
+
+def model_spec(config: ml_collections.ConfigDict) -> clrs.Spec:
+  """The CLRS spec a config's models are built on."""
+  spec = data_lib.algorithm_spec(config.algorithm)
+  if config.model == 'nar_lt':
+    spec = {**spec, LT_HINT: LT_SPEC}
+  return spec
+
+
+def termination_feedback(feedback: clrs.Feedback,
+                         steps: int | None = None) -> clrs.Feedback:
+  """nar_lt's data: the only hint is ``lt_continue`` over ``steps`` time steps.
+
+  ``lt_continue[t, b] = 1`` while ``t < lengths[b] - 1`` and 0 after, so the
+  prediction made after processor step ``i`` (compared by CLRS with time
+  step ``i + 1``) says whether the algorithm goes on after it; CLRS masks
+  steps past each graph's length.
+
+  Args:
+    feedback: a dataset or batch (its hints give the default ``steps``).
+    steps: time steps T of the hint (default: those of the data).
+  """
+  lengths = np.asarray(feedback.features.lengths)
+  if steps is None:
+    steps = max(dp.data.shape[0] for dp in feedback.features.hints)
+  t = np.arange(steps)[:, None]
+  data = (t < lengths[None, :] - 1).astype(np.float32)
+  hint = clrs.DataPoint(LT_HINT, LT_SPEC[1], LT_SPEC[2], data)
+  features = clrs.Features(inputs=feedback.features.inputs, hints=(hint,),
+                           lengths=lengths)
+  return clrs.Feedback(features=features, outputs=feedback.outputs)
+
+
+def lt_step_cap(config: ml_collections.ConfigDict, nb_nodes: int) -> int:
+  """nar_lt's test-time cap on processor steps for graphs of N nodes."""
+  return max(1, math.ceil(config.nar_lt.cap_per_node * nb_nodes))
 
 
 def cell_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -107,13 +160,18 @@ class Models:
       solver budget and no noise; parameters are copied from ``train`` by
       :meth:`sync`.
     stats_log: solver statistics of the evaluation model (DEAR only).
-    prepare: maps a cached ``Feedback`` to what the models are fed
-      (one-shot for DEAR).
+    prepare: maps a cached ``Feedback`` to what the models are trained and
+      scored for loss on (one-shot for DEAR, the termination hint for
+      nar_lt).
+    predict: ``(key, cached Feedback) -> (predictions, stats)`` where
+      ``stats`` are per-graph records (solver statistics for DEAR, the steps
+      taken for nar_lt) or None.
   """
   train: clrs.models.BaselineModel
   eval: clrs.models.BaselineModel
   stats_log: deq_clrs.SolverStatsLog | None
   prepare: Callable[[clrs.Feedback], clrs.Feedback]
+  predict: Callable[[jax.Array, clrs.Feedback], tuple[Any, Any]] = None
 
   @property
   def num_devices(self) -> int:
@@ -147,6 +205,47 @@ def init_model(model: clrs.models.BaselineModel, features: clrs.Features,
   model.opt_state_skeleton = model.opt.init(jnp.zeros(1))
 
 
+def _solver_arrays(records) -> dict[str, np.ndarray]:
+  """Per-graph solver statistics of DEAR's drained stats records."""
+  cat = lambda get: np.concatenate([np.ravel(get(r)) for r in records])
+  return {'iterations': cat(lambda r: r.solver.iterations),
+          'converged': cat(lambda r: r.solver.converged),
+          'rel_residual': cat(lambda r: r.solver.rel_residual)}
+
+
+def _plain_predict(models: Models):
+  def predict(key, feedback):
+    preds, _ = models.eval.predict(key, models.prepare(feedback).features)
+    stats = None
+    if models.stats_log is not None:
+      stats = _solver_arrays(models.stats_log.drain())
+    return jax.tree_util.tree_map(np.asarray, preds), stats
+  return predict
+
+
+def _lt_predict(models: Models, config: ml_collections.ConfigDict):
+  """nar_lt's test-time prediction: run to the cap, read at the stop step.
+
+  The stats are the processor steps taken per graph (``iterations``) and
+  whether the graph stopped by itself before the cap (``converged``).
+  """
+  def predict(key, feedback):
+    cap = lt_step_cap(config, data_lib.num_nodes(feedback))
+    fb = termination_feedback(feedback, steps=cap + 1)
+    lengths = np.full_like(np.asarray(fb.features.lengths), cap + 1)
+    features = fb.features._replace(lengths=lengths)
+    outs, hint_preds = models.eval.predict(
+        key, features, return_hints=True, return_all_outputs=True)
+    # Logits of "goes on after this step", [cap, B]; < 0 means stop.
+    go_on = np.stack([np.asarray(h[LT_HINT]) for h in hint_preds])
+    stopped = np.any(go_on < 0, axis=0)
+    stop = np.where(stopped, np.argmax(go_on < 0, axis=0), cap - 1)
+    batch = np.arange(stop.shape[0])
+    preds = {k: np.asarray(v)[stop, batch] for k, v in outs.items()}
+    return preds, {'iterations': stop + 1, 'converged': stopped}
+  return predict
+
+
 def build_models(config: ml_collections.ConfigDict,
                  dummy: clrs.Feedback) -> Models:
   """Builds and initialises the models of a config.
@@ -160,16 +259,22 @@ def build_models(config: ml_collections.ConfigDict,
     parallel over ``config.num_devices`` devices (0 = all).
   """
   mesh = make_mesh(config)
-  spec = data_lib.algorithm_spec(config.algorithm)
+  spec = model_spec(config)
   hints = uses_hints(config)
-  prepare = deq_clrs.one_shot_feedback if is_equilibrium(config) else _identity
+  decode_hints = hints or config.model == 'nar_lt'
+  if is_equilibrium(config):
+    prepare = deq_clrs.one_shot_feedback
+  elif config.model == 'nar_lt':
+    prepare = termination_feedback
+  else:
+    prepare = _identity
   dummy = prepare(dummy)
 
   def model(factory, name):
     return parallel.DataParallelBaselineModel(
         spec=spec, dummy_trajectory=dummy, processor_factory=factory,
         hidden_dim=config.hidden_size, encode_hints=hints,
-        decode_hints=hints, learning_rate=config.learning_rate,
+        decode_hints=decode_hints, learning_rate=config.learning_rate,
         grad_clip_max_norm=config.grad_clip, name=name, mesh=mesh)
 
   train_factory = processor_factory(config)
@@ -182,8 +287,11 @@ def build_models(config: ml_collections.ConfigDict,
     stats_log = deq_clrs.SolverStatsLog()
     evaluation = model(train_factory.for_evaluation(stats_log), 'base_model')
     evaluation.params = train.params
-  return Models(train=train, eval=evaluation, stats_log=stats_log,
-                prepare=prepare)
+  models = Models(train=train, eval=evaluation, stats_log=stats_log,
+                  prepare=prepare)
+  models.predict = (_lt_predict(models, config) if config.model == 'nar_lt'
+                    else _plain_predict(models))
+  return models
 
 
 def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
@@ -225,6 +333,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not config.learning_rate > 0:
     raise ValueError(
         f'learning_rate must be > 0, got {config.learning_rate}')
+  if config.model == 'nar_lt' and not config.nar_lt.cap_per_node > 0:
+    raise ValueError(f'nar_lt.cap_per_node must be > 0, got '
+                     f'{config.nar_lt.cap_per_node}')
+  if config.select_by not in SELECT_BY:
+    raise ValueError(f'select_by must be one of {list(SELECT_BY)}, got '
+                     f'{config.select_by!r}')
   if config.grad_clip < 0:
     raise ValueError(f'grad_clip must be >= 0, got {config.grad_clip}')
   for key in ('train_sizes', 'test_sizes'):

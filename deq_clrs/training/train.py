@@ -24,7 +24,6 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from flax.metrics import tensorboard
 
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
@@ -49,6 +48,36 @@ def _concat(trees: list[Any]) -> Any:
                                 *trees)
 
 
+def summarize_stats(stats: dict[str, np.ndarray]) -> dict[str, float]:
+  """Means and maxima of per-graph solver (or termination) statistics."""
+  out = {'graphs': int(stats['iterations'].size),
+         'iterations_mean': float(np.mean(stats['iterations'])),
+         'iterations_max': int(np.max(stats['iterations'])),
+         'converged_fraction': float(np.mean(stats['converged']))}
+  if 'rel_residual' in stats:
+    out['rel_residual_mean'] = float(np.mean(stats['rel_residual']))
+    out['rel_residual_max'] = float(np.max(stats['rel_residual']))
+  return out
+
+
+def validation_loss(models: models_lib.Models, dataset: clrs.Feedback, *,
+                    batch_size: int, seed: int) -> float:
+  """Mean task loss of the evaluation model over a dataset (per graph).
+
+  The loss is CLRS's (outputs, plus nar_lt's termination hint); DEAR's
+  Jacobian regulariser only enters gradients, never this value.
+  """
+  key = jax.random.PRNGKey(seed)
+  total, graphs = 0.0, 0
+  for fb in data_lib.batches(dataset, batch_size):
+    loss, _ = models.eval.compute_grad(key, models.prepare(fb))
+    total += float(loss) * data_lib.num_graphs(fb)
+    graphs += data_lib.num_graphs(fb)
+  if models.stats_log is not None:
+    models.stats_log.drain()  # The loss pass's solves are not reported.
+  return total / graphs
+
+
 def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
              batch_size: int, seed: int, timed: bool = False
              ) -> dict[str, Any]:
@@ -66,37 +95,30 @@ def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
     ``{'score': CLRS score (mean of per-output scores), 'outputs': {name:
     score}, 'gt_steps_mean': float, 'graphs': int}`` plus
     ``'seconds_per_sample'`` when timed and ``'solver'`` (iteration
-    statistics per graph) for equilibrium models.
+    statistics per graph: solver iterations for DEAR, processor steps taken
+    for nar_lt) for models that choose their own number of steps.
   """
-  chunks = [models.prepare(b) for b in data_lib.batches(dataset, batch_size)]
+  chunks = data_lib.batches(dataset, batch_size)
   key = jax.random.PRNGKey(seed)
-
-  def predict(fb):
-    preds, _ = models.eval.predict(key, fb.features)
-    return jax.tree_util.tree_map(np.asarray, preds)
-
-  if models.stats_log is not None:
-    models.stats_log.drain()
   # The first batch of each shape compiles: time only the others, or, if
   # every batch compiles, a second run of the first one.
-  preds, seconds, timed_graphs, shapes = [], 0.0, 0, set()
+  preds, stats, seconds, timed_graphs, shapes = [], [], 0.0, 0, set()
   for fb in chunks:
     start = time.perf_counter()
-    preds.append(predict(fb))
+    pred, stat = models.predict(key, fb)
+    preds.append(pred)
+    if stat is not None:
+      stats.append(stat)
     shape = data_lib.num_graphs(fb)
     if shape in shapes:
       seconds += time.perf_counter() - start
       timed_graphs += shape
     shapes.add(shape)
-  if models.stats_log is not None:
-    records = models.stats_log.drain()
   if timed and not timed_graphs:
     start = time.perf_counter()
-    predict(chunks[0])
+    models.predict(key, chunks[0])
     seconds = time.perf_counter() - start
     timed_graphs = data_lib.num_graphs(chunks[0])
-    if models.stats_log is not None:
-      models.stats_log.drain()
   preds = _concat(preds)
   scores = clrs.evaluate(dataset.outputs, preds)
   result = {
@@ -107,8 +129,8 @@ def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
   }
   if timed:
     result['seconds_per_sample'] = seconds / timed_graphs
-  if models.stats_log is not None:
-    result['solver'] = models.stats_log.summarize(records)
+  if stats:
+    result['solver'] = summarize_stats(_concat(stats))
   return result
 
 
@@ -123,7 +145,8 @@ def load_eval_set(config: ml_collections.ConfigDict, split: str,
   return data_lib.load_dataset(
       config.algorithm, split, size, samples, data_dir=_data_dir(config),
       data_seed=config.data_seed,
-      with_hints=models_lib.uses_hints(config))
+      with_hints=models_lib.uses_hints(config),
+      er_probs=tuple(config.er_probs))
 
 
 def _write_json(obj: Any, path: str) -> None:
@@ -161,9 +184,54 @@ def _initial_state(models: models_lib.Models) -> dict[str, Any]:
       'best_params': params,
       'step': ckpt_lib.scalar(0, np.int64),
       'best_step': ckpt_lib.scalar(0, np.int64),
+      # The best validation score and loss, and the selection criterion's
+      # value there (higher is better: the score, or minus the loss).
       'best_val': ckpt_lib.scalar(-np.inf),
+      'best_val_score': ckpt_lib.scalar(-np.inf),
+      'best_val_loss': ckpt_lib.scalar(np.inf),
       'train_seconds': ckpt_lib.scalar(0.0),
   }
+
+
+HISTORY_FILE = 'history.jsonl'
+
+
+class History:
+  """The learning curve: one JSON line per validation, in the workdir.
+
+  A resumed run drops the entries after its checkpoint's step (they are
+  recomputed), so the file always describes one uninterrupted run.
+  """
+
+  def __init__(self, workdir: str, resume_step: int):
+    self.path = os.path.join(workdir, HISTORY_FILE)
+    self.entries = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        for line in f:
+          try:
+            entry = json.loads(line)
+          except json.JSONDecodeError:
+            break  # A line cut short by a kill: the rest is recomputed.
+          if entry['step'] <= resume_step:
+            self.entries.append(entry)
+    self._rewrite()
+
+  def _rewrite(self) -> None:
+    if jax.process_index() != 0:
+      return
+    tmp = self.path + '.tmp'
+    with open(tmp, 'w') as f:
+      for entry in self.entries:
+        f.write(json.dumps(entry, sort_keys=True) + '\n')
+    os.replace(tmp, self.path)
+
+  def append(self, entry: dict[str, Any]) -> None:
+    self.entries = [e for e in self.entries if e['step'] != entry['step']]
+    self.entries.append(entry)
+    if jax.process_index() == 0:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps(entry, sort_keys=True) + '\n')
 
 
 class _NoWriter:
@@ -176,9 +244,12 @@ class _NoWriter:
     pass
 
 
-def _summary_writer(workdir: str):
-  if jax.process_index() != 0:
+def _summary_writer(workdir: str, enabled: bool = True):
+  if jax.process_index() != 0 or not enabled:
     return _NoWriter()
+  # Imported here: it needs TensorFlow, which a run without TensorBoard
+  # output does not.
+  from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
   return tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
 
@@ -254,7 +325,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       config.algorithm, list(config.train_sizes),
       config.train_samples_per_size, config.batch_size, config.seed,
       data_dir=_data_dir(config), data_seed=config.data_seed,
-      with_hints=models_lib.uses_hints(config))
+      with_hints=models_lib.uses_hints(config),
+      er_probs=tuple(config.er_probs))
   val_set = load_eval_set(config, 'val', config.val_size)
   models = models_lib.build_models(
       config, data_lib.subsample(val_set, np.arange(1)))
@@ -267,31 +339,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     models.train.opt_state = state['opt_state']
     logging.info('resumed from step %d of %d', int(state['step']),
                  config.train_steps)
-  writer = _summary_writer(workdir)
+  writer = _summary_writer(workdir, config.tensorboard)
   train_key = jax.random.PRNGKey(config.seed)
 
   step = int(state['step'])
+  history = History(workdir, step)
+  loss = float('nan')
 
   def validate():
     models.sync()
     val = evaluate(models, val_set, batch_size=config.eval_batch_size,
                    seed=config.seed)
-    _log_scalars(writer, step, 'val', _eval_scalars(val))
-    improved = val['score'] > float(state['best_val'])
+    val['loss'] = validation_loss(models, val_set,
+                                  batch_size=config.eval_batch_size,
+                                  seed=config.seed)
+    _log_scalars(writer, step, 'val', {**_eval_scalars(val),
+                                       'loss': val['loss']})
+    criterion = (-val['loss'] if config.select_by == 'loss'
+                 else val['score'])
+    improved = criterion > float(state['best_val'])
     if improved:
-      state['best_val'] = ckpt_lib.scalar(val['score'])
+      state['best_val'] = ckpt_lib.scalar(criterion)
+      state['best_val_score'] = ckpt_lib.scalar(val['score'])
+      state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
       state['best_step'] = ckpt_lib.scalar(step, np.int64)
       state['best_params'] = models.train.params
-    logging.info('validation at step %d: score %.4f%s (best %.4f at step '
-                 '%d)', step, val['score'], ' *' if improved else '',
-                 float(state['best_val']), int(state['best_step']))
+    entry = {'step': step, 'val_score': val['score'],
+             'val_loss': val['loss'],
+             'train_loss': loss if math.isfinite(loss) else None}
+    if 'solver' in val:
+      entry['val_iterations_mean'] = val['solver']['iterations_mean']
+    if config.test_every and step % config.test_every == 0:
+      entry['test_scores'] = {
+          str(n): evaluate(models, load_eval_set(config, 'test', n),
+                           batch_size=config.eval_batch_size,
+                           seed=config.seed)['score']
+          for n in config.test_sizes}
+    history.append(entry)
+    logging.info('validation at step %d: loss %.4f score %.4f%s (best by '
+                 '%s at step %d: loss %.4f score %.4f)%s', step,
+                 val['loss'], val['score'], ' *' if improved else '',
+                 config.select_by, int(state['best_step']),
+                 float(state['best_val_loss']),
+                 float(state['best_val_score']),
+                 ''.join(f', test n={n}: {v:.4f}' for n, v in
+                         entry.get('test_scores', {}).items()))
 
   if step == 0:
     validate()  # The untrained parameters are the first candidate.
   window_start, window_step = time.perf_counter(), step
   segment_start = time.perf_counter()
   base_seconds = float(state['train_seconds'])
-  loss = float('nan')
   while step < config.train_steps:
     feedback = models.prepare(stream.batch(step))
     loss = float(models.train.feedback(jax.random.fold_in(train_key, step),
@@ -322,7 +420,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_seconds = float(state['train_seconds'])
   checkpointer.close()
 
-  # Score the best-by-validation parameters.
+  # Score the parameters selected on the validation set.
   models.train.params = state['best_params']
   models.sync()
   results = {
@@ -331,8 +429,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'processor': models_lib.processor_name(config),
       'seed': config.seed,
       'config': json.loads(config.to_json()),
-      'val_score': float(state['best_val']),
+      'select_by': config.select_by,
+      # At the selected checkpoint.
+      'val_score': float(state['best_val_score']),
+      'val_loss': float(state['best_val_loss']),
       'best_step': int(state['best_step']),
+      'history': history.entries,
       'train_steps': step,
       # None when this invocation ran no step (the run was complete).
       'final_train_loss': loss if math.isfinite(loss) else None,
@@ -397,7 +499,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   checkpointer.close()
   models.train.params = state['best_params' if which == 'best' else 'params']
   models.sync()
-  writer = _summary_writer(workdir)
+  writer = _summary_writer(workdir, config.get('tensorboard', True))
   results = {
       'algorithm': config.algorithm, 'model': config.model,
       'seed': config.seed, 'checkpoint_step': int(state['step']),
