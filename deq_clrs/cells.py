@@ -26,12 +26,37 @@ import jax
 import jax.numpy as jnp
 
 AGGREGATIONS = ('max', 'sum', 'mean')
+MSG_MLPS = ('reference', 'simple')
 
 
-def _check(aggregation: str) -> None:
+def _check(aggregation: str, msg_mlp: str = 'reference') -> None:
   if aggregation not in AGGREGATIONS:
     raise ValueError(f'unknown aggregation {aggregation!r}; expected one of '
                      f'{list(AGGREGATIONS)}')
+  if msg_mlp not in MSG_MLPS:
+    raise ValueError(f'unknown msg_mlp {msg_mlp!r}; expected one of '
+                     f'{list(MSG_MLPS)}')
+
+
+def message_mlp(msgs: jax.Array, mid: int, kind: str,
+                prefix: str = 'msg') -> jax.Array:
+  """The layers applied to summed messages [..., mid]; returns [..., mid].
+
+  Must be called inside a compact Flax method: the layers become submodules
+  of the calling module, named after ``prefix``.
+
+  * ``'reference'`` (the authors' DEAR processor): ``[Dense(mid), LayerNorm,
+    ReLU]`` twice, parameters ``{prefix}_mlp_0``, ``{prefix}_norm_0``,
+    ``{prefix}_mlp_1``, ``{prefix}_norm_1``.
+  * ``'simple'`` (this project's first cell): ``Dense(mid)(relu(msgs))``,
+    parameters ``{prefix}_mlp``.
+  """
+  if kind == 'simple':
+    return nn.Dense(mid, name=f'{prefix}_mlp')(jax.nn.relu(msgs))
+  for i in range(2):
+    msgs = nn.Dense(mid, name=f'{prefix}_mlp_{i}')(msgs)
+    msgs = jax.nn.relu(nn.LayerNorm(name=f'{prefix}_norm_{i}')(msgs))
+  return msgs
 
 
 def aggregate(msgs: jax.Array, adj_mat: jax.Array, how: str) -> jax.Array:
@@ -56,7 +81,8 @@ class GatedMPNNCell(nn.Module):
   """DEAR's processor step: a gated max-aggregation MPNN with LayerNorm.
 
   With ``z_i = [U_i || H_i]``, messages
-  ``m_sr = MLP(W_1 z_s + W_2 z_r + W_e E_sr + W_g G)`` are aggregated over
+  ``m_sr = MLP(W_1 z_s + W_2 z_r + W_e E_sr + W_g G)`` (MLP: see
+  :func:`message_mlp`) of size ``mid_size`` are aggregated over
   the senders of each receiver; the candidate state is
   ``c = LayerNorm(W_z z + W_m agg)`` and the gate
   ``g = sigmoid(MLP([z || agg]))`` (output bias ``gate_bias``, negative so a
@@ -67,6 +93,9 @@ class GatedMPNNCell(nn.Module):
       [B,N,D]).
     mid_size: width of the message MLP (defaults to ``out_size``).
     aggregation: ``'max'`` (DEAR), ``'sum'`` or ``'mean'``.
+    msg_mlp: the MLP after the summed messages: ``'reference'`` (the
+      authors', ``[Dense, LayerNorm, ReLU]`` twice) or ``'simple'`` (ReLU then
+      one Dense; the default before ``msg_mlp`` existed).
     layer_norm: apply LayerNorm to the candidate state.
     gated: mix the candidate with the previous state through a learned gate;
       if False the candidate is the next state.
@@ -75,6 +104,7 @@ class GatedMPNNCell(nn.Module):
   out_size: int
   mid_size: int | None = None
   aggregation: str = 'max'
+  msg_mlp: str = 'reference'
   layer_norm: bool = True
   gated: bool = True
   gate_bias: float = -3.0
@@ -83,7 +113,7 @@ class GatedMPNNCell(nn.Module):
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
                graph_fts: jax.Array, adj_mat: jax.Array,
                hidden: jax.Array) -> jax.Array:
-    _check(self.aggregation)
+    _check(self.aggregation, self.msg_mlp)
     mid = self.mid_size or self.out_size
     z = jnp.concatenate([node_fts, hidden], axis=-1)
     m_send = nn.Dense(mid, name='msg_send')(z)
@@ -92,7 +122,7 @@ class GatedMPNNCell(nn.Module):
     m_graph = nn.Dense(mid, name='msg_graph')(graph_fts)
     msgs = (m_send[:, :, None, :] + m_recv[:, None, :, :] + m_edge
             + m_graph[:, None, None, :])
-    msgs = nn.Dense(mid, name='msg_mlp')(jax.nn.relu(msgs))
+    msgs = message_mlp(msgs, mid, self.msg_mlp)
     agg = aggregate(msgs, adj_mat, self.aggregation)
     cand = (nn.Dense(self.out_size, name='upd_self')(z)
             + nn.Dense(self.out_size, name='upd_msg')(agg))
@@ -117,13 +147,14 @@ class TripletGatedMPNNCell(nn.Module):
   max-aggregated over j into the receiver k. Costs O(N^3 * nb_triplet_fts).
 
   Attributes:
-    out_size, mid_size, aggregation, layer_norm, gated, gate_bias: as in
-      :class:`GatedMPNNCell`.
+    out_size, mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias:
+      as in :class:`GatedMPNNCell` (they configure its pairwise part).
     nb_triplet_fts: width of the triplet features.
   """
   out_size: int
   mid_size: int | None = None
   aggregation: str = 'max'
+  msg_mlp: str = 'reference'
   layer_norm: bool = True
   gated: bool = True
   gate_bias: float = -3.0
@@ -133,7 +164,7 @@ class TripletGatedMPNNCell(nn.Module):
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
                graph_fts: jax.Array, adj_mat: jax.Array,
                hidden: jax.Array) -> jax.Array:
-    _check(self.aggregation)
+    _check(self.aggregation, self.msg_mlp)
     t = self.nb_triplet_fts
     z = jnp.concatenate([node_fts, hidden], axis=-1)
     tri = (nn.Dense(t, name='tri_i')(z)[:, :, None, None, :]
@@ -146,8 +177,9 @@ class TripletGatedMPNNCell(nn.Module):
     tri_edge = nn.Dense(self.out_size, name='tri_out')(jnp.max(tri, axis=1))
     pair = GatedMPNNCell(
         out_size=self.out_size, mid_size=self.mid_size,
-        aggregation=self.aggregation, layer_norm=self.layer_norm,
-        gated=self.gated, gate_bias=self.gate_bias, name='pairwise')
+        aggregation=self.aggregation, msg_mlp=self.msg_mlp,
+        layer_norm=self.layer_norm, gated=self.gated,
+        gate_bias=self.gate_bias, name='pairwise')
     # The triplet edge messages join the pairwise edge features.
     edge_in = jnp.concatenate([edge_fts, tri_edge], axis=-1)
     return pair(node_fts, edge_in, graph_fts, adj_mat, hidden)
@@ -165,13 +197,14 @@ class CellConfig:
 
   Attributes:
     kind: a key of :data:`CELLS`.
-    mid_size, aggregation, layer_norm, gated, gate_bias: see
+    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias: see
       :class:`GatedMPNNCell`.
     nb_triplet_fts: for ``'triplet_mpnn'`` only.
   """
   kind: str = 'mpnn'
   mid_size: int | None = None
   aggregation: str = 'max'
+  msg_mlp: str = 'reference'
   layer_norm: bool = True
   gated: bool = True
   gate_bias: float = -3.0
@@ -181,7 +214,7 @@ class CellConfig:
     if self.kind not in CELLS:
       raise ValueError(f'unknown cell {self.kind!r}; expected one of '
                        f'{sorted(CELLS)}')
-    _check(self.aggregation)
+    _check(self.aggregation, self.msg_mlp)
 
   def build(self, out_size: int) -> nn.Module:
     """Instantiates an unbound cell for node states of size ``out_size``.
@@ -190,8 +223,9 @@ class CellConfig:
     inside its own ``__call__`` does not adopt it as a submodule.
     """
     kwargs = dict(out_size=out_size, mid_size=self.mid_size,
-                  aggregation=self.aggregation, layer_norm=self.layer_norm,
-                  gated=self.gated, gate_bias=self.gate_bias)
+                  aggregation=self.aggregation, msg_mlp=self.msg_mlp,
+                  layer_norm=self.layer_norm, gated=self.gated,
+                  gate_bias=self.gate_bias)
     if self.kind == 'triplet_mpnn':
       kwargs['nb_triplet_fts'] = self.nb_triplet_fts
     return CELLS[self.kind](**kwargs, parent=None)

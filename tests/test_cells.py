@@ -81,3 +81,85 @@ def test_bad_cell_config_is_refused():
     cells.CellConfig(kind='gat')
   with pytest.raises(ValueError, match='aggregation'):
     cells.CellConfig(aggregation='min')
+
+
+def _param_names(variables):
+  return set(variables['params'])
+
+
+def _legacy_mpnn(params, node, edge, gfts, adj, hidden):
+  """The gated MPNN as it was before ``msg_mlp``, written out by hand."""
+  def dense(name, x):
+    return x @ params[name]['kernel'] + params[name]['bias']
+
+  def layer_norm(name, x):
+    mean = jnp.mean(x, -1, keepdims=True)
+    var = jnp.var(x, -1, keepdims=True)
+    x = (x - mean) / jnp.sqrt(var + 1e-6)
+    return x * params[name]['scale'] + params[name]['bias']
+
+  z = jnp.concatenate([node, hidden], -1)
+  msgs = (dense('msg_send', z)[:, :, None] + dense('msg_recv', z)[:, None]
+          + dense('msg_edge', edge) + dense('msg_graph', gfts)[:, None, None])
+  msgs = dense('msg_mlp', jax.nn.relu(msgs))
+  agg = cells.aggregate(msgs, adj, 'max')
+  cand = layer_norm('norm', dense('upd_self', z) + dense('upd_msg', agg))
+  g = jax.nn.relu(dense('gate_hidden', jnp.concatenate([z, agg], -1)))
+  g = jax.nn.sigmoid(dense('gate_out', g))
+  return g * cand + (1.0 - g) * hidden
+
+
+LEGACY_PARAMS = {'gate_hidden', 'gate_out', 'msg_edge', 'msg_graph',
+                 'msg_mlp', 'msg_recv', 'msg_send', 'norm', 'upd_msg',
+                 'upd_self'}
+
+
+def test_simple_msg_mlp_is_the_legacy_cell():
+  args = graph()
+  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple')
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  assert _param_names(variables) == LEGACY_PARAMS
+  shapes = jax.tree_util.tree_map(jnp.shape, variables['params'])
+  assert shapes['msg_mlp'] == {'kernel': (D, D), 'bias': (D,)}
+  assert shapes['gate_hidden']['kernel'] == (F + D + D, D)
+  np.testing.assert_allclose(cell.apply(variables, *args),
+                             _legacy_mpnn(variables['params'], *args),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_reference_msg_mlp_has_two_layer_norms():
+  args = graph()
+  assert cells.GatedMPNNCell(out_size=D).msg_mlp == 'reference'
+  assert cells.CellConfig().msg_mlp == 'reference'
+  cell = cells.GatedMPNNCell(out_size=D, mid_size=6)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  names = _param_names(variables)
+  assert names == (LEGACY_PARAMS - {'msg_mlp'}) | {
+      'msg_mlp_0', 'msg_norm_0', 'msg_mlp_1', 'msg_norm_1'}
+  shapes = jax.tree_util.tree_map(jnp.shape, variables['params'])
+  assert shapes['msg_mlp_0']['kernel'] == (6, 6)
+  assert shapes['msg_norm_1'] == {'scale': (6,), 'bias': (6,)}
+  out = cell.apply(variables, *args)
+  assert out.shape == (B, N, D)
+  assert bool(jnp.all(jnp.isfinite(out)))
+
+
+@pytest.mark.parametrize('msg_mlp', cells.MSG_MLPS)
+def test_triplet_cell_passes_msg_mlp_to_its_pairwise_part(msg_mlp):
+  args = graph()
+  cell = cells.CellConfig(kind='triplet_mpnn', msg_mlp=msg_mlp).build(D)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  names = set(variables['params']['pairwise'])
+  if msg_mlp == 'simple':
+    assert names == LEGACY_PARAMS
+  else:
+    assert {'msg_norm_0', 'msg_norm_1'} <= names
+    assert 'msg_mlp' not in names
+
+
+def test_bad_msg_mlp_is_refused():
+  with pytest.raises(ValueError, match=r"msg_mlp 'mlp3'.*'reference'"):
+    cells.CellConfig(msg_mlp='mlp3')
+  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='deep')
+  with pytest.raises(ValueError, match="'deep'.*'simple'"):
+    cell.init(jax.random.PRNGKey(0), *graph())
