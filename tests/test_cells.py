@@ -163,3 +163,19 @@ def test_bad_msg_mlp_is_refused():
   cell = cells.GatedMPNNCell(out_size=D, msg_mlp='deep')
   with pytest.raises(ValueError, match="'deep'.*'simple'"):
     cell.init(jax.random.PRNGKey(0), *graph())
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_gate_bias_starts_at_zero_by_default(kind):
+  assert cells.CellConfig(kind=kind).gate_bias == 0.0
+  assert cells.CELLS[kind](out_size=D).gate_bias == 0.0
+  cell = cells.CellConfig(kind=kind).build(D)
+  params = cell.init(jax.random.PRNGKey(0), *graph())['params']
+  if kind == 'triplet_mpnn':
+    params = params['pairwise']
+  np.testing.assert_array_equal(params['gate_out']['bias'], np.zeros(D))
+  cell = cells.CellConfig(kind=kind, gate_bias=-3.0).build(D)
+  params = cell.init(jax.random.PRNGKey(0), *graph())['params']
+  if kind == 'triplet_mpnn':
+    params = params['pairwise']
+  np.testing.assert_array_equal(params['gate_out']['bias'], np.full(D, -3.0))
