@@ -19,11 +19,14 @@ equilibrium layer needs to pass the parameters into jaxopt explicitly.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 AGGREGATIONS = ('max', 'sum', 'mean')
 MSG_MLPS = ('reference', 'simple')
@@ -75,6 +78,144 @@ def aggregate(msgs: jax.Array, adj_mat: jax.Array, how: str) -> jax.Array:
     return summed
   count = jnp.sum(mask, axis=1).astype(msgs.dtype)
   return summed / jnp.maximum(count, 1.0)
+
+
+# Generators of SL(2, Z_n) as (a, b, c, d) for [[a, b], [c, d]], in the fixed
+# order used by the breadth-first enumeration: S, S^-1, T, T^-1 with
+# S = [[1, 1], [0, 1]] and T = [[1, 0], [1, 1]] (entries taken mod n).
+SL2_GENERATORS = ((1, 1, 0, 1), (1, -1, 0, 1), (1, 0, 1, 1), (1, 0, -1, 1))
+
+Matrix2 = tuple[int, int, int, int]
+
+
+def sl2_order(n: int) -> int:
+  """|SL(2, Z_n)| = n^3 prod_{p | n, p prime} (1 - 1 / p^2), for n >= 2."""
+  if n < 2:
+    raise ValueError(f'SL(2, Z_n) needs n >= 2, got {n}')
+  order, rest, p = n ** 3, n, 2
+  while rest > 1:
+    if p * p > rest:
+      p = rest  # what is left is a prime
+    if rest % p == 0:
+      order = order // (p * p) * (p * p - 1)
+      while rest % p == 0:
+        rest //= p
+    p += 1
+  return order
+
+
+def _matmul_mod(x: Matrix2, y: Matrix2, n: int) -> Matrix2:
+  a, b, c, d = x
+  e, f, g, h = y
+  return ((a * e + b * g) % n, (a * f + b * h) % n,
+          (c * e + d * g) % n, (c * f + d * h) % n)
+
+
+@functools.lru_cache(maxsize=None)
+def sl2_elements(n: int) -> tuple[Matrix2, ...]:
+  """All elements of SL(2, Z_n) in breadth-first order from the identity.
+
+  The search visits, from each element g in turn, ``g @ s`` for the
+  generators s of :data:`SL2_GENERATORS` in that order, so element i > 0 is
+  a neighbour in the Cayley graph of an element listed before it.
+
+  Args:
+    n: the modulus, >= 2.
+
+  Returns:
+    The ``sl2_order(n)`` matrices as ``(a, b, c, d)`` tuples with entries in
+    ``[0, n)``, the identity first.
+  """
+  if n < 2:
+    raise ValueError(f'SL(2, Z_n) needs n >= 2, got {n}')
+  gens = [tuple(v % n for v in g) for g in SL2_GENERATORS]
+  identity = (1, 0, 0, 1)
+  seen = {identity}
+  order = [identity]
+  queue = collections.deque(order)
+  while queue:
+    g = queue.popleft()
+    for s in gens:
+      h = _matmul_mod(g, s, n)
+      if h not in seen:
+        seen.add(h)
+        order.append(h)
+        queue.append(h)
+  return tuple(order)
+
+
+def cayley_modulus(num_nodes: int) -> int:
+  """The smallest n >= 2 with |SL(2, Z_n)| >= ``num_nodes``."""
+  n = 2
+  while sl2_order(n) < num_nodes:
+    n += 1
+  return n
+
+
+@functools.lru_cache(maxsize=None)
+def cayley_adjacency(num_nodes: int) -> np.ndarray:
+  """Adjacency [N, N] of the Cayley expander graph used for N nodes.
+
+  The Cayley graph of SL(2, Z_n) for the generators S, S^-1, T, T^-1 (see
+  :data:`SL2_GENERATORS`; edges g -- g s) is 4-regular and undirected for
+  n >= 3 (for n = 2, S and T are their own inverses and it is a 6-cycle).
+  With n = :func:`cayley_modulus` (N), node i is the i-th element of
+  :func:`sl2_elements` (n) and the graph is the subgraph induced by the first
+  N elements. Because that order is breadth-first, the subgraph is
+  connected; its degrees are at most 4.
+
+  This truncation is what Expander Graph Propagation (Deac et al., 2022)
+  does. Cayley Graph Propagation (Wilson et al., 2024), which DEAR's CGP
+  option follows, keeps the other |SL(2, Z_n)| - N elements as virtual nodes;
+  that would give the processor more nodes than the N of its input, which
+  the cells' [B, N, D] -> [B, N, D] interface does not allow, so they are
+  dropped here.
+
+  Args:
+    num_nodes: N >= 1; N = 1 gives ``[[0]]``.
+
+  Returns:
+    A read-only float32 [N, N] 0/1 matrix, symmetric with zero diagonal
+    (cached: the same array is returned for the same N).
+  """
+  if num_nodes < 1:
+    raise ValueError(f'num_nodes must be >= 1, got {num_nodes}')
+  n = cayley_modulus(num_nodes)
+  elements = sl2_elements(n)[:num_nodes]
+  index = {g: i for i, g in enumerate(elements)}
+  gens = [tuple(v % n for v in g) for g in SL2_GENERATORS]
+  adj = np.zeros((num_nodes, num_nodes), np.float32)
+  for i, g in enumerate(elements):
+    for s in gens:
+      j = index.get(_matmul_mod(g, s, n))
+      if j is not None:
+        adj[i, j] = adj[j, i] = 1.0
+  adj.flags.writeable = False
+  return adj
+
+
+CAYLEY_DEGREE = 4
+
+
+@functools.lru_cache(maxsize=None)
+def cayley_neighbours(num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+  """The rows of :func:`cayley_adjacency` as padded neighbour lists.
+
+  Returns:
+    ``(index, mask)``, both [N, 4] and read-only: ``index[i, k]`` (int32) is
+    the k-th neighbour of node i in increasing order where ``mask[i, k]``
+    (float32 1/0) is 1, and 0 in the padding where it is 0.
+  """
+  adj = cayley_adjacency(num_nodes)
+  index = np.zeros((num_nodes, CAYLEY_DEGREE), np.int32)
+  mask = np.zeros((num_nodes, CAYLEY_DEGREE), np.float32)
+  for i in range(num_nodes):
+    nbrs = np.flatnonzero(adj[i])
+    index[i, :len(nbrs)] = nbrs
+    mask[i, :len(nbrs)] = 1.0
+  index.flags.writeable = False
+  mask.flags.writeable = False
+  return index, mask
 
 
 class GatedMPNNCell(nn.Module):

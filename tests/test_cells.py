@@ -179,3 +179,68 @@ def test_gate_bias_starts_at_zero_by_default(kind):
   if kind == 'triplet_mpnn':
     params = params['pairwise']
   np.testing.assert_array_equal(params['gate_out']['bias'], np.full(D, -3.0))
+
+
+def _connected(adj):
+  seen, frontier = {0}, [0]
+  while frontier:
+    frontier = [j for i in frontier for j in np.flatnonzero(adj[i])
+                if j not in seen and not seen.add(j)]
+  return len(seen) == len(adj)
+
+
+@pytest.mark.parametrize('n,order', [(2, 6), (3, 24), (4, 48), (5, 120)])
+def test_sl2_enumeration_has_the_group_order(n, order):
+  elements = cells.sl2_elements(n)
+  assert len(elements) == len(set(elements)) == order == cells.sl2_order(n)
+  assert elements[0] == (1, 0, 0, 1)
+  for a, b, c, d in elements:
+    assert (a * d - b * c) % n == 1
+    assert all(0 <= v < n for v in (a, b, c, d))
+
+
+@pytest.mark.parametrize('n', [3, 5])
+def test_full_cayley_graph_is_a_connected_4_regular_graph(n):
+  order = cells.sl2_order(n)
+  assert cells.cayley_modulus(order) == n
+  adj = cells.cayley_adjacency(order)  # nothing truncated
+  np.testing.assert_array_equal(adj, adj.T)
+  np.testing.assert_array_equal(np.diag(adj), 0.0)
+  np.testing.assert_array_equal(adj.sum(1), 4.0)
+  assert _connected(adj)
+
+
+@pytest.mark.parametrize('num_nodes', [1, 2, 5, 16, 64, 100, 130])
+def test_truncated_cayley_graph_is_connected_with_degree_at_most_4(
+    num_nodes):
+  adj = cells.cayley_adjacency(num_nodes)
+  assert adj.shape == (num_nodes, num_nodes)
+  assert adj.dtype == np.float32
+  assert set(np.unique(adj)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(adj, adj.T)
+  np.testing.assert_array_equal(np.diag(adj), 0.0)
+  assert adj.sum(1).max() <= 4
+  assert _connected(adj)
+  n = cells.cayley_modulus(num_nodes)
+  assert cells.sl2_order(n) >= num_nodes
+  assert n == 2 or cells.sl2_order(n - 1) < num_nodes
+  assert cells.cayley_adjacency(num_nodes) is adj  # cached
+  assert not adj.flags.writeable
+  index, mask = cells.cayley_neighbours(num_nodes)
+  dense = np.zeros_like(adj)
+  for i in range(num_nodes):
+    dense[i, index[i][mask[i] > 0]] = 1.0
+  np.testing.assert_array_equal(dense, adj)
+  np.testing.assert_array_equal(mask.sum(1), adj.sum(1))
+
+
+def test_cayley_graph_examples():
+  np.testing.assert_array_equal(cells.cayley_adjacency(1), [[0.0]])
+  np.testing.assert_array_equal(cells.cayley_adjacency(2), [[0, 1], [1, 0]])
+  # n = 2: I, S, T, S T, T S in breadth-first order form the path
+  # TS - T - I - S - ST.
+  np.testing.assert_array_equal(cells.cayley_adjacency(5), [
+      [0, 1, 1, 0, 0], [1, 0, 0, 1, 0], [1, 0, 0, 0, 1], [0, 1, 0, 0, 0],
+      [0, 0, 1, 0, 0]])
+  with pytest.raises(ValueError, match='num_nodes'):
+    cells.cayley_adjacency(0)
