@@ -218,6 +218,44 @@ def cayley_neighbours(num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
   return index, mask
 
 
+def cayley_messages(z: jax.Array, graph_fts: jax.Array, mid: int,
+                    msg_mlp: str, how: str) -> jax.Array:
+  """Aggregated messages [B, N, mid] over the Cayley graph of N nodes.
+
+  ``m_sr = MLP(C_1 z_s + C_2 z_r + C_g G)`` for the Cayley edges s -- r of
+  :func:`cayley_adjacency` (N) (which have no features), with the MLP of
+  :func:`message_mlp` of kind ``msg_mlp``, reduced over the senders of each
+  receiver with aggregation ``how``. The graph is at most 4-regular, so the
+  messages are gathered from padded neighbour lists
+  (:func:`cayley_neighbours`): [B, 4, N, mid] rather than [B, N, N, mid];
+  the result is what :func:`aggregate` gives on the dense adjacency.
+
+  Must be called inside a compact Flax method; creates ``cay_send``,
+  ``cay_recv``, ``cay_graph`` and the MLP's ``cay_mlp*`` / ``cay_norm*``.
+
+  Args:
+    z: [B, N, Fz] node inputs and states.
+    graph_fts: [B, Fg] graph features.
+    mid: message width.
+    msg_mlp: a kind of :data:`MSG_MLPS`.
+    how: a kind of :data:`AGGREGATIONS`.
+
+  Returns:
+    [B, N, mid]; zeros for a receiver without Cayley neighbours (N = 1).
+  """
+  batch, num_nodes = z.shape[:2]
+  index, mask = cayley_neighbours(num_nodes)  # [N, K] each, static
+  c_send = nn.Dense(mid, name='cay_send')(z)
+  c_recv = nn.Dense(mid, name='cay_recv')(z)
+  c_graph = nn.Dense(mid, name='cay_graph')(graph_fts)
+  # Slot k of receiver r holds sender index[r, k]: [B, K, N, mid].
+  msgs = (c_send[:, index.T] + c_recv[:, None, :, :]
+          + c_graph[:, None, None, :])
+  msgs = message_mlp(msgs, mid, msg_mlp, prefix='cay')
+  slots = jnp.broadcast_to(jnp.asarray(mask.T), (batch,) + mask.T.shape)
+  return aggregate(msgs, slots, how)
+
+
 class GatedMPNNCell(nn.Module):
   """DEAR's processor step: a gated max-aggregation MPNN with LayerNorm.
 
@@ -228,6 +266,12 @@ class GatedMPNNCell(nn.Module):
   ``c = LayerNorm(W_z z + W_m agg)`` and the gate
   ``g = sigmoid(MLP([z || agg]))`` (last layer's initial bias
   ``gate_bias``) mixes ``H' = g * c + (1 - g) * H``.
+
+  With ``cayley=True`` (Cayley graph propagation) the cell also passes
+  messages over the Cayley expander graph of :func:`cayley_adjacency` (N),
+  independent of ``A``, with weights of its own (:func:`cayley_messages`);
+  their aggregate ``agg_c`` adds ``W_c agg_c`` to the candidate before its
+  LayerNorm and joins the gate's input ``[z || agg || agg_c]``.
 
   Attributes:
     out_size: D, the size of the node state (the cell maps [B,N,D] to
@@ -243,6 +287,9 @@ class GatedMPNNCell(nn.Module):
     gate_bias: initial bias of the gate's last layer. 0 (a fresh gate near
       1/2) as in the authors' run scripts; a negative value such as their
       optional -3 makes a fresh cell start near "keep H".
+    cayley: also pass messages over the Cayley expander graph (parameters
+      ``cay_*`` and ``upd_cay``); off, the cell is exactly the one without
+      this option.
   """
   out_size: int
   mid_size: int | None = None
@@ -251,6 +298,7 @@ class GatedMPNNCell(nn.Module):
   layer_norm: bool = True
   gated: bool = True
   gate_bias: float = 0.0
+  cayley: bool = False
 
   @nn.compact
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
@@ -269,11 +317,17 @@ class GatedMPNNCell(nn.Module):
     agg = aggregate(msgs, adj_mat, self.aggregation)
     cand = (nn.Dense(self.out_size, name='upd_self')(z)
             + nn.Dense(self.out_size, name='upd_msg')(agg))
+    gate_in = [z, agg]
+    if self.cayley:
+      agg_cay = cayley_messages(z, graph_fts, mid, self.msg_mlp,
+                                self.aggregation)
+      cand = cand + nn.Dense(self.out_size, name='upd_cay')(agg_cay)
+      gate_in.append(agg_cay)
     if self.layer_norm:
       cand = nn.LayerNorm(name='norm')(cand)
     if not self.gated:
       return cand
-    g = jnp.concatenate([z, agg], axis=-1)
+    g = jnp.concatenate(gate_in, axis=-1)
     g = jax.nn.relu(nn.Dense(self.out_size, name='gate_hidden')(g))
     g = nn.Dense(self.out_size, name='gate_out',
                  bias_init=nn.initializers.constant(self.gate_bias))(g)
@@ -290,8 +344,9 @@ class TripletGatedMPNNCell(nn.Module):
   max-aggregated over j into the receiver k. Costs O(N^3 * nb_triplet_fts).
 
   Attributes:
-    out_size, mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias:
-      as in :class:`GatedMPNNCell` (they configure its pairwise part).
+    out_size, mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias,
+      cayley: as in :class:`GatedMPNNCell` (they configure its pairwise
+      part).
     nb_triplet_fts: width of the triplet features.
   """
   out_size: int
@@ -301,6 +356,7 @@ class TripletGatedMPNNCell(nn.Module):
   layer_norm: bool = True
   gated: bool = True
   gate_bias: float = 0.0
+  cayley: bool = False
   nb_triplet_fts: int = 8
 
   @nn.compact
@@ -322,7 +378,7 @@ class TripletGatedMPNNCell(nn.Module):
         out_size=self.out_size, mid_size=self.mid_size,
         aggregation=self.aggregation, msg_mlp=self.msg_mlp,
         layer_norm=self.layer_norm, gated=self.gated,
-        gate_bias=self.gate_bias, name='pairwise')
+        gate_bias=self.gate_bias, cayley=self.cayley, name='pairwise')
     # The triplet edge messages join the pairwise edge features.
     edge_in = jnp.concatenate([edge_fts, tri_edge], axis=-1)
     return pair(node_fts, edge_in, graph_fts, adj_mat, hidden)
@@ -340,8 +396,8 @@ class CellConfig:
 
   Attributes:
     kind: a key of :data:`CELLS`.
-    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias: see
-      :class:`GatedMPNNCell`.
+    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias, cayley:
+      see :class:`GatedMPNNCell`.
     nb_triplet_fts: for ``'triplet_mpnn'`` only.
   """
   kind: str = 'mpnn'
@@ -351,6 +407,7 @@ class CellConfig:
   layer_norm: bool = True
   gated: bool = True
   gate_bias: float = 0.0
+  cayley: bool = False
   nb_triplet_fts: int = 8
 
   def __post_init__(self):
@@ -368,7 +425,7 @@ class CellConfig:
     kwargs = dict(out_size=out_size, mid_size=self.mid_size,
                   aggregation=self.aggregation, msg_mlp=self.msg_mlp,
                   layer_norm=self.layer_norm, gated=self.gated,
-                  gate_bias=self.gate_bias)
+                  gate_bias=self.gate_bias, cayley=self.cayley)
     if self.kind == 'triplet_mpnn':
       kwargs['nb_triplet_fts'] = self.nb_triplet_fts
     return CELLS[self.kind](**kwargs, parent=None)

@@ -1,5 +1,6 @@
 """Tests of the Flax message-passing cells."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -244,3 +245,125 @@ def test_cayley_graph_examples():
       [0, 0, 1, 0, 0]])
   with pytest.raises(ValueError, match='num_nodes'):
     cells.cayley_adjacency(0)
+
+
+CAYLEY_PARAMS = {'cay_send', 'cay_recv', 'cay_graph', 'cay_mlp_0',
+                 'cay_norm_0', 'cay_mlp_1', 'cay_norm_1', 'upd_cay'}
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_cayley_off_is_the_cell_without_the_option(kind):
+  args = graph()
+  assert cells.CellConfig().cayley is False
+  assert cells.CELLS[kind](out_size=D).cayley is False
+  base = cells.CellConfig(kind=kind).build(D)
+  off = cells.CellConfig(kind=kind, cayley=False).build(D)
+  v_base = base.init(jax.random.PRNGKey(0), *args)
+  v_off = off.init(jax.random.PRNGKey(0), *args)
+  assert (jax.tree_util.tree_structure(v_off)
+          == jax.tree_util.tree_structure(v_base))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, v_off, v_base)
+  np.testing.assert_array_equal(off.apply(v_off, *args),
+                                base.apply(v_base, *args))
+
+
+def test_simple_cell_without_cayley_is_still_the_legacy_cell():
+  args = graph()
+  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple', cayley=False)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  assert _param_names(variables) == LEGACY_PARAMS
+  np.testing.assert_allclose(cell.apply(variables, *args),
+                             _legacy_mpnn(variables['params'], *args),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_cayley_cell_adds_its_own_message_weights(kind):
+  args = graph()
+  cell = cells.CellConfig(kind=kind, cayley=True).build(D)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  plain = cells.CellConfig(kind=kind).build(D).init(
+      jax.random.PRNGKey(0), *args)
+  params, plain_params = variables['params'], plain['params']
+  if kind == 'triplet_mpnn':
+    params, plain_params = params['pairwise'], plain_params['pairwise']
+  assert set(params) == set(plain_params) | CAYLEY_PARAMS
+  assert params['gate_hidden']['kernel'].shape == (F + D + D + D, D)
+  out = cell.apply(variables, *args)
+  assert out.shape == (B, N, D)
+  assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_cayley_messages_are_used():
+  args = graph()
+  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  base = cell.apply(variables, *args)
+
+  def perturb(path, x):
+    name = path[1].key
+    if name.startswith('cay_'):
+      return x + 0.5 * jax.random.normal(jax.random.PRNGKey(len(name)),
+                                         x.shape)
+    return x
+
+  moved = jax.tree_util.tree_map_with_path(perturb, variables)
+  out = cell.apply(moved, *args)
+  assert float(jnp.max(jnp.abs(out - base))) > 1e-3
+
+
+def test_cayley_messages_flow_only_along_cayley_edges():
+  node, edge, gfts, adj, hidden = graph()
+  adj = jnp.zeros_like(adj)  # no input edges: only the Cayley graph
+  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  variables = cell.init(jax.random.PRNGKey(0), node, edge, gfts, adj, hidden)
+  base = cell.apply(variables, node, edge, gfts, adj, hidden)
+  cayley = cells.cayley_adjacency(N)
+  for j in range(N):
+    out = cell.apply(variables, node, edge, gfts, adj,
+                     hidden.at[:, j].add(1.0))
+    changed = np.asarray(jnp.any(jnp.abs(out - base) > 1e-6, axis=(0, 2)))
+    expected = cayley[j] > 0
+    expected[j] = True
+    np.testing.assert_array_equal(changed, expected)
+
+
+class _CayleyOnly(nn.Module):
+  how: str
+
+  @nn.compact
+  def __call__(self, z, graph_fts):
+    return cells.cayley_messages(z, graph_fts, 4, 'simple', self.how)
+
+
+@pytest.mark.parametrize('how', cells.AGGREGATIONS)
+def test_gathered_cayley_messages_match_the_dense_aggregate(how):
+  num_nodes = 16
+  z = jax.random.normal(jax.random.PRNGKey(1), (B, num_nodes, 6))
+  gfts = jax.random.normal(jax.random.PRNGKey(2), (B, 3))
+  module = _CayleyOnly(how)
+  params = module.init(jax.random.PRNGKey(0), z, gfts)['params']
+  out = module.apply({'params': params}, z, gfts)
+  assert out.shape == (B, num_nodes, 4)
+
+  def dense(name, x):
+    return x @ params[name]['kernel'] + params[name]['bias']
+
+  msgs = (dense('cay_send', z)[:, :, None] + dense('cay_recv', z)[:, None]
+          + dense('cay_graph', gfts)[:, None, None])
+  msgs = dense('cay_mlp', jax.nn.relu(msgs))
+  adj = jnp.broadcast_to(cells.cayley_adjacency(num_nodes),
+                         (B, num_nodes, num_nodes))
+  np.testing.assert_allclose(out, cells.aggregate(msgs, adj, how),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_cayley_cell_runs_on_a_single_node():
+  node, edge, gfts, adj, hidden = graph()
+  node, edge, adj, hidden = (node[:, :1], edge[:, :1, :1], adj[:, :1, :1],
+                             hidden[:, :1])
+  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  args = (node, edge, gfts, adj, hidden)
+  out = cell.apply(cell.init(jax.random.PRNGKey(0), *args), *args)
+  assert out.shape == (B, 1, D)
+  assert bool(jnp.all(jnp.isfinite(out)))
