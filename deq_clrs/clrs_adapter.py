@@ -211,11 +211,13 @@ def get_processor_factory(kind: str, *,
       ``'triplet_mpnn'``.
     stats_log: optional :class:`SolverStatsLog` receiving solver statistics.
     evaluation: build the evaluation variant directly.
-    **options: cell options (``mid_size``, ``aggregation``, ``layer_norm``,
-      ``gated``, ``gate_bias``, ``nb_triplet_fts``) and, for equilibrium kinds,
-      solver options (``solver`` = ``'anderson'``/``'fixed_point'``,
-      ``max_iter``, ``eval_max_iter``, ``rel_tol``, ``abs_tol``,
-      ``history_size``, ``beta``, ``ridge``), backward options (``backward`` =
+    **options: cell options (``mid_size``, ``aggregation``, ``msg_mlp``,
+      ``layer_norm``, ``gated``, ``gate_bias``, ``cayley``,
+      ``nb_triplet_fts``; see :class:`deq_clrs.cells.CellConfig`) and, for
+      equilibrium kinds, solver options (``solver`` =
+      ``'anderson'``/``'fixed_point'``, ``max_iter``, ``eval_max_iter``,
+      ``rel_tol``, ``abs_tol``, ``history_size``, ``beta``, ``ridge``),
+      backward options (``backward`` =
       ``'implicit'``/``'phantom'``/``'unrolled'``, ``linear_solver``,
       ``linear_tol``, ``linear_max_iter``, ``phantom_steps``,
       ``phantom_damping``, ``phantom_in_eval``, ``unroll_steps``) and

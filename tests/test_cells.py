@@ -1,5 +1,6 @@
 """Tests of the Flax message-passing cells."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,3 +82,288 @@ def test_bad_cell_config_is_refused():
     cells.CellConfig(kind='gat')
   with pytest.raises(ValueError, match='aggregation'):
     cells.CellConfig(aggregation='min')
+
+
+def _param_names(variables):
+  return set(variables['params'])
+
+
+def _legacy_mpnn(params, node, edge, gfts, adj, hidden):
+  """The gated MPNN as it was before ``msg_mlp``, written out by hand."""
+  def dense(name, x):
+    return x @ params[name]['kernel'] + params[name]['bias']
+
+  def layer_norm(name, x):
+    mean = jnp.mean(x, -1, keepdims=True)
+    var = jnp.var(x, -1, keepdims=True)
+    x = (x - mean) / jnp.sqrt(var + 1e-6)
+    return x * params[name]['scale'] + params[name]['bias']
+
+  z = jnp.concatenate([node, hidden], -1)
+  msgs = (dense('msg_send', z)[:, :, None] + dense('msg_recv', z)[:, None]
+          + dense('msg_edge', edge) + dense('msg_graph', gfts)[:, None, None])
+  msgs = dense('msg_mlp', jax.nn.relu(msgs))
+  agg = cells.aggregate(msgs, adj, 'max')
+  cand = layer_norm('norm', dense('upd_self', z) + dense('upd_msg', agg))
+  g = jax.nn.relu(dense('gate_hidden', jnp.concatenate([z, agg], -1)))
+  g = jax.nn.sigmoid(dense('gate_out', g))
+  return g * cand + (1.0 - g) * hidden
+
+
+LEGACY_PARAMS = {'gate_hidden', 'gate_out', 'msg_edge', 'msg_graph',
+                 'msg_mlp', 'msg_recv', 'msg_send', 'norm', 'upd_msg',
+                 'upd_self'}
+
+
+def test_simple_msg_mlp_is_the_legacy_cell():
+  args = graph()
+  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple')
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  assert _param_names(variables) == LEGACY_PARAMS
+  shapes = jax.tree_util.tree_map(jnp.shape, variables['params'])
+  assert shapes['msg_mlp'] == {'kernel': (D, D), 'bias': (D,)}
+  assert shapes['gate_hidden']['kernel'] == (F + D + D, D)
+  np.testing.assert_allclose(cell.apply(variables, *args),
+                             _legacy_mpnn(variables['params'], *args),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_reference_msg_mlp_has_two_layer_norms():
+  args = graph()
+  assert cells.GatedMPNNCell(out_size=D).msg_mlp == 'reference'
+  assert cells.CellConfig().msg_mlp == 'reference'
+  cell = cells.GatedMPNNCell(out_size=D, mid_size=6)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  names = _param_names(variables)
+  assert names == (LEGACY_PARAMS - {'msg_mlp'}) | {
+      'msg_mlp_0', 'msg_norm_0', 'msg_mlp_1', 'msg_norm_1'}
+  shapes = jax.tree_util.tree_map(jnp.shape, variables['params'])
+  assert shapes['msg_mlp_0']['kernel'] == (6, 6)
+  assert shapes['msg_norm_1'] == {'scale': (6,), 'bias': (6,)}
+  out = cell.apply(variables, *args)
+  assert out.shape == (B, N, D)
+  assert bool(jnp.all(jnp.isfinite(out)))
+
+
+@pytest.mark.parametrize('msg_mlp', cells.MSG_MLPS)
+def test_triplet_cell_passes_msg_mlp_to_its_pairwise_part(msg_mlp):
+  args = graph()
+  cell = cells.CellConfig(kind='triplet_mpnn', msg_mlp=msg_mlp).build(D)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  names = set(variables['params']['pairwise'])
+  if msg_mlp == 'simple':
+    assert names == LEGACY_PARAMS
+  else:
+    assert {'msg_norm_0', 'msg_norm_1'} <= names
+    assert 'msg_mlp' not in names
+
+
+def test_bad_msg_mlp_is_refused():
+  with pytest.raises(ValueError, match=r"msg_mlp 'mlp3'.*'reference'"):
+    cells.CellConfig(msg_mlp='mlp3')
+  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='deep')
+  with pytest.raises(ValueError, match="'deep'.*'simple'"):
+    cell.init(jax.random.PRNGKey(0), *graph())
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_gate_bias_starts_at_zero_by_default(kind):
+  assert cells.CellConfig(kind=kind).gate_bias == 0.0
+  assert cells.CELLS[kind](out_size=D).gate_bias == 0.0
+  cell = cells.CellConfig(kind=kind).build(D)
+  params = cell.init(jax.random.PRNGKey(0), *graph())['params']
+  if kind == 'triplet_mpnn':
+    params = params['pairwise']
+  np.testing.assert_array_equal(params['gate_out']['bias'], np.zeros(D))
+  cell = cells.CellConfig(kind=kind, gate_bias=-3.0).build(D)
+  params = cell.init(jax.random.PRNGKey(0), *graph())['params']
+  if kind == 'triplet_mpnn':
+    params = params['pairwise']
+  np.testing.assert_array_equal(params['gate_out']['bias'], np.full(D, -3.0))
+
+
+def _connected(adj):
+  seen, frontier = {0}, [0]
+  while frontier:
+    frontier = [j for i in frontier for j in np.flatnonzero(adj[i])
+                if j not in seen and not seen.add(j)]
+  return len(seen) == len(adj)
+
+
+@pytest.mark.parametrize('n,order', [(2, 6), (3, 24), (4, 48), (5, 120)])
+def test_sl2_enumeration_has_the_group_order(n, order):
+  elements = cells.sl2_elements(n)
+  assert len(elements) == len(set(elements)) == order == cells.sl2_order(n)
+  assert elements[0] == (1, 0, 0, 1)
+  for a, b, c, d in elements:
+    assert (a * d - b * c) % n == 1
+    assert all(0 <= v < n for v in (a, b, c, d))
+
+
+@pytest.mark.parametrize('n', [3, 5])
+def test_full_cayley_graph_is_a_connected_4_regular_graph(n):
+  order = cells.sl2_order(n)
+  assert cells.cayley_modulus(order) == n
+  adj = cells.cayley_adjacency(order)  # nothing truncated
+  np.testing.assert_array_equal(adj, adj.T)
+  np.testing.assert_array_equal(np.diag(adj), 0.0)
+  np.testing.assert_array_equal(adj.sum(1), 4.0)
+  assert _connected(adj)
+
+
+@pytest.mark.parametrize('num_nodes', [1, 2, 5, 16, 64, 100, 130])
+def test_truncated_cayley_graph_is_connected_with_degree_at_most_4(
+    num_nodes):
+  adj = cells.cayley_adjacency(num_nodes)
+  assert adj.shape == (num_nodes, num_nodes)
+  assert adj.dtype == np.float32
+  assert set(np.unique(adj)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(adj, adj.T)
+  np.testing.assert_array_equal(np.diag(adj), 0.0)
+  assert adj.sum(1).max() <= 4
+  assert _connected(adj)
+  n = cells.cayley_modulus(num_nodes)
+  assert cells.sl2_order(n) >= num_nodes
+  assert n == 2 or cells.sl2_order(n - 1) < num_nodes
+  assert cells.cayley_adjacency(num_nodes) is adj  # cached
+  assert not adj.flags.writeable
+  index, mask = cells.cayley_neighbours(num_nodes)
+  dense = np.zeros_like(adj)
+  for i in range(num_nodes):
+    dense[i, index[i][mask[i] > 0]] = 1.0
+  np.testing.assert_array_equal(dense, adj)
+  np.testing.assert_array_equal(mask.sum(1), adj.sum(1))
+
+
+def test_cayley_graph_examples():
+  np.testing.assert_array_equal(cells.cayley_adjacency(1), [[0.0]])
+  np.testing.assert_array_equal(cells.cayley_adjacency(2), [[0, 1], [1, 0]])
+  # n = 2: I, S, T, S T, T S in breadth-first order form the path
+  # TS - T - I - S - ST.
+  np.testing.assert_array_equal(cells.cayley_adjacency(5), [
+      [0, 1, 1, 0, 0], [1, 0, 0, 1, 0], [1, 0, 0, 0, 1], [0, 1, 0, 0, 0],
+      [0, 0, 1, 0, 0]])
+  with pytest.raises(ValueError, match='num_nodes'):
+    cells.cayley_adjacency(0)
+
+
+CAYLEY_PARAMS = {'cay_send', 'cay_recv', 'cay_graph', 'cay_mlp_0',
+                 'cay_norm_0', 'cay_mlp_1', 'cay_norm_1', 'upd_cay'}
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_cayley_off_is_the_cell_without_the_option(kind):
+  args = graph()
+  assert cells.CellConfig().cayley is False
+  assert cells.CELLS[kind](out_size=D).cayley is False
+  base = cells.CellConfig(kind=kind).build(D)
+  off = cells.CellConfig(kind=kind, cayley=False).build(D)
+  v_base = base.init(jax.random.PRNGKey(0), *args)
+  v_off = off.init(jax.random.PRNGKey(0), *args)
+  assert (jax.tree_util.tree_structure(v_off)
+          == jax.tree_util.tree_structure(v_base))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, v_off, v_base)
+  np.testing.assert_array_equal(off.apply(v_off, *args),
+                                base.apply(v_base, *args))
+
+
+def test_simple_cell_without_cayley_is_still_the_legacy_cell():
+  args = graph()
+  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple', cayley=False)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  assert _param_names(variables) == LEGACY_PARAMS
+  np.testing.assert_allclose(cell.apply(variables, *args),
+                             _legacy_mpnn(variables['params'], *args),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_cayley_cell_adds_its_own_message_weights(kind):
+  args = graph()
+  cell = cells.CellConfig(kind=kind, cayley=True).build(D)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  plain = cells.CellConfig(kind=kind).build(D).init(
+      jax.random.PRNGKey(0), *args)
+  params, plain_params = variables['params'], plain['params']
+  if kind == 'triplet_mpnn':
+    params, plain_params = params['pairwise'], plain_params['pairwise']
+  assert set(params) == set(plain_params) | CAYLEY_PARAMS
+  assert params['gate_hidden']['kernel'].shape == (F + D + D + D, D)
+  out = cell.apply(variables, *args)
+  assert out.shape == (B, N, D)
+  assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_cayley_messages_are_used():
+  args = graph()
+  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  base = cell.apply(variables, *args)
+
+  def perturb(path, x):
+    name = path[1].key
+    if name.startswith('cay_'):
+      return x + 0.5 * jax.random.normal(jax.random.PRNGKey(len(name)),
+                                         x.shape)
+    return x
+
+  moved = jax.tree_util.tree_map_with_path(perturb, variables)
+  out = cell.apply(moved, *args)
+  assert float(jnp.max(jnp.abs(out - base))) > 1e-3
+
+
+def test_cayley_messages_flow_only_along_cayley_edges():
+  node, edge, gfts, adj, hidden = graph()
+  adj = jnp.zeros_like(adj)  # no input edges: only the Cayley graph
+  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  variables = cell.init(jax.random.PRNGKey(0), node, edge, gfts, adj, hidden)
+  base = cell.apply(variables, node, edge, gfts, adj, hidden)
+  cayley = cells.cayley_adjacency(N)
+  for j in range(N):
+    out = cell.apply(variables, node, edge, gfts, adj,
+                     hidden.at[:, j].add(1.0))
+    changed = np.asarray(jnp.any(jnp.abs(out - base) > 1e-6, axis=(0, 2)))
+    expected = cayley[j] > 0
+    expected[j] = True
+    np.testing.assert_array_equal(changed, expected)
+
+
+class _CayleyOnly(nn.Module):
+  how: str
+
+  @nn.compact
+  def __call__(self, z, graph_fts):
+    return cells.cayley_messages(z, graph_fts, 4, 'simple', self.how)
+
+
+@pytest.mark.parametrize('how', cells.AGGREGATIONS)
+def test_gathered_cayley_messages_match_the_dense_aggregate(how):
+  num_nodes = 16
+  z = jax.random.normal(jax.random.PRNGKey(1), (B, num_nodes, 6))
+  gfts = jax.random.normal(jax.random.PRNGKey(2), (B, 3))
+  module = _CayleyOnly(how)
+  params = module.init(jax.random.PRNGKey(0), z, gfts)['params']
+  out = module.apply({'params': params}, z, gfts)
+  assert out.shape == (B, num_nodes, 4)
+
+  def dense(name, x):
+    return x @ params[name]['kernel'] + params[name]['bias']
+
+  msgs = (dense('cay_send', z)[:, :, None] + dense('cay_recv', z)[:, None]
+          + dense('cay_graph', gfts)[:, None, None])
+  msgs = dense('cay_mlp', jax.nn.relu(msgs))
+  adj = jnp.broadcast_to(cells.cayley_adjacency(num_nodes),
+                         (B, num_nodes, num_nodes))
+  np.testing.assert_allclose(out, cells.aggregate(msgs, adj, how),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_cayley_cell_runs_on_a_single_node():
+  node, edge, gfts, adj, hidden = graph()
+  node, edge, adj, hidden = (node[:, :1], edge[:, :1, :1], adj[:, :1, :1],
+                             hidden[:, :1])
+  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  args = (node, edge, gfts, adj, hidden)
+  out = cell.apply(cell.init(jax.random.PRNGKey(0), *args), *args)
+  assert out.shape == (B, 1, D)
+  assert bool(jnp.all(jnp.isfinite(out)))

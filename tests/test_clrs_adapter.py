@@ -160,6 +160,7 @@ def test_mpnn_kind_runs_the_cell_once_per_step():
     ('deq_mpnn', {'solver': 'broyden'}, 'unknown solver method'),
     ('deq_mpnn', {'backward': 'exact'}, 'unknown backward mode'),
     ('deq_mpnn', {'aggregation': 'min'}, 'unknown aggregation'),
+    ('mpnn', {'msg_mlp': 'deep'}, 'unknown msg_mlp'),
 ])
 def test_bad_factory_arguments_are_refused(kind, options, match):
   with pytest.raises(ValueError, match=match):
@@ -181,3 +182,17 @@ def test_factory_options_reach_the_configs():
   assert factory.deq.jac_reg_weight == 1e-4
   assert factory.for_evaluation().evaluation
   assert not factory.evaluation
+
+
+@pytest.mark.parametrize('kind', ['deq_mpnn', 'mpnn', 'deq_triplet_mpnn'])
+def test_factory_accepts_the_message_and_cayley_options(kind):
+  default = deq_clrs.get_processor_factory(kind)
+  assert default.cell.msg_mlp == 'reference'
+  assert default.cell.gate_bias == 0.0
+  assert default.cell.cayley is False
+  factory = deq_clrs.get_processor_factory(kind, msg_mlp='simple',
+                                           cayley=True)
+  assert factory.cell.msg_mlp == 'simple'
+  assert factory.cell.cayley is True
+  assert factory.for_evaluation().cell == factory.cell
+  assert factory.cell.build(8).cayley is True
