@@ -3,6 +3,7 @@
 import json
 import os
 
+import clrs
 import jax
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from deq_clrs import training
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
+from deq_clrs.training import train as train_lib
 from experiments.configs import test as test_config
 
 RESULT_FIELDS = ('algorithm', 'model', 'seed', 'config', 'val_score',
@@ -80,8 +82,10 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
         tmp_path / 'bad.json'), solver_overrides={'tolerance': 0.1})
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path):
-  config = tiny_config(data_dir, train_steps=6, model='nar')
+@pytest.mark.parametrize('model', ['nar', 'dear'])
+def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path,
+                                                       model):
+  config = tiny_config(data_dir, train_steps=6, model=model)
   straight = training.train_and_evaluate(config, str(tmp_path / 'straight'))
 
   workdir = str(tmp_path / 'resumed')
@@ -95,9 +99,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path):
   assert ckpt_lib.Checkpointer(workdir).latest_step() == 4
   resumed = training.train_and_evaluate(config, workdir)
 
-  for key in ('val_score', 'best_step', 'test_scores', 'final_train_loss',
-              'train_steps'):
+  for key in ('val_score', 'val_loss', 'best_step', 'test_scores',
+              'final_train_loss', 'train_steps', 'history'):
     assert resumed[key] == straight[key], key
+  assert [e['step'] for e in resumed['history']] == [0, 2, 4, 6]
   # And the parameters themselves, which did change after step 4.
   def restored(path, step=None):
     checkpointer = ckpt_lib.Checkpointer(path)
@@ -152,6 +157,157 @@ def test_resume_refuses_a_different_config(data_dir, tmp_path):
         workdir)
 
 
+@pytest.mark.parametrize('select_by', ['loss', 'score'])
+def test_selection_picks_the_best_validation_entry(data_dir, tmp_path,
+                                                    select_by):
+  config = tiny_config(data_dir, train_steps=8, model='nar',
+                       select_by=select_by, learning_rate=3e-2, test_every=4)
+  results = training.train_and_evaluate(config, str(tmp_path / 'run'))
+  history = results['history']
+  assert [e['step'] for e in history] == [0, 2, 4, 6, 8]
+  # Test scores on the learning curve where asked for (every 4 steps).
+  assert [e['step'] for e in history if 'test_scores' in e] == [0, 4, 8]
+  key = (lambda e: e['val_loss']) if select_by == 'loss' else (
+      lambda e: -e['val_score'])
+  best = min(history, key=key)  # the first of equals, as the loop keeps
+  assert results['best_step'] == best['step']
+  assert results['val_loss'] == best['val_loss']
+  assert results['val_score'] == best['val_score']
+  assert results['select_by'] == select_by
+  # The losses move, so the choice is not trivially the first entry.
+  assert len({e['val_loss'] for e in history}) > 1
+
+
+def test_er_edge_probabilities_reach_the_sampler(data_dir):
+  def density(probs):
+    fb = data_lib.load_dataset('bfs', 'test', 12, 16, data_dir=data_dir,
+                               er_probs=probs)
+    adj = {dp.name: dp for dp in fb.features.inputs}['adj'].data
+    off_diagonal = adj * (1 - np.eye(12))
+    return off_diagonal.sum() / (16 * 12 * 11)
+  assert density((0.1,)) < 0.2
+  assert density((0.9,)) > 0.8
+  mixed = data_lib.load_dataset('bfs', 'test', 12, 64, data_dir=data_dir,
+                                er_probs=(0.1, 0.9))
+  adj = {dp.name: dp for dp in mixed.features.inputs}['adj'].data
+  per_graph = (adj * (1 - np.eye(12))).sum(axis=(1, 2)) / (12 * 11)
+  assert per_graph.min() < 0.3 and per_graph.max() > 0.7  # both drawn
+  # Samplers without edge probabilities (sorting) ignore them.
+  assert not data_lib.takes_edge_probability('insertion_sort')
+  data_lib.load_dataset('insertion_sort', 'test', 6, 3, data_dir=data_dir,
+                        er_probs=(0.5,))
+
+
+def test_chunked_generation_joins_chunks_of_different_lengths(
+    data_dir, monkeypatch):
+  monkeypatch.setattr(data_lib, 'GENERATION_CHUNK', 3)
+  fb = data_lib.generate('dfs', 8, 7, seed=5, er_probs=(0.1, 0.9))
+  assert data_lib.num_graphs(fb) == 7
+  (hint,) = fb.features.hints
+  lengths = np.asarray(fb.features.lengths)
+  assert hint.data.shape[:2] == (lengths.max(), 7)
+  for dp in fb.outputs + tuple(fb.features.inputs):
+    assert dp.data.shape[0] == 7
+  # The chunks are different samplers: no chunk repeats another.
+  pi = fb.outputs[0].data
+  assert not np.array_equal(pi[:3], pi[3:6])
+
+
+def test_termination_target_is_one_until_the_last_step():
+  lengths = np.array([2, 4, 3])
+  fb = data_lib.subsample(data_lib.generate('bfs', 6, 3, seed=0),
+                          np.arange(3))
+  fb = fb._replace(features=fb.features._replace(lengths=lengths))
+  (hint,) = models_lib.termination_feedback(fb, steps=5).features.hints
+  assert hint.name == models_lib.LT_HINT
+  np.testing.assert_array_equal(hint.data.T, [[1, 0, 0, 0, 0],
+                                              [1, 1, 1, 0, 0],
+                                              [1, 1, 0, 0, 0]])
+
+
+class _FakeModel:
+  """Returns chosen per-step outputs and termination logits."""
+
+  def __init__(self, logits, outputs):
+    self.logits, self.outputs, self.features = logits, outputs, None
+
+  def predict(self, key, features, return_hints, return_all_outputs):
+    assert return_hints and return_all_outputs
+    self.features = features
+    return self.outputs, [{models_lib.LT_HINT: x} for x in self.logits]
+
+
+def test_learned_termination_reads_outputs_at_the_predicted_stop():
+  fb = data_lib.generate('bfs', 4, 3, seed=0)
+  config = tiny_config('unused', model='nar_lt')
+  config.nar_lt.cap_per_node = 1.0  # 4 steps for 4 nodes
+  # Graph 0 stops after step 2, graph 1 after step 1, graph 2 never.
+  logits = np.array([[1., -1., 1.], [-1., 2., 1.], [3., 1., 1.],
+                     [-2., 1., 1.]])
+  steps = np.arange(4, dtype=float)[:, None, None] * np.ones((4, 3, 4))
+  pi = clrs.DataPoint('pi', clrs.Location.NODE, clrs.Type.POINTER, steps)
+  fake = _FakeModel(logits, {'pi': pi})
+  models = models_lib.Models(train=None, eval=fake, stats_log=None,
+                             prepare=models_lib.termination_feedback)
+  preds, stats = models_lib._lt_predict(models, config)(None, fb)
+  np.testing.assert_array_equal(preds['pi'].data[:, 0], [1, 0, 3])
+  np.testing.assert_array_equal(stats['iterations'], [2, 1, 4])
+  np.testing.assert_array_equal(stats['converged'], [True, True, False])
+  # Run to the cap: the true lengths never reach the model.
+  assert fake.features.hints[0].data.shape[0] == 5
+  np.testing.assert_array_equal(fake.features.lengths, [5, 5, 5])
+
+
+def test_nar_lt_run_is_not_told_the_steps_at_test_time(data_dir, tmp_path):
+  config = tiny_config(data_dir, model='nar_lt', train_steps=2)
+  results = training.train_and_evaluate(config, str(tmp_path / 'run'))
+  solver = results['solver']['12']
+  cap = models_lib.lt_step_cap(config, 12)
+  assert 1 <= solver['iterations_mean'] <= solver['iterations_max'] <= cap
+  # Predictions do not change when the test data's lengths are corrupted.
+  models = models_lib.build_models(config, data_lib.load_dataset(
+      'bfs', 'train', 8, 16, data_dir=data_dir, er_probs=config.er_probs))
+  test = train_lib.load_eval_set(config, 'test', 12)
+  key = jax.random.PRNGKey(0)
+  preds, _ = models.predict(key, test)
+  lengths = np.asarray(test.features.lengths)
+  corrupted = test._replace(features=test.features._replace(
+      lengths=lengths[::-1] + 7))
+  again, _ = models.predict(key, corrupted)
+  np.testing.assert_array_equal(preds['pi'].data, again['pi'].data)
+
+
+def test_config_defaults_are_the_library_defaults(data_dir):
+  from deq_clrs import clrs_adapter
+  from experiments.configs import default
+  cell, deq = clrs_adapter.option_defaults()
+  config = default.get_config()
+  assert dict(config.deq) == deq
+  assert dict(config.cell) == {**cell, 'mid_size': cell['mid_size'] or 0}
+  # The reference's values, where it has them.
+  assert deq['jac_reg_weight'] == 1e-4 and deq['noise_per_call']
+  assert deq['noise_in_eval'] and not deq['phantom_in_eval']
+  assert cell['gate_bias'] == 0.0 and cell['msg_mlp'] == 'reference'
+
+
+def test_paper_config_is_the_papers_protocol():
+  from experiments.configs import dear_cpu
+  from experiments.configs import dear_paper
+  paper = dear_paper.get_config()
+  assert (paper.hidden_size, paper.batch_size, paper.learning_rate,
+          paper.grad_clip) == (128, 32, 3e-4, 1.0)
+  assert paper.train_steps == 100 * 100_000 // 32
+  assert paper.train_samples_per_size * len(paper.train_sizes) >= 100_000
+  assert list(paper.train_sizes) == list(range(8, 17))
+  assert (paper.val_size, paper.val_samples, paper.test_samples) == (
+      16, 100, 100)
+  assert paper.select_by == 'loss'
+  cpu = dear_cpu.get_config()
+  differ = {k for k in paper if paper[k] != cpu[k]}
+  assert differ == {'train_steps', 'train_samples_per_size', 'eval_every',
+                    'test_every', 'checkpoint_every', 'log_every'}
+
+
 def test_datasets_are_cached_and_deterministic(data_dir):
   a = data_lib.load_dataset('bfs', 'test', 10, 4, data_dir=data_dir)
   files = set(os.listdir(data_dir))
@@ -193,7 +349,8 @@ def test_steps_only_keeps_the_number_of_steps(data_dir):
 
 @pytest.mark.parametrize('overrides, message', [
     (dict(algorithm='quicksort_typo'), 'valid CLRS-30 algorithms: .*bfs'),
-    (dict(model='gnn'), "expected one of \\['dear', 'nar', 'nar_lt', 'nar_hints'\\]"),
+    (dict(model='gnn'),
+     "expected one of \\['dear', 'nar', 'nar_lt', 'nar_hints'\\]"),
     (dict(model='dear', processor='mpnn'), 'needs an equilibrium processor'),
     (dict(model='nar', processor='deq_mpnn'), 'only valid with --model=dear'),
     (dict(model='nar', processor='clrs:nope'), 'unknown CLRS processor'),

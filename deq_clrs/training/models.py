@@ -74,7 +74,10 @@ def model_spec(config: ml_collections.ConfigDict) -> clrs.Spec:
   """The CLRS spec a config's models are built on."""
   spec = data_lib.algorithm_spec(config.algorithm)
   if config.model == 'nar_lt':
-    spec = {**spec, LT_HINT: LT_SPEC}
+    # The termination hint is the only one it decodes.
+    spec = {name: entry for name, entry in spec.items()
+            if entry[0] != clrs.Stage.HINT}
+    spec[LT_HINT] = LT_SPEC
   return spec
 
 
@@ -241,7 +244,10 @@ def _lt_predict(models: Models, config: ml_collections.ConfigDict):
     stopped = np.any(go_on < 0, axis=0)
     stop = np.where(stopped, np.argmax(go_on < 0, axis=0), cap - 1)
     batch = np.arange(stop.shape[0])
-    preds = {k: np.asarray(v)[stop, batch] for k, v in outs.items()}
+    # Postprocessed outputs (DataPoints) of every step: [cap, B, ...].
+    preds = {k: clrs.DataPoint(dp.name, dp.location, dp.type_,
+                               np.asarray(dp.data)[stop, batch])
+             for k, dp in outs.items()}
     return preds, {'iterations': stop + 1, 'converged': stopped}
   return predict
 

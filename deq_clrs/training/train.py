@@ -274,7 +274,7 @@ def _test_results(models: models_lib.Models,
                   sizes: Sequence[int], writer, step: int) -> dict[str, Any]:
   """Scores ``models.eval`` on the test sets; fields of ``results.json``."""
   out = {'test_scores': {}, 'gt_steps_mean': {}, 'seconds_per_sample': {},
-         'solver': {} if models.stats_log is not None else None}
+         'solver': {}}
   for size in sizes:
     dataset = load_eval_set(config, 'test', size)
     result = evaluate(models, dataset, batch_size=config.eval_batch_size,
@@ -283,16 +283,18 @@ def _test_results(models: models_lib.Models,
     out['test_scores'][key] = {'score': result['score'], **result['outputs']}
     out['gt_steps_mean'][key] = result['gt_steps_mean']
     out['seconds_per_sample'][key] = result['seconds_per_sample']
-    if out['solver'] is not None:
+    if 'solver' in result:
       out['solver'][key] = result['solver']
     logging.info('test n=%d: score %.4f (%d graphs, %.1f true steps, '
                  '%.2e s/graph)%s', size, result['score'], result['graphs'],
                  result['gt_steps_mean'], result['seconds_per_sample'],
-                 '' if out['solver'] is None else
+                 '' if 'solver' not in result else
                  ', solver iterations mean %.1f max %d' % (
                      result['solver']['iterations_mean'],
                      result['solver']['iterations_max']))
     _log_scalars(writer, step, f'test_{size}', _eval_scalars(result))
+  if not out['solver']:
+    out['solver'] = None  # The model runs the true number of steps.
   return out
 
 
