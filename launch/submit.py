@@ -1,6 +1,6 @@
 """Submits a sweep of ``experiments.train`` runs to SLURM or runs it locally.
 
-    python -m launch.submit --sweep=launch/sweeps/dear_vs_nar.py \\
+    python -m launch.submit --sweep=launch/sweeps/dear_paper.py \\
         --root=/scratch/$USER/dear_sweep --executor=slurm \\
         --partition=gpu --gpus_per_node=1 --timeout_min=240
 

@@ -17,14 +17,18 @@ sys.path.insert(0, str(ROOT / 'tests' / 'helpers'))
 import slurm_cluster  # noqa: E402
 
 
-def test_sweep_files_define_unique_jobs():
-  jobs = sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_vs_nar.py')
-  assert len(jobs) == 10 * 2 * 3
+@pytest.mark.parametrize('name, config', [('dear_paper', 'dear_paper.py'),
+                                          ('dear_cpu', 'dear_cpu.py')])
+def test_sweep_files_define_unique_jobs(name, config):
+  jobs = sweep_lib.load_sweep(ROOT / f'launch/sweeps/{name}.py')
+  assert len(jobs) == 10 * 3 * 3  # algorithms x (dear, nar, nar_lt) x seeds
   assert len({j.name for j in jobs}) == len(jobs)
+  assert {j.flags['model'] for j in jobs} == {'dear', 'nar', 'nar_lt'}
   cmd = jobs[0].command('/sweep')
   assert cmd[1:3] == ['-m', 'experiments.train']
   assert f'--workdir=/sweep/{jobs[0].name}' in cmd
   assert '--algorithm=bellman_ford' in cmd
+  assert f'--config={ROOT / "experiments" / "configs" / config}' in cmd
 
 
 def test_bad_sweeps_are_refused(tmp_path):
