@@ -270,14 +270,22 @@ def _implicit_solve(f, h0, params, inputs, config, max_iter, backward):
 
 def phantom_steps(f: FixedPointFn, h: PyTree, params: PyTree, inputs: PyTree,
                   steps: int, damping: float) -> PyTree:
-  """Applies ``steps`` damped steps ``h <- (1 - damping) h + damping f(h)``."""
-  for _ in range(steps):
+  """Applies ``steps`` damped steps ``h <- (1 - damping) h + damping f(h)``.
+
+  More than one step runs under ``lax.scan``, so that compilation does not
+  grow with ``steps`` (a many-step phantom gradient approaches the implicit
+  one; see ``benchmarking.gradient_agreement``).
+  """
+  def step(h, _):
     fh = f(h, params, inputs)
-    if damping == 1.0:
-      h = fh
-    else:
-      h = jax.tree_util.tree_map(
+    if damping != 1.0:
+      fh = jax.tree_util.tree_map(
           lambda a, b: (1.0 - damping) * a + damping * b, h, fh)
+    return fh, None
+
+  if steps == 1:
+    return step(h, None)[0]
+  h, _ = jax.lax.scan(step, h, None, length=steps)
   return h
 
 
