@@ -294,17 +294,23 @@ def phantom_steps(f: FixedPointFn, h: PyTree, params: PyTree, inputs: PyTree,
   """Applies ``steps`` damped steps ``h <- (1 - damping) h + damping f(h)``.
 
   With ``inputs_at``, step ``j`` evaluates ``f`` on
-  ``inputs_at(inputs, first_call + j)``.
+  ``inputs_at(inputs, first_call + j)``. More than one step runs under
+  ``lax.scan``, so that compilation does not grow with ``steps`` (a
+  many-step phantom gradient approaches the implicit one; see
+  ``benchmarking.gradient_agreement``).
   """
-  for j in range(steps):
+  def step(h, j):
     step_inputs = (inputs if inputs_at is None
                    else inputs_at(inputs, first_call + j))
     fh = f(h, params, step_inputs)
-    if damping == 1.0:
-      h = fh
-    else:
-      h = jax.tree_util.tree_map(
+    if damping != 1.0:
+      fh = jax.tree_util.tree_map(
           lambda a, b: (1.0 - damping) * a + damping * b, h, fh)
+    return fh, None
+
+  if steps == 1:
+    return step(h, 0)[0]
+  h, _ = jax.lax.scan(step, h, jnp.arange(steps, dtype=jnp.int32))
   return h
 
 

@@ -5,6 +5,14 @@
 
 Everything is measured in one run on one machine with the same shapes and
 batch size; the logic lives in :mod:`deq_clrs.benchmarking`.
+
+``--gradient_agreement`` also trains a small DEAR cell (or loads one with
+``--gradient_workdir``) and compares its 1-step phantom gradient with the
+implicit gradient (cosine similarity); ``--algorithms=`` (empty) skips the
+speed and memory measurements:
+
+    python -m experiments.benchmark --algorithms= --gradient_agreement \\
+        --gradient_steps=100 --output=gradient.json
 """
 
 import json
@@ -35,6 +43,20 @@ _MEMORY_CAPS = flags.DEFINE_list(
     'memory_caps', ['10', '40', '160'],
     'DEAR training caps at which training-step memory is compared.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Data and parameter seed.')
+_GRADIENT = flags.DEFINE_bool(
+    'gradient_agreement', False,
+    'Also compare the 1-step phantom gradient of a trained DEAR cell with '
+    'the implicit gradient at a tightly converged fixed point.')
+_GRADIENT_STEPS = flags.DEFINE_integer(
+    'gradient_steps', 300, 'Training steps of that DEAR cell.')
+_GRADIENT_ALGORITHM = flags.DEFINE_string(
+    'gradient_algorithm', 'bfs', 'CLRS algorithm of that DEAR cell.')
+_GRADIENT_SIZE = flags.DEFINE_integer(
+    'gradient_size', 12, 'Nodes per graph of the batch the gradients are '
+    'compared on (8 unseen graphs).')
+_GRADIENT_WORKDIR = flags.DEFINE_string(
+    'gradient_workdir', None, 'Load the DEAR cell from this '
+    'experiments/train.py workdir (best parameters) instead of training one.')
 _OUTPUT = flags.DEFINE_string('output', 'benchmark.json',
                               'Where to write the JSON results; the markdown '
                               'table goes beside it (.md).')
@@ -58,9 +80,13 @@ def main(argv):
         models=tuple(_MODELS.value), max_iter=_MAX_ITER.value,
         eval_max_iter=_EVAL_MAX_ITER.value, rel_tol=_REL_TOL.value,
         memory_caps=_ints('memory_caps', _MEMORY_CAPS.value), seed=_SEED.value)
+    gradient = benchmarking.GradientAgreementConfig(
+        algorithm=_GRADIENT_ALGORITHM.value, steps=_GRADIENT_STEPS.value,
+        size=_GRADIENT_SIZE.value, seed=_SEED.value,
+        workdir=_GRADIENT_WORKDIR.value) if _GRADIENT.value else None
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  results = benchmarking.run(config, log=logging.info)
+  results = benchmarking.run(config, log=logging.info, gradient=gradient)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)
   table = benchmarking.format_table(results)

@@ -155,7 +155,7 @@ def test_phantom_gradient_matches_its_formula():
     h_star, _ = solvers.solve(tanh_map, h0, params, inputs, config=TIGHT)
     weights = jnp.arange(1, N + 1)
     outer = lambda h: jnp.sum(jnp.sin(h) * weights)
-    for steps, lam in [(1, 1.0), (3, 0.5)]:
+    for steps, lam in [(1, 1.0), (3, 0.5), (4, 1.0)]:
       backward = solvers.BackwardConfig(mode='phantom', phantom_steps=steps,
                                         phantom_damping=lam)
       got = jax.grad(_loss)(params, inputs, backward, TIGHT)
