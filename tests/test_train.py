@@ -1,6 +1,7 @@
 """End-to-end tests of the experiments pipeline (tiny configs)."""
 
 import json
+import logging
 import os
 
 import clrs
@@ -368,3 +369,79 @@ def test_bad_solver_options_are_refused(data_dir):
   config.deq.solver = 'newton'
   with pytest.raises(ValueError, match='solver method'):
     models_lib.check_config(config)
+
+
+def _truncate(path: str) -> None:
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def _truncate_checkpoint(workdir: str, step: int) -> None:
+  """Cuts every data file of a committed checkpoint in half."""
+  root = os.path.join(workdir, 'checkpoints', str(step))
+  for folder, _, files in os.walk(root):
+    for name in files:
+      if os.path.basename(folder) == 'd':
+        _truncate(os.path.join(folder, name))
+
+
+@pytest.mark.parametrize('truncated, resumed_from', [([4], 2),
+                                                     ([2, 4], None)])
+def test_unreadable_checkpoints_are_set_aside(data_dir, tmp_path, caplog,
+                                              truncated, resumed_from):
+  config = tiny_config(data_dir, train_steps=6, model='nar')
+  workdir = str(tmp_path / 'run')
+
+  def crash(step):
+    if step == 5:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    training.train_and_evaluate(config, workdir, hooks=[crash])
+  for step in truncated:
+    _truncate_checkpoint(workdir, step)
+  caplog.clear()
+  caplog.set_level(logging.INFO)
+  results = training.train_and_evaluate(config, workdir)
+
+  warnings = [r.getMessage() for r in caplog.records
+              if r.levelname == 'WARNING' and 'is unreadable' in r.getMessage()]
+  assert len(warnings) == len(truncated)
+  for step, message in zip(sorted(truncated, reverse=True), warnings):
+    assert os.path.join(workdir, 'checkpoints', str(step)) in message
+    assert os.path.isdir(os.path.join(workdir, ckpt_lib.UNREADABLE_DIR,
+                                      str(step)))
+  messages = [r.getMessage() for r in caplog.records]
+  if resumed_from is None:
+    assert any('starting afresh' in m for m in messages)
+  else:
+    assert f'resumed from step {resumed_from} of 6' in messages
+  assert results['train_steps'] == 6
+  assert [e['step'] for e in results['history']] == [0, 2, 4, 6]
+  assert ckpt_lib.Checkpointer(workdir).latest_step() == 6
+
+
+def test_a_checkpoint_of_another_model_is_not_set_aside(tmp_path):
+  checkpointer = ckpt_lib.Checkpointer(str(tmp_path))
+  checkpointer.save(1, {'w': np.zeros(3)})
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='does not fit'):
+    checkpointer.restore_newest_readable({'v': np.zeros(3)})
+  assert checkpointer.all_steps() == [1]  # left where it was
+  checkpointer.close()
+
+
+def test_a_truncated_dataset_cache_file_is_generated_again(tmp_path, caplog):
+  directory = str(tmp_path / 'data')
+  first = data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
+  (name,) = os.listdir(directory)
+  path = os.path.join(directory, name)
+  _truncate(path)
+  caplog.clear()
+  again = data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
+  (message,) = [r.getMessage() for r in caplog.records
+                if r.levelname == 'WARNING']
+  assert path in message and 'generating it again' in message
+  jax.tree_util.tree_map(np.testing.assert_array_equal, first, again)
+  caplog.clear()  # The regenerated file is whole again.
+  data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
+  assert not [r for r in caplog.records if r.levelname == 'WARNING']

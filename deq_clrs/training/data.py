@@ -37,6 +37,7 @@ from collections.abc import Sequence
 
 import clrs
 import numpy as np
+from absl import logging
 
 SPLIT_IDS = {'train': 1, 'val': 2, 'test': 3}
 
@@ -229,11 +230,32 @@ def _atomic_pickle(obj, path: str) -> None:
     raise
 
 
+def _read_cached(path: str, num_samples: int) -> clrs.Feedback | None:
+  """A cached dataset, or None (with a warning) if the file is damaged."""
+  try:
+    with open(path, 'rb') as f:
+      feedback = pickle.load(f)
+    if not isinstance(feedback, clrs.Feedback):
+      raise TypeError(f'holds a {type(feedback).__name__}, not a Feedback')
+    if num_graphs(feedback) != num_samples:
+      raise ValueError(f'holds {num_graphs(feedback)} graphs, not '
+                       f'{num_samples}')
+  except Exception as error:  # pylint: disable=broad-except
+    # A truncated pickle raises EOFError, UnpicklingError, ValueError, ...
+    logging.warning('dataset cache file %s is unreadable (%s: %s); '
+                    'generating it again', path, type(error).__name__, error)
+    return None
+  return feedback
+
+
 def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
                  data_dir: str, data_seed: int = 0,
                  with_hints: bool = False,
                  er_probs: Sequence[float] | None = None) -> clrs.Feedback:
   """Loads one dataset from ``data_dir``, generating and caching it once.
+
+  A cache file that cannot be read (e.g. truncated) is named in a warning
+  and generated again.
 
   Args:
     algorithm: a CLRS-30 name.
@@ -255,8 +277,9 @@ def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
           f'{"hints" if with_hints else "steps"}_perm.pkl')
   path = os.path.join(data_dir, name)
   if os.path.exists(path):
-    with open(path, 'rb') as f:
-      return pickle.load(f)
+    feedback = _read_cached(path, num_samples)
+    if feedback is not None:
+      return feedback
   feedback = generate(algorithm, size, num_samples, seed, er_probs=er_probs,
                       with_hints=with_hints)
   _atomic_pickle(feedback, path)

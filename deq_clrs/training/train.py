@@ -336,11 +336,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   state = _initial_state(models)
   if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    models.train.params = state['params']
-    models.train.opt_state = state['opt_state']
-    logging.info('resumed from step %d of %d', int(state['step']),
-                 config.train_steps)
+    restored, _ = checkpointer.restore_newest_readable(state)
+    if restored is None:
+      logging.warning('no readable checkpoint under %s: starting afresh',
+                      checkpointer.directory)
+    else:
+      state = restored
+      models.train.params = state['params']
+      models.train.opt_state = state['opt_state']
+      logging.info('resumed from step %d of %d', int(state['step']),
+                   config.train_steps)
   writer = _summary_writer(workdir, config.tensorboard)
   train_key = jax.random.PRNGKey(config.seed)
 
