@@ -145,17 +145,61 @@ def test_sorting_outputs_become_permutation_pointers(data_dir):
 
 
 def test_resume_refuses_a_different_config(data_dir, tmp_path):
-  workdir = str(tmp_path / 'run')
-  config = tiny_config(data_dir, train_steps=0, model='nar')
-  untrained = training.train_and_evaluate(config, workdir)
-  # Untrained parameters are validated and tested too.
-  assert untrained['best_step'] == 0
-  assert 0.0 <= untrained['val_score'] <= 1.0
-  assert untrained['final_train_loss'] is None
+  workdir = tmp_path / 'run'
+  os.makedirs(workdir)
+  saved = tiny_config(data_dir, model='nar').to_json()
+  (workdir / 'config.json').write_text(saved)
   with pytest.raises(ValueError, match='different config'):
     training.train_and_evaluate(
-        tiny_config(data_dir, train_steps=0, model='nar', hidden_size=8),
-        workdir)
+        tiny_config(data_dir, model='nar', hidden_size=8), str(workdir))
+  assert (workdir / 'config.json').read_text() == saved
+  assert os.listdir(workdir) == ['config.json']
+
+
+def _snapshot(workdir: str) -> dict[str, tuple[int, int]]:
+  """Every file under a workdir with its size and modification time."""
+  out = {}
+  for folder, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(folder, name)
+      out[path] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+  return out
+
+
+def test_a_finished_run_is_left_alone(data_dir, tmp_path, caplog):
+  caplog.set_level(logging.INFO)
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(data_dir, train_steps=4, model='nar')
+
+  def crash(step):
+    if step == 3:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    training.train_and_evaluate(config, workdir, hooks=[crash])
+  # Fewer steps than the checkpoint has: refused, config.json kept.
+  before = _snapshot(workdir)
+  with pytest.raises(ValueError, match='checkpoint at step 2, past '
+                     'train_steps=1; rerun with train_steps >= 2'):
+    training.train_and_evaluate(tiny_config(data_dir, train_steps=1,
+                                            model='nar'), workdir)
+  assert _snapshot(workdir) == before
+
+  results = training.train_and_evaluate(config, workdir)
+  assert results['train_steps'] == 4
+  assert results['final_train_loss'] is not None
+  before = _snapshot(workdir)
+  for steps in (4, 2):  # the same command, and fewer steps
+    caplog.clear()
+    again = training.train_and_evaluate(
+        tiny_config(data_dir, train_steps=steps, model='nar'), workdir)
+    assert again == json.loads(json.dumps(results))
+    assert _snapshot(workdir) == before  # not a byte rewritten
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert 'is finished (4 steps' in line
+    assert os.path.join(workdir, 'results.json') in line
+    assert f'python -m experiments.evaluate --workdir={workdir}' in line
+  assert 'more than train_steps=2' in line
 
 
 @pytest.mark.parametrize('select_by', ['loss', 'score'])
@@ -358,6 +402,8 @@ def test_steps_only_keeps_the_number_of_steps(data_dir):
     (dict(hidden_size=0), 'hidden_size must be >= 1'),
     (dict(test_sizes=()), 'test_sizes must name at least one'),
     (dict(learning_rate=0.0), 'learning_rate must be > 0'),
+    (dict(train_steps=0), 'train_steps must be >= 1, got 0 .* experiments'
+     '.evaluate'),
 ])
 def test_bad_configs_are_refused(data_dir, overrides, message):
   with pytest.raises(ValueError, match=message):

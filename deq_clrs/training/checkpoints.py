@@ -138,6 +138,18 @@ class Checkpointer:
     self._manager.close()
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """Steps of the committed checkpoints under ``<workdir>/checkpoints``,
+  oldest first, read from the folder names (orbax writes into a temporary
+  name and renames it on commit)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit()
+                and os.path.isdir(os.path.join(directory, name)))
+
+
 def _first_line(error: Exception, width: int = 200) -> str:
   text = str(error).strip().splitlines()
   return text[0][:width] if text else ''

@@ -160,7 +160,7 @@ def _write_json(obj: Any, path: str) -> None:
 
 
 def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes ``config.json``, or refuses a config that differs from it."""
+  """Refuses a config that differs from the workdir's ``config.json``."""
   path = os.path.join(workdir, 'config.json')
   current = json.loads(config.to_json())
   if os.path.exists(path):
@@ -173,7 +173,39 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
       raise ValueError(
           f'{workdir} holds a run with a different config (keys {changed}); '
           f'use a new --workdir or the same settings to resume it')
-  _write_json(current, path)
+
+
+def _finished_results(config: ml_collections.ConfigDict,
+                      workdir: str) -> dict[str, Any] | None:
+  """The workdir's ``results.json`` if it ran ``config.train_steps`` or more.
+
+  A run asked for more steps than its results have is not finished (it
+  continues from its checkpoint); an unreadable results file is ignored.
+  """
+  path = os.path.join(workdir, 'results.json')
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      results = json.load(f)
+    done = int(results['train_steps'])
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    logging.warning('%s is unreadable (%s); finishing the run again', path,
+                    error)
+    return None
+  return results if done >= config.train_steps else None
+
+
+def _check_no_later_checkpoint(config: ml_collections.ConfigDict,
+                               workdir: str) -> None:
+  """Refuses to resume a run whose checkpoints are past ``train_steps``."""
+  steps = ckpt_lib.saved_steps(workdir)
+  if steps and steps[-1] > config.train_steps:
+    raise ValueError(
+        f'{workdir} holds a checkpoint at step {steps[-1]}, past '
+        f'train_steps={config.train_steps}; rerun with train_steps >= '
+        f'{steps[-1]} to continue it, or score it with python -m '
+        f'experiments.evaluate --workdir={workdir}')
 
 
 def _initial_state(models: models_lib.Models) -> dict[str, Any]:
@@ -298,6 +330,16 @@ def _test_results(models: models_lib.Models,
   return out
 
 
+def _final_train_loss(loss: float, step: int,
+                      history: History) -> float | None:
+  """The last step's loss; from the learning curve if this invocation ran no
+  step (killed after the last checkpoint, before ``results.json``)."""
+  if math.isfinite(loss):
+    return loss
+  last = [e for e in history.entries if e['step'] == step]
+  return last[-1].get('train_loss') if last else None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[Callable[[int], None]] = ()
                        ) -> dict[str, Any]:
@@ -307,7 +349,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpoint and ends with the same parameters and scores as an
   uninterrupted run: batches, dropout-free noise keys and the best-so-far
   bookkeeping are all functions of ``(seed, step)`` or stored in the
-  checkpoint.
+  checkpoint. A finished run (its ``results.json`` has ``train_steps`` or
+  more steps) is left alone: nothing is written and its results are
+  returned; asking for more steps continues it.
 
   Args:
     config: see ``experiments/configs/default.py``.
@@ -318,10 +362,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   Returns:
     The contents of ``results.json``.
+
+  Raises:
+    ValueError: a config that cannot run, differs from the workdir's run,
+      or asks for fewer steps than the workdir's checkpoints have.
   """
   models_lib.check_config(config)
   os.makedirs(workdir, exist_ok=True)
   _check_resumable(config, workdir)
+  finished = _finished_results(config, workdir)
+  if finished is not None:
+    # Nothing is written: scoring it again is experiments.evaluate's job.
+    logging.info(
+        'nothing to do: the run in %s is finished (%d steps%s); its scores '
+        'are in %s. To test it again (other sizes or solver settings): '
+        'python -m experiments.evaluate --workdir=%s', workdir,
+        finished['train_steps'],
+        '' if finished['train_steps'] == config.train_steps else
+        f', more than train_steps={config.train_steps}',
+        os.path.join(workdir, 'results.json'), workdir)
+    return finished
+  _check_no_later_checkpoint(config, workdir)
+  _write_json(json.loads(config.to_json()),
+              os.path.join(workdir, 'config.json'))
 
   stream = data_lib.TrainStream.load(
       config.algorithm, list(config.train_sizes),
@@ -443,8 +506,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'best_step': int(state['best_step']),
       'history': history.entries,
       'train_steps': step,
-      # None when this invocation ran no step (the run was complete).
-      'final_train_loss': loss if math.isfinite(loss) else None,
+      'final_train_loss': _final_train_loss(loss, step, history),
       'train_seconds': train_seconds,
       'num_devices': models.num_devices,
       'num_processes': jax.process_count(),
