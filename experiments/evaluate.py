@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 
 from deq_clrs import training
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s workdir.',
                                required=True)
@@ -47,6 +48,8 @@ def main(argv):
     training.evaluate_checkpoint(
         _WORKDIR.value, sizes, data_dir=_DATA_DIR.value, which=_WHICH.value,
         step=_STEP.value, output=_OUTPUT.value, solver_overrides=overrides)
+  except training.UserError as e:
+    cli.fail(e)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
 

@@ -13,6 +13,7 @@ Rerunning the same command resumes from the workdir's last checkpoint.
 """
 
 import os
+import sys
 
 import jax
 from absl import app
@@ -22,14 +23,20 @@ from ml_collections import config_flags
 
 from deq_clrs import parallel
 from deq_clrs import training
+from experiments import cli
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs',
                                'default.py')
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, '
                                'metrics and results.json.', required=True)
-config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG,
-                                'Config file (ml_collections).')
+try:
+  config_flags.DEFINE_config_file(
+      'config', _DEFAULT_CONFIG, 'Config file (ml_collections); its fields '
+      'are set with --config.<field>=value (see experiments/configs/'
+      'default.py).')
+except (AttributeError, KeyError):  # ml_collections: an unknown field.
+  cli.fail(cli.config_field_error(sys.argv, _DEFAULT_CONFIG))
 
 # Named overrides: None = keep the config's value.
 _STR = {
@@ -124,8 +131,11 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   logging.info('config:\n%s', config)
-  training.train_and_evaluate(config, _WORKDIR.value)
+  try:
+    training.train_and_evaluate(config, _WORKDIR.value)
+  except training.UserError as e:
+    cli.fail(e)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.config_flags_parser(_DEFAULT_CONFIG))

@@ -491,3 +491,31 @@ def test_a_truncated_dataset_cache_file_is_generated_again(tmp_path, caplog):
   caplog.clear()  # The regenerated file is whole again.
   data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
   assert not [r for r in caplog.records if r.levelname == 'WARNING']
+
+
+def test_evaluate_refuses_what_is_not_a_finished_run(data_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  with pytest.raises(training.UserError, match='does not exist'):
+    training.evaluate_checkpoint(str(workdir))
+  os.makedirs(workdir)
+  with pytest.raises(training.UserError, match='holds no config.json'):
+    training.evaluate_checkpoint(str(workdir))
+  (workdir / 'config.json').write_text(tiny_config(data_dir).to_json())
+  with pytest.raises(training.UserError, match='has no checkpoint yet: '
+                     'train first'):
+    training.evaluate_checkpoint(str(workdir))
+  os.makedirs(workdir / 'checkpoints' / '2')
+  with pytest.raises(training.UserError, match=r'no checkpoint at step 7; '
+                     r'its checkpoints: \[2\]'):
+    training.evaluate_checkpoint(str(workdir), step=7)
+
+
+def test_a_workdir_that_cannot_be_written_is_refused(data_dir, tmp_path):
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(training.UserError, match='cannot write to --workdir'):
+    training.train_and_evaluate(tiny_config(data_dir),
+                                str(tmp_path / 'file' / 'run'))
+  with pytest.raises(training.UserError, match='cannot write the dataset '
+                     'cache into --data_dir='):
+    training.train_and_evaluate(
+        tiny_config(str(tmp_path / 'file' / 'data')), str(tmp_path / 'run'))

@@ -26,10 +26,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from deq_clrs.training.errors import UserError
+
 UNREADABLE_DIR = 'checkpoints_unreadable'
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError):
   """A readable checkpoint whose structure differs from the model's."""
 
 

@@ -39,6 +39,8 @@ import clrs
 import numpy as np
 from absl import logging
 
+from deq_clrs.training.errors import UserError
+
 SPLIT_IDS = {'train': 1, 'val': 2, 'test': 3}
 
 
@@ -218,8 +220,14 @@ def subsample(feedback: clrs.Feedback, idx: np.ndarray) -> clrs.Feedback:
 
 def _atomic_pickle(obj, path: str) -> None:
   directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+  except OSError as error:
+    raise UserError(
+        f'cannot write the dataset cache into --data_dir={directory} '
+        f'({error.strerror or error}); choose a directory you can create '
+        f'and write to') from error
   try:
     with os.fdopen(fd, 'wb') as f:
       pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)

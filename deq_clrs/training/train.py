@@ -14,6 +14,7 @@ import json
 import logging as pylogging
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from absl import logging
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
+from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
 # the run being resumed.
@@ -159,20 +161,38 @@ def _write_json(obj: Any, path: str) -> None:
   os.replace(tmp, path)
 
 
+def _prepare_workdir(workdir: str) -> None:
+  """Creates the workdir and checks that files can be written into it."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as error:
+    raise UserError(
+        f'cannot write to --workdir={workdir} ({error.strerror or error}); '
+        f'choose a directory you can create and write to') from error
+
+
 def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses a config that differs from the workdir's ``config.json``."""
   path = os.path.join(workdir, 'config.json')
   current = json.loads(config.to_json())
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+    except (OSError, ValueError) as error:
+      raise UserError(f'cannot read {path} ({error}); restore it, or use a '
+                      f'new --workdir') from error
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k)
                      and k not in RESUMABLE_CHANGES)
     if changed:
-      raise ValueError(
-          f'{workdir} holds a run with a different config (keys {changed}); '
-          f'use a new --workdir or the same settings to resume it')
+      diff = '; '.join(f'{k}: {saved.get(k)!r} there, {current.get(k)!r} now'
+                       for k in changed)
+      raise UserError(
+          f'{workdir} holds a run with a different config (keys {changed}: '
+          f'{diff}); use a new --workdir, or the same settings to resume it')
 
 
 def _finished_results(config: ml_collections.ConfigDict,
@@ -201,7 +221,7 @@ def _check_no_later_checkpoint(config: ml_collections.ConfigDict,
   """Refuses to resume a run whose checkpoints are past ``train_steps``."""
   steps = ckpt_lib.saved_steps(workdir)
   if steps and steps[-1] > config.train_steps:
-    raise ValueError(
+    raise UserError(
         f'{workdir} holds a checkpoint at step {steps[-1]}, past '
         f'train_steps={config.train_steps}; rerun with train_steps >= '
         f'{steps[-1]} to continue it, or score it with python -m '
@@ -368,7 +388,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       or asks for fewer steps than the workdir's checkpoints have.
   """
   models_lib.check_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  _prepare_workdir(workdir)
   _check_resumable(config, workdir)
   finished = _finished_results(config, workdir)
   if finished is not None:
@@ -519,6 +539,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return results
 
 
+def _saved_config(workdir: str) -> dict[str, Any]:
+  """A training run's ``config.json``, or a :class:`UserError` saying why
+  ``workdir`` is not one."""
+  if not os.path.isdir(workdir):
+    raise UserError(f'--workdir={workdir} does not exist: give the workdir '
+                    f'of a training run (python -m experiments.train)')
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise UserError(f'{workdir} holds no config.json: not the workdir of a '
+                    f'training run (python -m experiments.train)')
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as error:
+    raise UserError(f'cannot read {path} ({error})') from error
+
+
 def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
                         *, data_dir: str | None = None,
                         which: str = 'best', step: int | None = None,
@@ -540,11 +577,23 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
     'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'solver'}``.
+
+  Raises:
+    UserError: ``workdir`` is not a training run's, or has no (readable)
+      checkpoint (at ``step``).
   """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(_saved_config(workdir))
+  steps = ckpt_lib.saved_steps(workdir)
+  if not steps:
+    raise UserError(
+        f'{workdir} has no checkpoint yet: train first (python -m '
+        f'experiments.train --workdir={workdir} ...; the first checkpoint '
+        f'comes after checkpoint_every={config.checkpoint_every} steps)')
+  if step is not None and step not in steps:
+    raise UserError(f'{workdir} has no checkpoint at step {step}; its '
+                    f'checkpoints: {steps}')
   if test_sizes:
     config.test_sizes = tuple(int(n) for n in test_sizes)
   if solver_overrides:
@@ -564,7 +613,14 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   models = models_lib.build_models(
       config, data_lib.subsample(val_set, np.arange(1)))
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-  state = checkpointer.restore(_initial_state(models), step)
+  if step is None:
+    state, _ = checkpointer.restore_newest_readable(_initial_state(models),
+                                                    set_aside=False)
+    if state is None:
+      raise UserError(f'no checkpoint under {checkpointer.directory} can be '
+                      f'read (see the warnings above)')
+  else:
+    state = checkpointer.restore(_initial_state(models), step)
   checkpointer.close()
   models.train.params = state['best_params' if which == 'best' else 'params']
   models.sync()
@@ -579,5 +635,12 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   results.update(_test_results(models, config, list(config.test_sizes),
                                writer, int(state['step'])))
   writer.flush()
-  _write_json(results, output or os.path.join(workdir, 'eval_results.json'))
+  output = output or os.path.join(workdir, 'eval_results.json')
+  if os.path.dirname(output):
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+  _write_json(results, output)
+  logging.info('wrote %s (scores of the %s parameters, from step %d, of '
+               'checkpoint %d; score = CLRS\'s mean of per-output scores, in '
+               '[0, 1])', output, which, results['params_step'],
+               results['checkpoint_step'])
   return results
