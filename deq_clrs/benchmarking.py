@@ -20,7 +20,9 @@ which is deterministic, unlike the process's resident size.
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
+import tempfile
 import time
 from typing import Any
 from typing import Callable
@@ -288,6 +290,19 @@ def run(config: BenchmarkConfig,
     results['algorithms'][algorithm] = benchmark_algorithm(
         algorithm, config, counter, log)
   return results
+
+
+def prepare_output(path: str) -> None:
+  """Creates the folder of an output file and checks it can be written, so
+  that a measurement is never lost for want of a folder.
+
+  Raises:
+    OSError: the folder cannot be created or written.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  with tempfile.TemporaryFile(dir=folder):
+    pass
 
 
 def format_table(results: dict[str, Any]) -> str:

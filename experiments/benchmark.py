@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 
 from deq_clrs import benchmarking
+from experiments import cli
 
 _ALGORITHMS = flags.DEFINE_list('algorithms', ['insertion_sort'],
                                 'CLRS algorithms to benchmark.')
@@ -60,6 +61,12 @@ def main(argv):
         memory_caps=_ints('memory_caps', _MEMORY_CAPS.value), seed=_SEED.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
+  # Before measuring, so that the results are not lost at the end.
+  try:
+    benchmarking.prepare_output(_OUTPUT.value)
+  except OSError as e:
+    cli.fail(f'cannot write --output={_OUTPUT.value} ({e.strerror or e}); '
+             f'choose a file in a folder you can write to')
   results = benchmarking.run(config, log=logging.info)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)
