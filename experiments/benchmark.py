@@ -7,6 +7,10 @@ Everything is measured in one run on one machine with the same shapes and
 batch size; the logic lives in :mod:`deq_clrs.benchmarking`.
 """
 
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+
+# isort: split
 import json
 import os
 
@@ -67,6 +71,7 @@ def main(argv):
   except OSError as e:
     cli.fail(f'cannot write --output={_OUTPUT.value} ({e.strerror or e}); '
              f'choose a file in a folder you can write to')
+  cli.log_devices()
   results = benchmarking.run(config, log=logging.info)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)

@@ -6,6 +6,7 @@ A problem with the user's input or files ends the program with one line,
 
 from __future__ import annotations
 
+import collections
 import difflib
 import importlib.util
 import re
@@ -15,11 +16,23 @@ from typing import NoReturn
 
 import ml_collections
 from absl import app
+from absl import logging
 
 
 def fail(message: object) -> NoReturn:
   """Ends the program with ``error: <message>`` on stderr and status 1."""
   raise SystemExit(f'error: {message}')
+
+
+def log_devices() -> None:
+  """Logs once which devices JAX computes on (this process and all)."""
+  import jax  # pylint: disable=g-import-not-at-top  (report needs no JAX)
+  kinds = collections.Counter(d.device_kind for d in jax.local_devices())
+  logging.info('JAX computes on %s (backend %s; %d local / %d global '
+               'devices, process %d of %d)',
+               ', '.join(f'{n} x {k}' for k, n in sorted(kinds.items())),
+               jax.default_backend(), jax.local_device_count(),
+               jax.device_count(), jax.process_index(), jax.process_count())
 
 
 def _config_file(argv: Sequence[str], default_file: str) -> tuple[str, str]:

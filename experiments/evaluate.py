@@ -6,6 +6,10 @@ Writes ``<workdir>/eval_results.json`` (or ``--output``); the logic is
 :func:`deq_clrs.training.evaluate_checkpoint`.
 """
 
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+
+# isort: split
 from absl import app
 from absl import flags
 
@@ -35,6 +39,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   training.quiet_orbax_logs()
+  cli.log_devices()
   try:
     sizes = [int(n) for n in _TEST_SIZES.value or []]
   except ValueError:

@@ -12,10 +12,13 @@ Every field of ``experiments/configs/default.py`` can also be set with
 Rerunning the same command resumes from the workdir's last checkpoint.
 """
 
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+
+# isort: split
 import os
 import sys
 
-import jax
 from absl import app
 from absl import flags
 from absl import logging
@@ -123,9 +126,7 @@ def main(argv):
   # Before anything starts JAX's backend.
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value)
-  logging.info('JAX process %d of %d, %d local / %d global devices',
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  cli.log_devices()
   try:
     config = config_from_flags()
   except ValueError as e:

@@ -124,6 +124,31 @@ def test_config_field_problems_name_the_valid_fields():
 def test_evaluate_on_a_missing_workdir_ends_in_one_line(tmp_path):
   proc = run_module('experiments.evaluate', f'--workdir={tmp_path / "no"}')
   assert_one_line_error(proc, f'--workdir={tmp_path / "no"} does not exist')
+  # TensorFlow's start-up lines are gone; the devices are named once.
+  for noise in ('oneDNN', 'cuda', 'cuInit', 'absl::InitializeLog', 'libtpu'):
+    assert noise not in proc.stderr, proc.stderr
+  assert proc.stderr.count('JAX computes on 1 x cpu (backend cpu') == 1
+
+
+def test_start_up_noise_is_filtered_and_the_rest_kept(capfd):
+  from experiments import quiet
+  lines = [
+      'WARNING: All log messages before absl::InitializeLog() is called are '
+      'written to STDERR\n',
+      'I0000 00:00:1795410599.643792   13643 port.cc:153] oneDNN custom '
+      'operations are on.\n',
+      'W1123 05:17:31.331937 140432094669696 xla_bridge.py:849] a warning\n',
+      'E0000 00:00:1795410625.146476   13779 cuda_platform.cc:52] an error\n',
+      'a line of Python\n']
+  with quiet.filtered_stderr():
+    for line in lines:
+      os.write(2, line.encode())
+  assert capfd.readouterr().err == lines[3] + lines[4]
+  with pytest.raises(ImportError):  # A failed import shows everything.
+    with quiet.filtered_stderr():
+      os.write(2, lines[1].encode())
+      raise ImportError
+  assert capfd.readouterr().err == lines[1]
 
 
 def test_a_workdir_that_cannot_be_created_ends_in_one_line(parse, tmp_path):

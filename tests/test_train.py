@@ -185,9 +185,18 @@ def test_a_finished_run_is_left_alone(data_dir, tmp_path, caplog):
                                             model='nar'), workdir)
   assert _snapshot(workdir) == before
 
+  caplog.clear()
   results = training.train_and_evaluate(config, workdir)
   assert results['train_steps'] == 4
   assert results['final_train_loss'] is not None
+  messages = [r.getMessage() for r in caplog.records]
+  assert any(m.startswith('compiling (step 2): the first training step of '
+                          'each batch shape (4 graphs of 8 nodes')
+             for m in messages)
+  (end,) = [m for m in messages if m.startswith('finished: ')]
+  assert ("score = CLRS's mean of per-output scores, in [0, 1]" in end)
+  assert f'checkpoints in {os.path.join(workdir, "checkpoints")}' in end
+  assert os.path.join(workdir, 'tensorboard') in end
   before = _snapshot(workdir)
   for steps in (4, 2):  # the same command, and fewer steps
     caplog.clear()
@@ -519,3 +528,21 @@ def test_a_workdir_that_cannot_be_written_is_refused(data_dir, tmp_path):
                      'cache into --data_dir='):
     training.train_and_evaluate(
         tiny_config(str(tmp_path / 'file' / 'data')), str(tmp_path / 'run'))
+
+
+def test_eta_counts_only_steps_that_compiled_nothing():
+  eta = train_lib._Eta(total_steps=10, validated=False)
+
+  def step(nodes, seconds, validate=False):
+    eta.start_step((np.zeros((4, nodes)),))
+    if validate:
+      eta.validated()
+    eta.end_step(seconds)
+
+  step(8, 100.0)  # a new shape: compiles
+  assert eta.text(1) == 'after warm-up'
+  step(8, 1.0)
+  step(9, 50.0)  # another new shape
+  step(8, 90.0, validate=True)  # the first validation compiles
+  step(9, 3.0, validate=True)  # later validations are part of the cost
+  assert eta.text(5) == f'{5 * (1.0 + 3.0) / 2:.0f} s'

@@ -350,6 +350,55 @@ def _test_results(models: models_lib.Models,
   return out
 
 
+class _Eta:
+  """Time left, from the steps that compiled nothing.
+
+  A step compiles when its batch has a shape not seen before in this
+  process (a new graph size or trajectory length), and so does the first
+  validation; those steps are left out of the mean time per step (which
+  includes the validations and checkpoints that follow a step).
+  """
+
+  def __init__(self, total_steps: int, validated: bool):
+    self.total_steps = total_steps
+    self.shapes = set()
+    self.seconds, self.steps = 0.0, 0
+    self._validated = validated
+    self._warm = False
+
+  def start_step(self, feedback: clrs.Feedback) -> None:
+    shape = tuple(np.shape(x) for x in jax.tree_util.tree_leaves(feedback))
+    self._warm = shape in self.shapes
+    self.shapes.add(shape)
+
+  def validated(self) -> None:
+    if not self._validated:
+      self._warm, self._validated = False, True
+
+  def end_step(self, seconds: float) -> None:
+    if self._warm:
+      self.seconds += seconds
+      self.steps += 1
+
+  def text(self, step: int) -> str:
+    if not self.steps:
+      return 'after warm-up'
+    return f'{(self.total_steps - step) * self.seconds / self.steps:.0f} s'
+
+
+def _log_compiling(config: ml_collections.ConfigDict,
+                   stream: data_lib.TrainStream, step: int) -> None:
+  sizes = stream.sizes
+  logging.info(
+      'compiling (step %d): the first training step of each batch shape '
+      '(%d graphs of %s nodes%s) and the first validation (%d graphs of %d '
+      'nodes, batches of %d) compile before they run, which can take '
+      'minutes on a CPU', step, config.batch_size,
+      sizes[0] if len(sizes) == 1 else f'{sizes[0]}..{sizes[-1]}',
+      '' if config.model == 'dear' else ', and each number of steps',
+      config.val_samples, config.val_size, config.eval_batch_size)
+
+
 def _final_train_loss(loss: float, step: int,
                       history: History) -> float | None:
   """The last step's loss; from the learning curve if this invocation ran no
@@ -475,27 +524,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  ''.join(f', test n={n}: {v:.4f}' for n, v in
                          entry.get('test_scores', {}).items()))
 
+  if step < config.train_steps:
+    _log_compiling(config, stream, step)
   if step == 0:
     validate()  # The untrained parameters are the first candidate.
   window_start, window_step = time.perf_counter(), step
   segment_start = time.perf_counter()
   base_seconds = float(state['train_seconds'])
+  eta = _Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
+    tick = time.perf_counter()
     feedback = models.prepare(stream.batch(step))
+    eta.start_step(feedback)
     loss = float(models.train.feedback(jax.random.fold_in(train_key, step),
                                        feedback))
     step += 1
     if step % config.log_every == 0 or step == config.train_steps:
       now = time.perf_counter()
       rate = (step - window_step) / max(now - window_start, 1e-9)
-      eta = (config.train_steps - step) / max(rate, 1e-9)
-      logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %.0f s', step,
-                   config.train_steps, loss, rate, eta)
+      logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %s', step,
+                   config.train_steps, loss, rate, eta.text(step))
       writer.scalar('train/loss', loss, step)
       writer.scalar('train/steps_per_second', rate, step)
       window_start, window_step = now, step
     if step % config.eval_every == 0 or step == config.train_steps:
       validate()
+      eta.validated()
     if step % config.checkpoint_every == 0 or step == config.train_steps:
       state.update(
           params=models.train.params, opt_state=models.train.opt_state,
@@ -503,6 +557,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           train_seconds=ckpt_lib.scalar(
               base_seconds + time.perf_counter() - segment_start))
       checkpointer.save(step, state)
+    eta.end_step(time.perf_counter() - tick)
     for hook in hooks:
       hook(step)
   # Wall time of the training loop (validation included), summed over
@@ -535,7 +590,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                writer, step))
   writer.flush()
   _write_json(results, os.path.join(workdir, 'results.json'))
-  logging.info('wrote %s', os.path.join(workdir, 'results.json'))
+  logging.info(
+      'finished: scores in %s (score = CLRS\'s mean of per-output scores, in '
+      '[0, 1], of the parameters selected by validation %s at step %d); '
+      'checkpoints in %s%s', os.path.join(workdir, 'results.json'),
+      config.select_by, results['best_step'], checkpointer.directory,
+      f', TensorBoard logs in {os.path.join(workdir, "tensorboard")}'
+      if config.tensorboard else '')
   return results
 
 
