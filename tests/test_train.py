@@ -68,7 +68,7 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert evaluated['params_step'] == saved['best_step']
   assert os.path.exists(os.path.join(workdir, 'eval_results.json'))
   again = training.evaluate_checkpoint(workdir, [12], output=str(
-      tmp_path / 'again.json'))
+      tmp_path / 'new_folder' / 'again.json'))  # the folder is made
   assert again['test_scores'] == saved['test_scores']
   # Other solver settings for evaluation only (accuracy against speed):
   # tolerance 0 runs every graph to the new cap of 3 iterations.

@@ -105,13 +105,13 @@ class Checkpointer:
           raise CheckpointMismatchError(
               f'checkpoint {self.step_directory(step)} does not fit the model '
               f'built from config.json (was the code changed?): '
-              f'{_first_line(error)}') from error
+              f'{first_line(error)}') from error
         if set_aside:
           self._set_aside(step, error)
         else:
           logging.warning('checkpoint %s is unreadable (%s: %s); trying the '
                           'previous one', self.step_directory(step),
-                          type(error).__name__, _first_line(error))
+                          type(error).__name__, first_line(error))
     return None, None
 
   def _readable(self, step: int) -> bool:
@@ -130,7 +130,7 @@ class Checkpointer:
       suffix += 1
     logging.warning('checkpoint %s is unreadable (%s: %s); moved it to %s '
                     'and trying the previous one', source,
-                    type(error).__name__, _first_line(error), target)
+                    type(error).__name__, first_line(error), target)
     if jax.process_index() == 0:
       os.makedirs(os.path.dirname(target), exist_ok=True)
       os.replace(source, target)
@@ -152,7 +152,7 @@ def saved_steps(workdir: str) -> list[int]:
                 and os.path.isdir(os.path.join(directory, name)))
 
 
-def _first_line(error: Exception, width: int = 200) -> str:
+def first_line(error: Exception, width: int = 200) -> str:
   text = str(error).strip().splitlines()
   return text[0][:width] if text else ''
 

@@ -433,8 +433,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The contents of ``results.json``.
 
   Raises:
-    ValueError: a config that cannot run, differs from the workdir's run,
-      or asks for fewer steps than the workdir's checkpoints have.
+    ValueError: a config that cannot run. UserError (a ValueError): a config
+      that differs from the workdir's run or asks for fewer steps than its
+      checkpoints have, or a workdir or data_dir that cannot be written.
   """
   models_lib.check_config(config)
   _prepare_workdir(workdir)
@@ -655,6 +656,12 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   if step is not None and step not in steps:
     raise UserError(f'{workdir} has no checkpoint at step {step}; its '
                     f'checkpoints: {steps}')
+  output = output or os.path.join(workdir, 'eval_results.json')
+  try:  # Before scoring, so that the scores are not lost at the end.
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  except OSError as error:
+    reason = error.strerror or error
+    raise UserError(f'cannot write --output={output} ({reason})') from error
   if test_sizes:
     config.test_sizes = tuple(int(n) for n in test_sizes)
   if solver_overrides:
@@ -681,7 +688,13 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       raise UserError(f'no checkpoint under {checkpointer.directory} can be '
                       f'read (see the warnings above)')
   else:
-    state = checkpointer.restore(_initial_state(models), step)
+    try:
+      state = checkpointer.restore(_initial_state(models), step)
+    except Exception as error:  # pylint: disable=broad-except
+      raise UserError(
+          f'checkpoint {checkpointer.step_directory(step)} is unreadable '
+          f'({type(error).__name__}: {ckpt_lib.first_line(error)})'
+      ) from error
   checkpointer.close()
   models.train.params = state['best_params' if which == 'best' else 'params']
   models.sync()
@@ -696,9 +709,6 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   results.update(_test_results(models, config, list(config.test_sizes),
                                writer, int(state['step'])))
   writer.flush()
-  output = output or os.path.join(workdir, 'eval_results.json')
-  if os.path.dirname(output):
-    os.makedirs(os.path.dirname(output), exist_ok=True)
   _write_json(results, output)
   logging.info('wrote %s (scores of the %s parameters, from step %d, of '
                'checkpoint %d; score = CLRS\'s mean of per-output scores, in '
