@@ -31,6 +31,7 @@ import json
 import math
 import os
 import statistics
+import tempfile
 import time
 from typing import Any
 from typing import Callable
@@ -310,6 +311,19 @@ def run(config: BenchmarkConfig,
     results['gradient_config'] = dataclasses.asdict(gradient)
     results['gradient_agreement'] = run_gradient_agreement(gradient, log)
   return results
+
+
+def prepare_output(path: str) -> None:
+  """Creates the folder of an output file and checks it can be written, so
+  that a measurement is never lost for want of a folder.
+
+  Raises:
+    OSError: the folder cannot be created or written.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  with tempfile.TemporaryFile(dir=folder):
+    pass
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 import clrs
 import haiku as hk
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from deq_clrs import cells as cells_lib
@@ -123,11 +124,36 @@ class SolverStatsLog:
     }
 
 
+class NotOneShotError(RuntimeError):
+  """An equilibrium processor was run once per step of the algorithm."""
+
+
+NOT_ONE_SHOT_MESSAGE = (
+    'an equilibrium processor (deq_*) was run for a second step of the same '
+    'samples: CLRS runs the processor once per hint time step, so the model '
+    'would be given the true number of algorithm steps. Feed one-shot data: '
+    'model.feedback(rng, deq_clrs.one_shot_feedback(feedback)) and '
+    'model.predict(rng, deq_clrs.one_shot_features(features))')
+
+
+def _not_one_shot(unused_carry) -> None:
+  raise NotOneShotError(NOT_ONE_SHOT_MESSAGE)
+
+
 class DEQProcessor(clrs.processors.Processor):
   """CLRS processor whose output is the equilibrium of a Flax cell.
 
   It ignores the incoming ``hidden`` (the solve starts from H(0) = 0) and
   returns ``(H*, None)``.
+
+  CLRS's ``Net`` builds a new processor for each application of the
+  network, calls it once for the first step and once more to trace the
+  scan over the remaining steps; with one-shot data that scan has length 0
+  and never runs. A call after the first (outside ``init``) therefore gets
+  a host callback that raises :class:`NotOneShotError` if it ever runs, i.e.
+  if the data was not one-shot: the first ``feedback`` or ``predict`` on
+  such data fails with that message (wrapped by JAX in a
+  ``JaxRuntimeError``).
   """
 
   def __init__(self, out_size: int, cell_config: cells_lib.CellConfig,
@@ -138,9 +164,15 @@ class DEQProcessor(clrs.processors.Processor):
         cell_config=cell_config, out_size=out_size, config=config,
         training=training, parent=None)
     self._stats_log = stats_log
+    self._calls = 0
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
                **unused_kwargs):
+    self._calls += 1
+    if self._calls > 1 and not hk.running_init():
+      # The operand comes from the scan's carry: a callback without one is
+      # loop-invariant, and JAX may hoist it out of the scan under AD.
+      jax.debug.callback(_not_one_shot, jnp.sum(hidden))
     del hidden  # The equilibrium does not depend on an initial state.
     layer = hk.experimental.flax.lift(self._module, name='equilibrium')
     h_star, stats = layer(node_fts, edge_fts, graph_fts, adj_mat,

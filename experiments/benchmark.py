@@ -15,6 +15,10 @@ speed and memory measurements:
         --gradient_steps=100 --output=gradient.json
 """
 
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+
+# isort: split
 import json
 import os
 
@@ -23,6 +27,7 @@ from absl import flags
 from absl import logging
 
 from deq_clrs import benchmarking
+from experiments import cli
 
 _ALGORITHMS = flags.DEFINE_list('algorithms', ['insertion_sort'],
                                 'CLRS algorithms to benchmark.')
@@ -86,6 +91,13 @@ def main(argv):
         workdir=_GRADIENT_WORKDIR.value) if _GRADIENT.value else None
   except ValueError as e:
     raise app.UsageError(str(e)) from e
+  # Before measuring, so that the results are not lost at the end.
+  try:
+    benchmarking.prepare_output(_OUTPUT.value)
+  except OSError as e:
+    cli.fail(f'cannot write --output={_OUTPUT.value} ({e.strerror or e}); '
+             f'choose a file in a folder you can write to')
+  cli.log_devices()
   results = benchmarking.run(config, log=logging.info, gradient=gradient)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)

@@ -6,10 +6,15 @@ Writes ``<workdir>/eval_results.json`` (or ``--output``); the logic is
 :func:`deq_clrs.training.evaluate_checkpoint`.
 """
 
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+
+# isort: split
 from absl import app
 from absl import flags
 
 from deq_clrs import training
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s workdir.',
                                required=True)
@@ -34,6 +39,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   training.quiet_orbax_logs()
+  cli.log_devices()
   try:
     sizes = [int(n) for n in _TEST_SIZES.value or []]
   except ValueError:
@@ -47,6 +53,8 @@ def main(argv):
     training.evaluate_checkpoint(
         _WORKDIR.value, sizes, data_dir=_DATA_DIR.value, which=_WHICH.value,
         step=_STEP.value, output=_OUTPUT.value, solver_overrides=overrides)
+  except training.UserError as e:
+    cli.fail(e)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
 

@@ -29,6 +29,10 @@ Example:
 
 from __future__ import annotations
 
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+
+# isort: split
 import os
 from typing import Sequence
 

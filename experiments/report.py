@@ -12,38 +12,120 @@ sizes are merged in), then writes into ``--out``:
 * ``accuracy_vs_size.png``: score against graph size (16 = validation set);
 * ``iterations_vs_steps.png``: DEAR's solver iterations per graph against
   the true algorithm's number of steps;
-* ``runs/``: a copy of each gathered results file.
+* ``runs/``: a copy of each gathered results file (never overwritten).
+
+Runs are pooled as seeds of one row only when their configs agree on all
+but the seed and bookkeeping fields; results files reached twice through
+symbolic links are read once; what is left out is printed with the reason.
 """
 
 from __future__ import annotations
 
 import collections
-import glob
+import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 _RUNS = flags.DEFINE_string('runs', 'workdir_runs',
                             'Directory searched for results.json files.')
 _OUT = flags.DEFINE_string('out', 'results', 'Output directory.')
 
 
-def load_runs(runs_dir: str) -> list[dict[str, Any]]:
-  """Every results.json under ``runs_dir``, with eval_results.json merged."""
-  runs = []
-  pattern = os.path.join(runs_dir, '**', 'results.json')
-  for path in sorted(glob.glob(pattern, recursive=True)):
-    with open(path) as f:
-      run = json.load(f)
+# Config fields that do not change what a run learns or scores: runs that
+# differ only in these (and the seed) are seeds of one row.
+BOOKKEEPING = frozenset({'seed', 'data_dir', 'log_every', 'test_sizes',
+                         'test_every', 'checkpoint_every', 'keep_checkpoints',
+                         'tensorboard'})
+# What every results.json of experiments.train has (older ones included).
+REQUIRED = ('algorithm', 'model', 'seed', 'config', 'val_score',
+            'test_scores')
+
+
+def find_results(runs_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
+  """Every ``results.json`` under ``runs_dir``, each real file once.
+
+  Symbolic links are followed (a runs folder of links works), but a file
+  or folder reached twice (a link to a folder already searched, or a loop)
+  is read once.
+
+  Returns:
+    ``(paths, skipped)``: paths in a stable order, and ``(path, reason)``
+    for each path left out.
+  """
+  paths, skipped, seen_dirs, seen_files = [], [], set(), {}
+  for folder, dirs, files in os.walk(runs_dir, followlinks=True):
+    real = os.path.realpath(folder)
+    if real in seen_dirs:
+      dirs[:] = []  # Already searched under another name: not again.
+    seen_dirs.add(real)
+    dirs.sort()
+    if 'results.json' not in files:
+      continue
+    path = os.path.join(folder, 'results.json')
+    real = os.path.realpath(path)
+    if real in seen_files:
+      skipped.append((path, f'the same file as {seen_files[real]}'))
+      continue
+    seen_files[real] = path
+    paths.append(path)
+  return paths, skipped
+
+
+def config_key(run: dict[str, Any]) -> str:
+  """The run's config without the seed and bookkeeping fields, as JSON."""
+  config = {k: v for k, v in run['config'].items() if k not in BOOKKEEPING}
+  return json.dumps(config, sort_keys=True)
+
+
+def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
+              ) -> list[dict[str, Any]]:
+  """Every results.json under ``runs_dir``, with eval_results.json merged.
+
+  Args:
+    runs_dir: searched recursively.
+    skipped: if given, ``(path, reason)`` is appended for each results file
+      left out: reached twice through links, unreadable, not a training
+      run's, or the same config and seed as a run already read.
+  """
+  skipped = [] if skipped is None else skipped
+  paths, duplicates = find_results(runs_dir)
+  skipped.extend(duplicates)
+  runs, seen = [], {}
+  for path in paths:
+    try:
+      with open(path) as f:
+        run = json.load(f)
+    except (OSError, ValueError) as error:
+      skipped.append((path, f'unreadable ({error})'))
+      continue
+    missing = [k for k in REQUIRED if k not in run] if isinstance(
+        run, dict) else list(REQUIRED)
+    if missing:
+      skipped.append((path, f'not a results file of experiments.train '
+                            f'(no {", ".join(missing)})'))
+      continue
+    identity = (run['algorithm'], label(run), run['seed'], config_key(run))
+    if identity in seen:
+      skipped.append((path, f'the same config and seed as {seen[identity]}'))
+      continue
+    seen[identity] = path
     extra = os.path.join(os.path.dirname(path), 'eval_results.json')
     if os.path.exists(extra):
-      with open(extra) as f:
-        more = json.load(f)
+      try:
+        with open(extra) as f:
+          more = json.load(f)
+      except (OSError, ValueError) as error:
+        skipped.append((extra, f'unreadable ({error})'))
+        more = {}
       if more.get('params') == 'best':
         for key in ('test_scores', 'gt_steps_mean', 'seconds_per_sample',
                     'solver'):
@@ -69,11 +151,48 @@ def label(run: dict[str, Any]) -> str:
 
 
 def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
-  """(algorithm, model label) -> runs (one per seed)."""
-  groups = collections.defaultdict(list)
+  """(algorithm, row label) -> runs of one config (one per seed).
+
+  Runs are seeds of one row only if their configs agree on everything but
+  the seed and bookkeeping fields (:data:`BOOKKEEPING`). Where one
+  (algorithm, model) has several configs, each row's label names the
+  settings that tell them apart, e.g. ``dear (train_steps=500)``.
+  """
+  by_config = collections.defaultdict(list)
   for run in runs:
-    groups[(run['algorithm'], label(run))].append(run)
+    by_config[(run['algorithm'], label(run), config_key(run))].append(run)
+  families = collections.defaultdict(list)
+  for alg, model, key in by_config:
+    families[(alg, model)].append(json.loads(key))
+  groups = {}
+  for (alg, model, key), group_runs in by_config.items():
+    configs = [_flat(c) for c in families[(alg, model)]]
+    name = model
+    if len(configs) > 1:
+      config = _flat(json.loads(key))
+      differ = sorted({k for c in configs for k in set(c) | set(config)
+                       if c.get(k) != config.get(k)})
+      shown = [f'{k}={json.dumps(config.get(k))}' for k in differ[:MAX_SHOWN]]
+      if len(differ) > MAX_SHOWN:
+        shown.append(f'+{len(differ) - MAX_SHOWN} more')
+      name += ' (' + ', '.join(shown) + ')'
+    groups[(alg, name)] = sorted(group_runs, key=lambda r: r['seed'])
   return dict(sorted(groups.items()))
+
+
+# Settings named in a row label at most (the first, alphabetically).
+MAX_SHOWN = 3
+
+
+def _flat(config: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """Nested config dicts as one dict with dotted keys (``deq.rel_tol``)."""
+  out = {}
+  for k, v in config.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
 
 
 def test_sizes(runs: list[dict[str, Any]]) -> list[str]:
@@ -81,7 +200,7 @@ def test_sizes(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown_table(runs: list[dict[str, Any]]) -> str:
-  """One row per (algorithm, model); mean ± std over seeds."""
+  """One row per (algorithm, model, config); mean ± std over seeds."""
   sizes = test_sizes(runs)
   head = (['algorithm', 'model', 'seeds', 'val']
           + [f'test ({s})' for s in sizes]
@@ -125,7 +244,7 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   import matplotlib.pyplot as plt
 
   algorithms = sorted({r['algorithm'] for r in runs})
-  labels = sorted({label(r) for r in runs})
+  labels = sorted({name for _, name in group(runs)})
   colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(labels)}
   cols = min(5, len(algorithms))
   rows = -(-len(algorithms) // cols)
@@ -169,7 +288,8 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
   top = 1.0
   algorithms = sorted({r['algorithm'] for r in runs})
   colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(algorithms)}
-  variants = sorted({label(r) for r in runs if r.get('solver')})
+  variants = sorted({name for (_, name), group_runs in group(runs).items()
+                     if any(r.get('solver') for r in group_runs)})
   markers = {v: 'os^Dv'[i % 5] for i, v in enumerate(variants)}
   for (alg, model), group_runs in group(runs).items():
     xs, ys, hi = [], [], []
@@ -196,16 +316,44 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
   plt.close(fig)
 
 
-def write_report(runs_dir: str, out_dir: str) -> list[dict[str, Any]]:
-  """Writes table.md, the two plots and copies of the results files."""
-  runs = load_runs(runs_dir)
+def _copy_name(run: dict[str, Any]) -> str:
+  """``<algorithm>.<model label>.seed<seed>.<config hash>.json``."""
+  digest = hashlib.sha1(config_key(run).encode()).hexdigest()[:8]
+  name = f'{run["algorithm"]}.{label(run)}.seed{run["seed"]}.{digest}.json'
+  return name.replace(':', '.').replace(os.sep, '_')
+
+
+def _same_file(a: str, b: str) -> bool:
+  with open(a, 'rb') as f, open(b, 'rb') as g:
+    return f.read() == g.read()
+
+
+def write_report(runs_dir: str, out_dir: str,
+                 log: Callable[[str], None] = print
+                 ) -> list[dict[str, Any]]:
+  """Writes table.md, the two plots and copies of the results files.
+
+  Copies go into ``<out_dir>/runs/``, one name per (algorithm, model, seed,
+  config); an existing copy that differs is never overwritten. Every file
+  left out, and every copy not written, is reported through ``log`` with
+  the reason.
+  """
+  skipped = []
+  runs = load_runs(runs_dir, skipped)
+  for path, reason in skipped:
+    log(f'skipped {path}: {reason}')
   if not runs:
     raise FileNotFoundError(f'no results.json under {runs_dir}')
   os.makedirs(os.path.join(out_dir, 'runs'), exist_ok=True)
   for r in runs:
-    name = f'{r["algorithm"]}.{label(r)}.seed{r["seed"]}.json'.replace(
-        ':', '.')
-    shutil.copyfile(r['_path'], os.path.join(out_dir, 'runs', name))
+    target = os.path.join(out_dir, 'runs', _copy_name(r))
+    if os.path.realpath(target) == os.path.realpath(r['_path']):
+      continue  # The report is reading its own copies.
+    if os.path.exists(target) and not _same_file(target, r['_path']):
+      log(f'not overwriting {target} (it differs from {r["_path"]}; remove '
+          f'it to refresh the copy)')
+      continue
+    shutil.copyfile(r['_path'], target)
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:
     f.write(markdown_table(runs))
   plot_accuracy(runs, os.path.join(out_dir, 'accuracy_vs_size.png'))
@@ -216,7 +364,12 @@ def write_report(runs_dir: str, out_dir: str) -> list[dict[str, Any]]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  runs = write_report(_RUNS.value, _OUT.value)
+  if not os.path.isdir(_RUNS.value):
+    cli.fail(f'--runs={_RUNS.value} is not a directory')
+  try:
+    runs = write_report(_RUNS.value, _OUT.value)
+  except FileNotFoundError as e:
+    cli.fail(e)
   print(f'{len(runs)} runs -> {_OUT.value}/table.md')
 
 

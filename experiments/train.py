@@ -12,9 +12,13 @@ Every field of ``experiments/configs/default.py`` can also be set with
 Rerunning the same command resumes from the workdir's last checkpoint.
 """
 
-import os
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
 
-import jax
+# isort: split
+import os
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -22,14 +26,20 @@ from ml_collections import config_flags
 
 from deq_clrs import parallel
 from deq_clrs import training
+from experiments import cli
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs',
                                'default.py')
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, '
                                'metrics and results.json.', required=True)
-config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG,
-                                'Config file (ml_collections).')
+try:
+  config_flags.DEFINE_config_file(
+      'config', _DEFAULT_CONFIG, 'Config file (ml_collections); its fields '
+      'are set with --config.<field>=value (see experiments/configs/'
+      'default.py).')
+except (AttributeError, KeyError):  # ml_collections: an unknown field.
+  cli.fail(cli.config_field_error(sys.argv, _DEFAULT_CONFIG))
 
 # Named overrides: None = keep the config's value.
 _STR = {
@@ -116,16 +126,17 @@ def main(argv):
   # Before anything starts JAX's backend.
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value)
-  logging.info('JAX process %d of %d, %d local / %d global devices',
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  cli.log_devices()
   try:
     config = config_from_flags()
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   logging.info('config:\n%s', config)
-  training.train_and_evaluate(config, _WORKDIR.value)
+  try:
+    training.train_and_evaluate(config, _WORKDIR.value)
+  except training.UserError as e:
+    cli.fail(e)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.config_flags_parser(_DEFAULT_CONFIG))

@@ -1,6 +1,9 @@
 """The benchmark's bookkeeping (not its timings: those are never asserted)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -247,3 +250,27 @@ def test_one_step_phantom_on_a_cell_trained_300_steps(record_property):
         f'{r["cosine_all"]:.4f}')
   assert r['cosine_all'] > 0
   assert r['tested_at_reference_fixed_point']['cosine_all'] > 0
+
+
+def test_the_output_folder_is_made_before_measuring(tmp_path):
+  output = tmp_path / 'new' / 'folder' / 'bench.json'
+  benchmarking.prepare_output(str(output))
+  assert (tmp_path / 'new' / 'folder').is_dir()
+  assert not os.listdir(tmp_path / 'new' / 'folder')  # the probe is gone
+
+
+def test_an_unwritable_output_is_refused_before_measuring(tmp_path):
+  (tmp_path / 'file').write_text('')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.benchmark', '--algorithms=bfs',
+       f'--output={tmp_path / "file" / "bench.json"}'],
+      cwd=root, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert 'Traceback' not in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(
+      f'error: cannot write --output={tmp_path / "file" / "bench.json"} (')
+  assert last.endswith('); choose a file in a folder you can write to')
+  assert 'train step' not in proc.stderr  # nothing was measured

@@ -9,12 +9,24 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_unknown_algorithm_is_refused_with_the_valid_names(tmp_path):
+def run_module(module, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.train', '--algorithm=bogosort',
-       f'--workdir={tmp_path / "run"}', f'--data_dir={tmp_path / "data"}'],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc, message):
+  """Status 1, no traceback, and ``error: <message>`` as the last line."""
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and message in last, last
+
+
+def test_unknown_algorithm_is_refused_with_the_valid_names(tmp_path):
+  proc = run_module(
+      'experiments.train', '--algorithm=bogosort',
+      f'--workdir={tmp_path / "run"}', f'--data_dir={tmp_path / "data"}')
   assert proc.returncode != 0
   assert ("unknown algorithm 'bogosort'; valid CLRS-30 algorithms: "
           'activity_selector, articulation_points, bellman_ford, bfs'
@@ -74,3 +86,93 @@ def test_good_flags_reach_the_config(parse):
   assert config.train_steps == 9
   nar = parse('--model=nar', '--processor=clrs:triplet_gmpnn')
   assert nar.processor == 'clrs:triplet_gmpnn'
+
+
+@pytest.mark.parametrize('config_file', [None, 'test.py'])
+def test_a_config_field_typo_is_named_in_one_line(tmp_path, config_file):
+  # ml_collections raises at flag definition without --config=, at flag
+  # parsing with it: both end in the same line.
+  args = [f'--workdir={tmp_path / "run"}', '--config.deq.rel_toll=0.01']
+  if config_file:
+    args.insert(0, '--config=' + os.path.join(ROOT, 'experiments', 'configs',
+                                             config_file))
+  proc = run_module('experiments.train', *args)
+  assert_one_line_error(
+      proc, 'unknown config field --config.deq.rel_toll (did you mean '
+      '--config.deq.rel_tol?); the fields of config.deq are: abs_tol, ')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_config_field_problems_name_the_valid_fields():
+  from experiments import cli
+  from experiments.configs import default
+  config = default.get_config()
+  assert cli.field_problem(config, 'deq.rel_tol') is None
+  assert cli.field_problem(config, 'hiden_size').startswith(
+      'unknown config field --config.hiden_size (did you mean '
+      '--config.hidden_size?); the fields of config are: algorithm, '
+      'batch_size, cell.*,')
+  assert 'config.seed is a value' in cli.field_problem(config, 'seed.x')
+  argv = ['train', '--config.seed=1', '--noconfig.tensorboard',
+          '--config.cell.gate_bais=1']
+  assert cli.config_field_error(argv, os.path.join(
+      ROOT, 'experiments', 'configs', 'default.py')).startswith(
+          'unknown config field --config.cell.gate_bais (did you mean '
+          '--config.cell.gate_bias?)')
+
+
+def test_evaluate_on_a_missing_workdir_ends_in_one_line(tmp_path):
+  proc = run_module('experiments.evaluate', f'--workdir={tmp_path / "no"}')
+  assert_one_line_error(proc, f'--workdir={tmp_path / "no"} does not exist')
+  # TensorFlow's start-up lines are gone; the devices are named once.
+  for noise in ('oneDNN', 'cuda', 'cuInit', 'absl::InitializeLog', 'libtpu'):
+    assert noise not in proc.stderr, proc.stderr
+  assert proc.stderr.count('JAX computes on 1 x cpu (backend cpu') == 1
+
+
+def test_start_up_noise_is_filtered_and_the_rest_kept(capfd):
+  from experiments import quiet
+  lines = [
+      'WARNING: All log messages before absl::InitializeLog() is called are '
+      'written to STDERR\n',
+      'I0000 00:00:1795410599.643792   13643 port.cc:153] oneDNN custom '
+      'operations are on.\n',
+      'W1123 05:17:31.331937 140432094669696 xla_bridge.py:849] a warning\n',
+      'E0000 00:00:1795410625.146476   13779 cuda_platform.cc:52] an error\n',
+      'a line of Python\n']
+  with quiet.filtered_stderr():
+    for line in lines:
+      os.write(2, line.encode())
+  assert capfd.readouterr().err == lines[3] + lines[4]
+  with pytest.raises(ImportError):  # A failed import shows everything.
+    with quiet.filtered_stderr():
+      os.write(2, lines[1].encode())
+      raise ImportError
+  assert capfd.readouterr().err == lines[1]
+
+
+def test_a_workdir_that_cannot_be_created_ends_in_one_line(parse, tmp_path):
+  from experiments import train
+  (tmp_path / 'file').write_text('')
+  parse('--config=' + os.path.join(ROOT, 'experiments', 'configs',
+                                   'test.py'),
+        f'--workdir={tmp_path / "file" / "run"}')
+  with pytest.raises(SystemExit) as exit_:
+    train.main(['train'])
+  assert str(exit_.value) == (
+      f'error: cannot write to --workdir={tmp_path / "file" / "run"} (Not a '
+      f'directory); choose a directory you can create and write to')
+
+
+def test_a_changed_config_ends_in_one_line(parse, tmp_path):
+  from experiments import train
+  config_file = os.path.join(ROOT, 'experiments', 'configs', 'test.py')
+  saved = parse(f'--config={config_file}')
+  os.makedirs(tmp_path / 'run')
+  (tmp_path / 'run' / 'config.json').write_text(saved.to_json())
+  parse(f'--config={config_file}', '--hidden_size=8')
+  with pytest.raises(SystemExit) as exit_:
+    train.main(['train'])
+  assert str(exit_.value).startswith(
+      f'error: {tmp_path / "run"} holds a run with a different config (keys '
+      "['hidden_size']: hidden_size: 16 there, 8 now); use a new --workdir")

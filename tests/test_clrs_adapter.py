@@ -115,6 +115,27 @@ def test_one_shot_path_never_reads_the_true_step_count():
   assert len(log.drain()) == 3
 
 
+def test_forgetting_one_shot_data_is_an_error():
+  raw, spec = batch_of('bfs', 8)
+  assert raw.features.hints[0].data.shape[0] > 2  # several steps
+  factory = deq_clrs.get_processor_factory(
+      'deq_mpnn', solver='fixed_point', max_iter=2, eval_max_iter=2,
+      jac_reg_weight=0.0)  # the cheapest to compile
+  model = make_model(spec, raw, factory)
+  model.init(raw.features, seed=0)  # init alone runs no step
+  # (The one-shot tests above are the other half: no error on one-shot
+  # data, in training and prediction.)
+  message = (r'once per hint time step, so the model would be given the '
+             r'true number of algorithm steps\. Feed one-shot data: '
+             r'model\.feedback\(rng, deq_clrs\.one_shot_feedback')
+  with pytest.raises(jax.errors.JaxRuntimeError, match=message):
+    model.predict(jax.random.PRNGKey(0), raw.features)
+  # Last: a failed feedback leaves the model without parameters (CLRS
+  # donates them to the jitted step).
+  with pytest.raises(jax.errors.JaxRuntimeError, match=message):
+    float(model.feedback(jax.random.PRNGKey(0), raw))  # float: wait for it
+
+
 def test_evaluation_twin_uses_the_evaluation_budget():
   raw, spec = batch_of('bfs', 16)
   fb = deq_clrs.one_shot_feedback(raw)

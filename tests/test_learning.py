@@ -20,12 +20,12 @@ def test_dear_on_bfs_beats_its_untrained_self_at_64_nodes(tmp_path):
   config.log_every = 25
   config.deq.max_iter, config.deq.eval_max_iter = 20, 80
 
-  config.train_steps = 0
-  untrained = training.train_and_evaluate(config, str(tmp_path / 'untrained'))
+  config.test_every = 150  # Test at step 0 (untrained) and at the end.
   config.train_steps = 150
   trained = training.train_and_evaluate(config, str(tmp_path / 'trained'))
 
-  before = untrained['test_scores']['64']['score']
+  (untrained,) = [e for e in trained['history'] if e['step'] == 0]
+  before = untrained['test_scores']['64']
   after = trained['test_scores']['64']['score']
   print(f'bfs at 64 nodes: untrained {before:.3f}, trained {after:.3f}')
   assert after > before + 0.3, (before, after)

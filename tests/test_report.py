@@ -6,10 +6,12 @@ import os
 from experiments import report
 
 
-def fake_run(model, seed, score, solver):
+def fake_run(model, seed, score, solver, train_steps=200):
   return {
       'algorithm': 'bfs', 'model': model, 'seed': seed,
-      'config': {'val_size': 16, 'tag': ''}, 'val_score': 0.9,
+      'config': {'val_size': 16, 'tag': '', 'seed': seed,
+                 'train_steps': train_steps, 'data_dir': f'/data{seed}'},
+      'val_score': 0.9,
       'test_scores': {'64': {'score': score, 'pi': score}},
       'gt_steps_mean': {'64': 3.5},
       'solver': {'64': solver} if solver else None,
@@ -45,3 +47,63 @@ def test_report_writes_table_and_plots(tmp_path):
   for name in ('accuracy_vs_size.png', 'iterations_vs_steps.png'):
     assert (out / name).stat().st_size > 1000
   assert len(os.listdir(out / 'runs')) == 3
+
+
+def write_run(folder, run):
+  os.makedirs(folder, exist_ok=True)
+  with open(folder / 'results.json', 'w') as f:
+    json.dump(run, f)
+
+
+def test_report_pools_only_seeds_of_one_config(tmp_path):
+  runs = tmp_path / 'runs'
+  solver = {'iterations_mean': 4.0, 'iterations_max': 6,
+            'converged_fraction': 1.0}
+  write_run(runs / 'd0', fake_run('dear', 0, 0.8, solver))
+  write_run(runs / 'd1', fake_run('dear', 1, 0.6, solver))
+  write_run(runs / 'short', fake_run('dear', 0, 0.1, solver, train_steps=5))
+  # Today's fields (learning curve, selection) and the nar_lt model.
+  lt = fake_run('nar_lt', 0, 0.4, {'iterations_mean': 3.0,
+                                   'iterations_max': 5,
+                                   'converged_fraction': 0.5})
+  lt.update(history=[{'step': 0, 'val_loss': 1.0, 'val_score': 0.2}],
+            select_by='loss', val_loss=0.5)
+  write_run(runs / 'lt0', lt)
+  # The same run reached again: through a link, a loop, a copy elsewhere.
+  os.symlink(runs / 'd0', runs / 'link_to_d0')
+  os.symlink(runs, runs / 'd1' / 'loop')
+  write_run(runs / 'zz_copy_of_d0', fake_run('dear', 0, 0.8, solver))
+  os.makedirs(runs / 'broken')
+  (runs / 'broken' / 'results.json').write_text('{"algorithm": ')
+
+  out = tmp_path / 'out'
+  printed = []
+  gathered = report.write_report(str(runs), str(out), log=printed.append)
+  assert len(gathered) == 4
+  table = (out / 'table.md').read_text()
+  rows = {line.split(' | ')[1]: line for line in table.splitlines()[2:]}
+  assert set(rows) == {'dear (train_steps=200)', 'dear (train_steps=5)',
+                       'nar_lt'}
+  assert '| 0,1 |' in rows['dear (train_steps=200)']
+  assert '0.700 ± 0.100' in rows['dear (train_steps=200)']
+  assert '| 0 | 0.900 | 0.100 |' in rows['dear (train_steps=5)']
+  assert '3.0 / 5' in rows['nar_lt']
+  reasons = dict(line.split(': ', 1) for line in printed)
+  assert reasons[f'skipped {runs / "link_to_d0" / "results.json"}'] == (
+      f'the same file as {runs / "d0" / "results.json"}')
+  assert reasons[f'skipped {runs / "zz_copy_of_d0" / "results.json"}'] == (
+      f'the same config and seed as {runs / "d0" / "results.json"}')
+  assert reasons[f'skipped {runs / "broken" / "results.json"}'].startswith(
+      'unreadable')
+  assert len(printed) == 3  # the loop is searched once, silently
+  copies = sorted(os.listdir(out / 'runs'))
+  assert len(copies) == 4
+
+  # A second report never overwrites a copy that now differs.
+  write_run(runs / 'd1', fake_run('dear', 1, 0.2, solver))
+  printed.clear()
+  report.write_report(str(runs), str(out), log=printed.append)
+  assert sorted(os.listdir(out / 'runs')) == copies
+  (note,) = [line for line in printed if line.startswith('not overwriting')]
+  assert f'differs from {runs / "d1" / "results.json"}' in note
+  assert '0.500 ± 0.300' in (out / 'table.md').read_text()

@@ -1,6 +1,7 @@
 """End-to-end tests of the experiments pipeline (tiny configs)."""
 
 import json
+import logging
 import os
 
 import clrs
@@ -67,7 +68,7 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert evaluated['params_step'] == saved['best_step']
   assert os.path.exists(os.path.join(workdir, 'eval_results.json'))
   again = training.evaluate_checkpoint(workdir, [12], output=str(
-      tmp_path / 'again.json'))
+      tmp_path / 'new_folder' / 'again.json'))  # the folder is made
   assert again['test_scores'] == saved['test_scores']
   # Other solver settings for evaluation only (accuracy against speed):
   # tolerance 0 runs every graph to the new cap of 3 iterations.
@@ -144,17 +145,70 @@ def test_sorting_outputs_become_permutation_pointers(data_dir):
 
 
 def test_resume_refuses_a_different_config(data_dir, tmp_path):
-  workdir = str(tmp_path / 'run')
-  config = tiny_config(data_dir, train_steps=0, model='nar')
-  untrained = training.train_and_evaluate(config, workdir)
-  # Untrained parameters are validated and tested too.
-  assert untrained['best_step'] == 0
-  assert 0.0 <= untrained['val_score'] <= 1.0
-  assert untrained['final_train_loss'] is None
+  workdir = tmp_path / 'run'
+  os.makedirs(workdir)
+  saved = tiny_config(data_dir, model='nar').to_json()
+  (workdir / 'config.json').write_text(saved)
   with pytest.raises(ValueError, match='different config'):
     training.train_and_evaluate(
-        tiny_config(data_dir, train_steps=0, model='nar', hidden_size=8),
-        workdir)
+        tiny_config(data_dir, model='nar', hidden_size=8), str(workdir))
+  assert (workdir / 'config.json').read_text() == saved
+  assert os.listdir(workdir) == ['config.json']
+
+
+def _snapshot(workdir: str) -> dict[str, tuple[int, int]]:
+  """Every file under a workdir with its size and modification time."""
+  out = {}
+  for folder, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(folder, name)
+      out[path] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+  return out
+
+
+def test_a_finished_run_is_left_alone(data_dir, tmp_path, caplog):
+  caplog.set_level(logging.INFO)
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(data_dir, train_steps=4, model='nar')
+
+  def crash(step):
+    if step == 3:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    training.train_and_evaluate(config, workdir, hooks=[crash])
+  # Fewer steps than the checkpoint has: refused, config.json kept.
+  before = _snapshot(workdir)
+  with pytest.raises(ValueError, match='checkpoint at step 2, past '
+                     'train_steps=1; rerun with train_steps >= 2'):
+    training.train_and_evaluate(tiny_config(data_dir, train_steps=1,
+                                            model='nar'), workdir)
+  assert _snapshot(workdir) == before
+
+  caplog.clear()
+  results = training.train_and_evaluate(config, workdir)
+  assert results['train_steps'] == 4
+  assert results['final_train_loss'] is not None
+  messages = [r.getMessage() for r in caplog.records]
+  assert any(m.startswith('compiling (step 2): the first training step of '
+                          'each batch shape (4 graphs of 8 nodes')
+             for m in messages)
+  (end,) = [m for m in messages if m.startswith('finished: ')]
+  assert ("score = CLRS's mean of per-output scores, in [0, 1]" in end)
+  assert f'checkpoints in {os.path.join(workdir, "checkpoints")}' in end
+  assert os.path.join(workdir, 'tensorboard') in end
+  before = _snapshot(workdir)
+  for steps in (4, 2):  # the same command, and fewer steps
+    caplog.clear()
+    again = training.train_and_evaluate(
+        tiny_config(data_dir, train_steps=steps, model='nar'), workdir)
+    assert again == json.loads(json.dumps(results))
+    assert _snapshot(workdir) == before  # not a byte rewritten
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert 'is finished (4 steps' in line
+    assert os.path.join(workdir, 'results.json') in line
+    assert f'python -m experiments.evaluate --workdir={workdir}' in line
+  assert 'more than train_steps=2' in line
 
 
 @pytest.mark.parametrize('select_by', ['loss', 'score'])
@@ -357,6 +411,8 @@ def test_steps_only_keeps_the_number_of_steps(data_dir):
     (dict(hidden_size=0), 'hidden_size must be >= 1'),
     (dict(test_sizes=()), 'test_sizes must name at least one'),
     (dict(learning_rate=0.0), 'learning_rate must be > 0'),
+    (dict(train_steps=0), 'train_steps must be >= 1, got 0 .* experiments'
+     '.evaluate'),
 ])
 def test_bad_configs_are_refused(data_dir, overrides, message):
   with pytest.raises(ValueError, match=message):
@@ -368,3 +424,125 @@ def test_bad_solver_options_are_refused(data_dir):
   config.deq.solver = 'newton'
   with pytest.raises(ValueError, match='solver method'):
     models_lib.check_config(config)
+
+
+def _truncate(path: str) -> None:
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def _truncate_checkpoint(workdir: str, step: int) -> None:
+  """Cuts every data file of a committed checkpoint in half."""
+  root = os.path.join(workdir, 'checkpoints', str(step))
+  for folder, _, files in os.walk(root):
+    for name in files:
+      if os.path.basename(folder) == 'd':
+        _truncate(os.path.join(folder, name))
+
+
+@pytest.mark.parametrize('truncated, resumed_from', [([4], 2),
+                                                     ([2, 4], None)])
+def test_unreadable_checkpoints_are_set_aside(data_dir, tmp_path, caplog,
+                                              truncated, resumed_from):
+  config = tiny_config(data_dir, train_steps=6, model='nar')
+  workdir = str(tmp_path / 'run')
+
+  def crash(step):
+    if step == 5:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    training.train_and_evaluate(config, workdir, hooks=[crash])
+  for step in truncated:
+    _truncate_checkpoint(workdir, step)
+  caplog.clear()
+  caplog.set_level(logging.INFO)
+  results = training.train_and_evaluate(config, workdir)
+
+  warnings = [r.getMessage() for r in caplog.records
+              if r.levelname == 'WARNING' and 'is unreadable' in r.getMessage()]
+  assert len(warnings) == len(truncated)
+  for step, message in zip(sorted(truncated, reverse=True), warnings):
+    assert os.path.join(workdir, 'checkpoints', str(step)) in message
+    assert os.path.isdir(os.path.join(workdir, ckpt_lib.UNREADABLE_DIR,
+                                      str(step)))
+  messages = [r.getMessage() for r in caplog.records]
+  if resumed_from is None:
+    assert any('starting afresh' in m for m in messages)
+  else:
+    assert f'resumed from step {resumed_from} of 6' in messages
+  assert results['train_steps'] == 6
+  assert [e['step'] for e in results['history']] == [0, 2, 4, 6]
+  assert ckpt_lib.Checkpointer(workdir).latest_step() == 6
+
+
+def test_a_checkpoint_of_another_model_is_not_set_aside(tmp_path):
+  checkpointer = ckpt_lib.Checkpointer(str(tmp_path))
+  checkpointer.save(1, {'w': np.zeros(3)})
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='does not fit'):
+    checkpointer.restore_newest_readable({'v': np.zeros(3)})
+  assert checkpointer.all_steps() == [1]  # left where it was
+  checkpointer.close()
+
+
+def test_a_truncated_dataset_cache_file_is_generated_again(tmp_path, caplog):
+  directory = str(tmp_path / 'data')
+  first = data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
+  (name,) = os.listdir(directory)
+  path = os.path.join(directory, name)
+  _truncate(path)
+  caplog.clear()
+  again = data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
+  (message,) = [r.getMessage() for r in caplog.records
+                if r.levelname == 'WARNING']
+  assert path in message and 'generating it again' in message
+  jax.tree_util.tree_map(np.testing.assert_array_equal, first, again)
+  caplog.clear()  # The regenerated file is whole again.
+  data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
+  assert not [r for r in caplog.records if r.levelname == 'WARNING']
+
+
+def test_evaluate_refuses_what_is_not_a_finished_run(data_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  with pytest.raises(training.UserError, match='does not exist'):
+    training.evaluate_checkpoint(str(workdir))
+  os.makedirs(workdir)
+  with pytest.raises(training.UserError, match='holds no config.json'):
+    training.evaluate_checkpoint(str(workdir))
+  (workdir / 'config.json').write_text(tiny_config(data_dir).to_json())
+  with pytest.raises(training.UserError, match='has no checkpoint yet: '
+                     'train first'):
+    training.evaluate_checkpoint(str(workdir))
+  os.makedirs(workdir / 'checkpoints' / '2')
+  with pytest.raises(training.UserError, match=r'no checkpoint at step 7; '
+                     r'its checkpoints: \[2\]'):
+    training.evaluate_checkpoint(str(workdir), step=7)
+
+
+def test_a_workdir_that_cannot_be_written_is_refused(data_dir, tmp_path):
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(training.UserError, match='cannot write to --workdir'):
+    training.train_and_evaluate(tiny_config(data_dir),
+                                str(tmp_path / 'file' / 'run'))
+  with pytest.raises(training.UserError, match='cannot write the dataset '
+                     'cache into --data_dir='):
+    training.train_and_evaluate(
+        tiny_config(str(tmp_path / 'file' / 'data')), str(tmp_path / 'run'))
+
+
+def test_eta_counts_only_steps_that_compiled_nothing():
+  eta = train_lib._Eta(total_steps=10, validated=False)
+
+  def step(nodes, seconds, validate=False):
+    eta.start_step((np.zeros((4, nodes)),))
+    if validate:
+      eta.validated()
+    eta.end_step(seconds)
+
+  step(8, 100.0)  # a new shape: compiles
+  assert eta.text(1) == 'after warm-up'
+  step(8, 1.0)
+  step(9, 50.0)  # another new shape
+  step(8, 90.0, validate=True)  # the first validation compiles
+  step(9, 3.0, validate=True)  # later validations are part of the cost
+  assert eta.text(5) == f'{5 * (1.0 + 3.0) / 2:.0f} s'

@@ -37,6 +37,9 @@ from collections.abc import Sequence
 
 import clrs
 import numpy as np
+from absl import logging
+
+from deq_clrs.training.errors import UserError
 
 SPLIT_IDS = {'train': 1, 'val': 2, 'test': 3}
 
@@ -217,8 +220,14 @@ def subsample(feedback: clrs.Feedback, idx: np.ndarray) -> clrs.Feedback:
 
 def _atomic_pickle(obj, path: str) -> None:
   directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+  except OSError as error:
+    raise UserError(
+        f'cannot write the dataset cache into --data_dir={directory} '
+        f'({error.strerror or error}); choose a directory you can create '
+        f'and write to') from error
   try:
     with os.fdopen(fd, 'wb') as f:
       pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -229,11 +238,32 @@ def _atomic_pickle(obj, path: str) -> None:
     raise
 
 
+def _read_cached(path: str, num_samples: int) -> clrs.Feedback | None:
+  """A cached dataset, or None (with a warning) if the file is damaged."""
+  try:
+    with open(path, 'rb') as f:
+      feedback = pickle.load(f)
+    if not isinstance(feedback, clrs.Feedback):
+      raise TypeError(f'holds a {type(feedback).__name__}, not a Feedback')
+    if num_graphs(feedback) != num_samples:
+      raise ValueError(f'holds {num_graphs(feedback)} graphs, not '
+                       f'{num_samples}')
+  except Exception as error:  # pylint: disable=broad-except
+    # A truncated pickle raises EOFError, UnpicklingError, ValueError, ...
+    logging.warning('dataset cache file %s is unreadable (%s: %s); '
+                    'generating it again', path, type(error).__name__, error)
+    return None
+  return feedback
+
+
 def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
                  data_dir: str, data_seed: int = 0,
                  with_hints: bool = False,
                  er_probs: Sequence[float] | None = None) -> clrs.Feedback:
   """Loads one dataset from ``data_dir``, generating and caching it once.
+
+  A cache file that cannot be read (e.g. truncated) is named in a warning
+  and generated again.
 
   Args:
     algorithm: a CLRS-30 name.
@@ -255,8 +285,9 @@ def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
           f'{"hints" if with_hints else "steps"}_perm.pkl')
   path = os.path.join(data_dir, name)
   if os.path.exists(path):
-    with open(path, 'rb') as f:
-      return pickle.load(f)
+    feedback = _read_cached(path, num_samples)
+    if feedback is not None:
+      return feedback
   feedback = generate(algorithm, size, num_samples, seed, er_probs=er_probs,
                       with_hints=with_hints)
   _atomic_pickle(feedback, path)

@@ -334,8 +334,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'batch_size {config.batch_size} must be divisible by '
                      f'the {devices} devices it is sharded over (set '
                      f'num_devices or batch_size)')
-  if config.train_steps < 0:
-    raise ValueError(f'train_steps must be >= 0, got {config.train_steps}')
+  if config.train_steps < 1:
+    raise ValueError(
+        f'train_steps must be >= 1, got {config.train_steps} (a run of no '
+        f'steps would report an untrained model; to score a saved '
+        f'checkpoint use python -m experiments.evaluate)')
   if not config.learning_rate > 0:
     raise ValueError(
         f'learning_rate must be > 0, got {config.learning_rate}')

@@ -14,6 +14,7 @@ import json
 import logging as pylogging
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from absl import logging
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
+from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
 # the run being resumed.
@@ -159,21 +161,71 @@ def _write_json(obj: Any, path: str) -> None:
   os.replace(tmp, path)
 
 
+def _prepare_workdir(workdir: str) -> None:
+  """Creates the workdir and checks that files can be written into it."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as error:
+    raise UserError(
+        f'cannot write to --workdir={workdir} ({error.strerror or error}); '
+        f'choose a directory you can create and write to') from error
+
+
 def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes ``config.json``, or refuses a config that differs from it."""
+  """Refuses a config that differs from the workdir's ``config.json``."""
   path = os.path.join(workdir, 'config.json')
   current = json.loads(config.to_json())
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+    except (OSError, ValueError) as error:
+      raise UserError(f'cannot read {path} ({error}); restore it, or use a '
+                      f'new --workdir') from error
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k)
                      and k not in RESUMABLE_CHANGES)
     if changed:
-      raise ValueError(
-          f'{workdir} holds a run with a different config (keys {changed}); '
-          f'use a new --workdir or the same settings to resume it')
-  _write_json(current, path)
+      diff = '; '.join(f'{k}: {saved.get(k)!r} there, {current.get(k)!r} now'
+                       for k in changed)
+      raise UserError(
+          f'{workdir} holds a run with a different config (keys {changed}: '
+          f'{diff}); use a new --workdir, or the same settings to resume it')
+
+
+def _finished_results(config: ml_collections.ConfigDict,
+                      workdir: str) -> dict[str, Any] | None:
+  """The workdir's ``results.json`` if it ran ``config.train_steps`` or more.
+
+  A run asked for more steps than its results have is not finished (it
+  continues from its checkpoint); an unreadable results file is ignored.
+  """
+  path = os.path.join(workdir, 'results.json')
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      results = json.load(f)
+    done = int(results['train_steps'])
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    logging.warning('%s is unreadable (%s); finishing the run again', path,
+                    error)
+    return None
+  return results if done >= config.train_steps else None
+
+
+def _check_no_later_checkpoint(config: ml_collections.ConfigDict,
+                               workdir: str) -> None:
+  """Refuses to resume a run whose checkpoints are past ``train_steps``."""
+  steps = ckpt_lib.saved_steps(workdir)
+  if steps and steps[-1] > config.train_steps:
+    raise UserError(
+        f'{workdir} holds a checkpoint at step {steps[-1]}, past '
+        f'train_steps={config.train_steps}; rerun with train_steps >= '
+        f'{steps[-1]} to continue it, or score it with python -m '
+        f'experiments.evaluate --workdir={workdir}')
 
 
 def _initial_state(models: models_lib.Models) -> dict[str, Any]:
@@ -298,6 +350,65 @@ def _test_results(models: models_lib.Models,
   return out
 
 
+class _Eta:
+  """Time left, from the steps that compiled nothing.
+
+  A step compiles when its batch has a shape not seen before in this
+  process (a new graph size or trajectory length), and so does the first
+  validation; those steps are left out of the mean time per step (which
+  includes the validations and checkpoints that follow a step).
+  """
+
+  def __init__(self, total_steps: int, validated: bool):
+    self.total_steps = total_steps
+    self.shapes = set()
+    self.seconds, self.steps = 0.0, 0
+    self._validated = validated
+    self._warm = False
+
+  def start_step(self, feedback: clrs.Feedback) -> None:
+    shape = tuple(np.shape(x) for x in jax.tree_util.tree_leaves(feedback))
+    self._warm = shape in self.shapes
+    self.shapes.add(shape)
+
+  def validated(self) -> None:
+    if not self._validated:
+      self._warm, self._validated = False, True
+
+  def end_step(self, seconds: float) -> None:
+    if self._warm:
+      self.seconds += seconds
+      self.steps += 1
+
+  def text(self, step: int) -> str:
+    if not self.steps:
+      return 'after warm-up'
+    return f'{(self.total_steps - step) * self.seconds / self.steps:.0f} s'
+
+
+def _log_compiling(config: ml_collections.ConfigDict,
+                   stream: data_lib.TrainStream, step: int) -> None:
+  sizes = stream.sizes
+  logging.info(
+      'compiling (step %d): the first training step of each batch shape '
+      '(%d graphs of %s nodes%s) and the first validation (%d graphs of %d '
+      'nodes, batches of %d) compile before they run, which can take '
+      'minutes on a CPU', step, config.batch_size,
+      sizes[0] if len(sizes) == 1 else f'{sizes[0]}..{sizes[-1]}',
+      '' if config.model == 'dear' else ', and each number of steps',
+      config.val_samples, config.val_size, config.eval_batch_size)
+
+
+def _final_train_loss(loss: float, step: int,
+                      history: History) -> float | None:
+  """The last step's loss; from the learning curve if this invocation ran no
+  step (killed after the last checkpoint, before ``results.json``)."""
+  if math.isfinite(loss):
+    return loss
+  last = [e for e in history.entries if e['step'] == step]
+  return last[-1].get('train_loss') if last else None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[Callable[[int], None]] = ()
                        ) -> dict[str, Any]:
@@ -307,7 +418,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpoint and ends with the same parameters and scores as an
   uninterrupted run: batches, dropout-free noise keys and the best-so-far
   bookkeeping are all functions of ``(seed, step)`` or stored in the
-  checkpoint.
+  checkpoint. A finished run (its ``results.json`` has ``train_steps`` or
+  more steps) is left alone: nothing is written and its results are
+  returned; asking for more steps continues it.
 
   Args:
     config: see ``experiments/configs/default.py``.
@@ -318,10 +431,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   Returns:
     The contents of ``results.json``.
+
+  Raises:
+    ValueError: a config that cannot run. UserError (a ValueError): a config
+      that differs from the workdir's run or asks for fewer steps than its
+      checkpoints have, or a workdir or data_dir that cannot be written.
   """
   models_lib.check_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  _prepare_workdir(workdir)
   _check_resumable(config, workdir)
+  finished = _finished_results(config, workdir)
+  if finished is not None:
+    # Nothing is written: scoring it again is experiments.evaluate's job.
+    logging.info(
+        'nothing to do: the run in %s is finished (%d steps%s); its scores '
+        'are in %s. To test it again (other sizes or solver settings): '
+        'python -m experiments.evaluate --workdir=%s', workdir,
+        finished['train_steps'],
+        '' if finished['train_steps'] == config.train_steps else
+        f', more than train_steps={config.train_steps}',
+        os.path.join(workdir, 'results.json'), workdir)
+    return finished
+  _check_no_later_checkpoint(config, workdir)
+  _write_json(json.loads(config.to_json()),
+              os.path.join(workdir, 'config.json'))
 
   stream = data_lib.TrainStream.load(
       config.algorithm, list(config.train_sizes),
@@ -336,11 +469,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   state = _initial_state(models)
   if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    models.train.params = state['params']
-    models.train.opt_state = state['opt_state']
-    logging.info('resumed from step %d of %d', int(state['step']),
-                 config.train_steps)
+    restored, _ = checkpointer.restore_newest_readable(state)
+    if restored is None:
+      logging.warning('no readable checkpoint under %s: starting afresh',
+                      checkpointer.directory)
+    else:
+      state = restored
+      models.train.params = state['params']
+      models.train.opt_state = state['opt_state']
+      logging.info('resumed from step %d of %d', int(state['step']),
+                   config.train_steps)
   writer = _summary_writer(workdir, config.tensorboard)
   train_key = jax.random.PRNGKey(config.seed)
 
@@ -387,27 +525,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  ''.join(f', test n={n}: {v:.4f}' for n, v in
                          entry.get('test_scores', {}).items()))
 
+  if step < config.train_steps:
+    _log_compiling(config, stream, step)
   if step == 0:
     validate()  # The untrained parameters are the first candidate.
   window_start, window_step = time.perf_counter(), step
   segment_start = time.perf_counter()
   base_seconds = float(state['train_seconds'])
+  eta = _Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
+    tick = time.perf_counter()
     feedback = models.prepare(stream.batch(step))
+    eta.start_step(feedback)
     loss = float(models.train.feedback(jax.random.fold_in(train_key, step),
                                        feedback))
     step += 1
     if step % config.log_every == 0 or step == config.train_steps:
       now = time.perf_counter()
       rate = (step - window_step) / max(now - window_start, 1e-9)
-      eta = (config.train_steps - step) / max(rate, 1e-9)
-      logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %.0f s', step,
-                   config.train_steps, loss, rate, eta)
+      logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %s', step,
+                   config.train_steps, loss, rate, eta.text(step))
       writer.scalar('train/loss', loss, step)
       writer.scalar('train/steps_per_second', rate, step)
       window_start, window_step = now, step
     if step % config.eval_every == 0 or step == config.train_steps:
       validate()
+      eta.validated()
     if step % config.checkpoint_every == 0 or step == config.train_steps:
       state.update(
           params=models.train.params, opt_state=models.train.opt_state,
@@ -415,6 +558,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           train_seconds=ckpt_lib.scalar(
               base_seconds + time.perf_counter() - segment_start))
       checkpointer.save(step, state)
+    eta.end_step(time.perf_counter() - tick)
     for hook in hooks:
       hook(step)
   # Wall time of the training loop (validation included), summed over
@@ -438,8 +582,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'best_step': int(state['best_step']),
       'history': history.entries,
       'train_steps': step,
-      # None when this invocation ran no step (the run was complete).
-      'final_train_loss': loss if math.isfinite(loss) else None,
+      'final_train_loss': _final_train_loss(loss, step, history),
       'train_seconds': train_seconds,
       'num_devices': models.num_devices,
       'num_processes': jax.process_count(),
@@ -448,8 +591,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                writer, step))
   writer.flush()
   _write_json(results, os.path.join(workdir, 'results.json'))
-  logging.info('wrote %s', os.path.join(workdir, 'results.json'))
+  logging.info(
+      'finished: scores in %s (score = CLRS\'s mean of per-output scores, in '
+      '[0, 1], of the parameters selected by validation %s at step %d); '
+      'checkpoints in %s%s', os.path.join(workdir, 'results.json'),
+      config.select_by, results['best_step'], checkpointer.directory,
+      f', TensorBoard logs in {os.path.join(workdir, "tensorboard")}'
+      if config.tensorboard else '')
   return results
+
+
+def _saved_config(workdir: str) -> dict[str, Any]:
+  """A training run's ``config.json``, or a :class:`UserError` saying why
+  ``workdir`` is not one."""
+  if not os.path.isdir(workdir):
+    raise UserError(f'--workdir={workdir} does not exist: give the workdir '
+                    f'of a training run (python -m experiments.train)')
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise UserError(f'{workdir} holds no config.json: not the workdir of a '
+                    f'training run (python -m experiments.train)')
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as error:
+    raise UserError(f'cannot read {path} ({error})') from error
 
 
 def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
@@ -473,11 +639,29 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
     'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'solver'}``.
+
+  Raises:
+    UserError: ``workdir`` is not a training run's, or has no (readable)
+      checkpoint (at ``step``).
   """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(_saved_config(workdir))
+  steps = ckpt_lib.saved_steps(workdir)
+  if not steps:
+    raise UserError(
+        f'{workdir} has no checkpoint yet: train first (python -m '
+        f'experiments.train --workdir={workdir} ...; the first checkpoint '
+        f'comes after checkpoint_every={config.checkpoint_every} steps)')
+  if step is not None and step not in steps:
+    raise UserError(f'{workdir} has no checkpoint at step {step}; its '
+                    f'checkpoints: {steps}')
+  output = output or os.path.join(workdir, 'eval_results.json')
+  try:  # Before scoring, so that the scores are not lost at the end.
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  except OSError as error:
+    reason = error.strerror or error
+    raise UserError(f'cannot write --output={output} ({reason})') from error
   if test_sizes:
     config.test_sizes = tuple(int(n) for n in test_sizes)
   if solver_overrides:
@@ -497,7 +681,20 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   models = models_lib.build_models(
       config, data_lib.subsample(val_set, np.arange(1)))
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-  state = checkpointer.restore(_initial_state(models), step)
+  if step is None:
+    state, _ = checkpointer.restore_newest_readable(_initial_state(models),
+                                                    set_aside=False)
+    if state is None:
+      raise UserError(f'no checkpoint under {checkpointer.directory} can be '
+                      f'read (see the warnings above)')
+  else:
+    try:
+      state = checkpointer.restore(_initial_state(models), step)
+    except Exception as error:  # pylint: disable=broad-except
+      raise UserError(
+          f'checkpoint {checkpointer.step_directory(step)} is unreadable '
+          f'({type(error).__name__}: {ckpt_lib.first_line(error)})'
+      ) from error
   checkpointer.close()
   models.train.params = state['best_params' if which == 'best' else 'params']
   models.sync()
@@ -512,5 +709,9 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   results.update(_test_results(models, config, list(config.test_sizes),
                                writer, int(state['step'])))
   writer.flush()
-  _write_json(results, output or os.path.join(workdir, 'eval_results.json'))
+  _write_json(results, output)
+  logging.info('wrote %s (scores of the %s parameters, from step %d, of '
+               'checkpoint %d; score = CLRS\'s mean of per-output scores, in '
+               '[0, 1])', output, which, results['params_step'],
+               results['checkpoint_step'])
   return results
