@@ -33,6 +33,7 @@ setuptools.setup(
         'tensorflow',
     ],
     extras_require={
-        'test': ['pytest', 'ruff'],
+        # pytest-xdist: the suite runs on two processes (setup.cfg).
+        'test': ['pytest', 'pytest-xdist', 'ruff'],
     },
 )
