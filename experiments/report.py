@@ -34,6 +34,7 @@ from absl import app
 from absl import flags
 
 from experiments import cli
+from experiments import report_curves
 
 _RUNS = flags.DEFINE_string('runs', 'workdir_runs',
                             'Directory searched for results.json files.')
@@ -331,7 +332,11 @@ def _same_file(a: str, b: str) -> bool:
 def write_report(runs_dir: str, out_dir: str,
                  log: Callable[[str], None] = print
                  ) -> list[dict[str, Any]]:
-  """Writes table.md, the two plots and copies of the results files.
+  """Writes table.md, the plots and copies of the results files.
+
+  The plots: score against graph size, solver iterations (DEAR) or steps
+  taken (nar_lt) against the true steps, and, for runs with a history,
+  score against training steps (``learning_curves.png``).
 
   Copies go into ``<out_dir>/runs/``, one name per (algorithm, model, seed,
   config); an existing copy that differs is never overwritten. Every file
@@ -358,6 +363,9 @@ def write_report(runs_dir: str, out_dir: str,
     f.write(markdown_table(runs))
   plot_accuracy(runs, os.path.join(out_dir, 'accuracy_vs_size.png'))
   plot_iterations(runs, os.path.join(out_dir, 'iterations_vs_steps.png'))
+  if any(r.get('history') for r in runs):
+    report_curves.plot_learning_curves(
+        group(runs), os.path.join(out_dir, 'learning_curves.png'))
   return runs
 
 

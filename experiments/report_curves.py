@@ -55,7 +55,8 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
   colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(labels)}
   cols = min(5, len(algorithms))
   rows = -(-len(algorithms) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows),
+  fig, axes = plt.subplots(rows, cols,
+                           figsize=(max(6.0, 3.4 * cols), 2.9 * rows),
                            squeeze=False, sharey=True)
   test_size = None
   for ax, alg in zip(axes.flat, algorithms):
@@ -86,7 +87,8 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
     handles.append(plt.Line2D([], [], color='k', ls='--', marker='o', ms=3,
                               label=f'test ({test_size})'))
   axes.flat[0].legend(handles=handles, fontsize=7)
-  fig.suptitle('Score against training steps (mean over seeds, band: range)')
+  fig.suptitle('Score against training steps (mean over seeds, band: range)',
+               fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
