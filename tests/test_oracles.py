@@ -328,7 +328,7 @@ def implicit_sum(algorithm, graph, edge_fts, graph_fts):
       solver=oracles.oracle_solver_config('fixed_point', nodes),
       backward=solvers.BackwardConfig(mode='implicit', linear_tol=1e-12,
                                       linear_max_iter=200),
-      noise_std=0.0)
+      noise_std=0.0, jac_reg_weight=0.0)
   graph = deq.GraphInputs(
       jnp.asarray(graph.node_fts), edge_fts, graph_fts,
       jnp.asarray(graph.adj_mat))
