@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -39,13 +38,13 @@ from typing import NamedTuple
 
 import clrs
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from deq_clrs import clrs_adapter
 from deq_clrs import deq as deq_lib
 from deq_clrs import solvers
 from deq_clrs.training import data as data_lib
+from deq_clrs.training import models as models_lib
 
 MODELS = ('dear_phantom', 'dear_implicit', 'nar', 'clrs_mpnn',
           'clrs_triplet_gmpnn')
@@ -776,19 +775,6 @@ class TrainedCell:
   source: str = 'trained'
 
 
-def _init_params(model: clrs.models.BaselineModel, features: clrs.Features,
-                 seed: int) -> None:
-  """``model.init`` with the network's init jitted (CLRS runs it eagerly,
-  which is slow for an equilibrium processor on CPU); same parameters."""
-  init = jax.jit(functools.partial(model.net_fn.init, algorithm_index=-1,
-                                   return_hints=False,
-                                   return_all_outputs=False),
-                 static_argnums=2)
-  model.params = init(jax.random.PRNGKey(seed), [features], True)
-  model.opt_state = model.opt.init(model.params)
-  model.opt_state_skeleton = model.opt.init(jnp.zeros(1))
-
-
 def train_dear_cell(algorithm: str = 'bfs', *,
                     sizes: tuple[int, ...] = (8, 12), hidden_dim: int = 32,
                     batch_size: int = 8, steps: int = 300,
@@ -828,7 +814,7 @@ def train_dear_cell(algorithm: str = 'bfs', *,
   dummy = batches[sizes[0]][0]
   factory = clrs_adapter.get_processor_factory(processor, **options)
   model = _baseline_model(spec, dummy, factory, hidden_dim, learning_rate)
-  _init_params(model, dummy.features, seed)
+  models_lib.init_model(model, dummy.features, seed)
   losses = []
   for i in range(steps):
     fb = batches[sizes[i % len(sizes)]][i // len(sizes)]
