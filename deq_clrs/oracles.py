@@ -1,5 +1,9 @@
 """Exact oracle cells: BFS and Bellman-Ford as hand-set message passing.
 
+Core layer (no CLRS): the maps, cells, decoding and runner. Building the
+inputs from CLRS data (``oracle_inputs``) and reading the reference fixed
+point off CLRS hints are in :mod:`deq_clrs.integration.oracle_data`.
+
 Both algorithms compute the least fixed point of a monotone max-type map, so
 each can be written as ONE message-passing step with fixed (not learned)
 weights and solved by the same equilibrium layer and solvers as the learned
@@ -54,7 +58,7 @@ paths of random real weights have probability 0, and ``argmax`` takes the
 smallest index among them).
 
 What the solvers do on these maps (measured on CLRS graphs of 16-256 nodes;
-``python -m experiments.oracles`` prints it, ``tests/test_oracles.py`` pins
+``python -m experiments.oracles`` prints it, ``deq_clrs/oracles_test.py`` pins
 it):
 
 * Plain fixed-point iteration is exact and optimal: it stops with a residual
@@ -93,7 +97,6 @@ import contextlib
 import dataclasses
 import functools
 from typing import NamedTuple
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -108,11 +111,11 @@ ALGORITHMS = ('bfs', 'bellman_ford')
 DEFAULT_LOG_RANGE = 20.0
 
 # Columns of the oracle's graph features.
-_CONSTANT = 0   # BFS: the decay g; Bellman-Ford: the inverse temperature 1/t.
-_FLOOR = 1      # Half the smallest value a reachable node can take.
+CONSTANT = 0   # BFS: the decay g; Bellman-Ford: the inverse temperature 1/t.
+FLOOR = 1      # Half the smallest value a reachable node can take.
 
 
-def _check_algorithm(algorithm: str) -> None:
+def check_algorithm(algorithm: str) -> None:
   if algorithm not in ALGORITHMS:
     raise ValueError(f'no oracle for {algorithm!r}; expected one of '
                      f'{list(ALGORITHMS)}')
@@ -134,7 +137,7 @@ def bfs_messages(hidden: jax.Array, graph_fts: jax.Array) -> jax.Array:
   Returns:
     [B, N, 1, 1], broadcastable to [B, N_send, N_recv, 1].
   """
-  g = graph_fts[:, _CONSTANT][:, None, None, None]
+  g = graph_fts[:, CONSTANT][:, None, None, None]
   return g * hidden[:, :, None, :]
 
 
@@ -150,7 +153,7 @@ def bellman_ford_messages(hidden: jax.Array, edge_fts: jax.Array,
   Returns:
     [B, N_send, N_recv, 1].
   """
-  inv_t = graph_fts[:, _CONSTANT][:, None, None, None]
+  inv_t = graph_fts[:, CONSTANT][:, None, None, None]
   return hidden[:, :, None, :] * jnp.exp(-edge_fts[..., :1] * inv_t)
 
 
@@ -158,7 +161,7 @@ class BFSOracleCell(nn.Module):
   """One BFS round as a cell: ``f(h)_v = max(s_v, g * max_{u -> v} h_u)``.
 
   Same interface as :mod:`deq_clrs.cells`, no parameters. Inputs as built by
-  :func:`oracle_inputs`: ``node_fts`` [B, N, 1] the source indicator,
+  ``oracle_inputs``: ``node_fts`` [B, N, 1] the source indicator,
   ``graph_fts`` [B, 2] (decay g, reachability floor), ``adj_mat`` [B, N, N]
   the edges; ``edge_fts`` is unused. ``hidden`` and the output are [B, N, 1].
   """
@@ -179,7 +182,7 @@ class BellmanFordOracleCell(nn.Module):
 
   ``f(h)_v = max(s_v, max_{u -> v} h_u * exp(-w_uv / t))``. Same interface as
   :mod:`deq_clrs.cells`, no parameters. Inputs as built by
-  :func:`oracle_inputs`: ``node_fts`` [B, N, 1] the source indicator,
+  ``oracle_inputs``: ``node_fts`` [B, N, 1] the source indicator,
   ``edge_fts`` [B, N, N, 1] the weights, ``graph_fts`` [B, 2] (``1 / t``,
   reachability floor), ``adj_mat`` [B, N, N] the edges. ``hidden`` and the
   output are [B, N, 1].
@@ -204,62 +207,8 @@ ORACLE_CELLS = {
 
 def make_oracle_cell(algorithm: str) -> nn.Module:
   """An unbound oracle cell for ``algorithm`` (``out_size`` 1, no params)."""
-  _check_algorithm(algorithm)
+  check_algorithm(algorithm)
   return ORACLE_CELLS[algorithm](out_size=1, parent=None)
-
-
-def _input(inputs: Sequence, name: str) -> np.ndarray:
-  for dp in inputs:
-    if dp.name == name:
-      return np.asarray(dp.data)
-  raise KeyError(f'CLRS inputs have no {name!r}; got '
-                 f'{[dp.name for dp in inputs]}')
-
-
-def oracle_inputs(algorithm: str, inputs: Sequence, *,
-                  log_range: float = DEFAULT_LOG_RANGE,
-                  dtype=np.float64) -> deq_lib.GraphInputs:
-  """Builds an oracle's raw inputs from CLRS input data points.
-
-  Args:
-    algorithm: ``'bfs'`` or ``'bellman_ford'``.
-    inputs: the ``DataPoint``s of ``feedback.features.inputs`` (uses ``s``
-      [B, N] and ``A`` [B, N, N]).
-    log_range: R; the smallest value of a reachable node is ``exp(-R)``.
-    dtype: numpy float dtype of the result.
-
-  Returns:
-    numpy :class:`~deq_clrs.deq.GraphInputs`: ``node_fts`` [B, N, 1] source
-    indicator, ``edge_fts`` [B, N, N, 1] weights ``A`` (zeros for BFS),
-    ``graph_fts`` [B, 2] = (map constant, half of ``exp(-R)``), ``adj_mat``
-    [B, N, N] with 1 where CLRS sees an edge (``A > 0`` for BFS, ``A != 0``
-    for Bellman-Ford, as in its code; self-loops included).
-  """
-  _check_algorithm(algorithm)
-  if log_range <= 0:
-    raise ValueError(f'log_range must be > 0, got {log_range}')
-  source = _input(inputs, 's').astype(dtype)
-  weights = _input(inputs, 'A').astype(dtype)
-  batch, nodes = source.shape
-  floor = np.full((batch,), 0.5 * np.exp(-log_range), dtype)
-  if algorithm == 'bfs':
-    adj = (weights > 0).astype(dtype)
-    edge_fts = np.zeros_like(weights)[..., None]
-    constant = np.full((batch,), np.exp(-log_range / max(nodes - 1, 1)),
-                       dtype)
-  else:
-    if np.any(weights < 0):
-      raise ValueError('the Bellman-Ford oracle needs non-negative weights')
-    adj = (weights != 0).astype(dtype)
-    edge_fts = weights[..., None]
-    # Bound on any shortest-path length: N - 1 edges of the largest weight.
-    bound = (nodes - 1) * weights.reshape(batch, -1).max(axis=1)
-    bound = np.where(bound > 0, bound, 1.0)
-    constant = (log_range / bound).astype(dtype)
-  graph_fts = np.stack([constant, floor], axis=-1).astype(dtype)
-  return deq_lib.GraphInputs(
-      node_fts=source[..., None], edge_fts=edge_fts, graph_fts=graph_fts,
-      adj_mat=adj)
 
 
 def decode_pi(algorithm: str, h_star: jax.Array,
@@ -269,7 +218,7 @@ def decode_pi(algorithm: str, h_star: jax.Array,
   Args:
     algorithm: ``'bfs'`` or ``'bellman_ford'``.
     h_star: fixed point [B, N, 1].
-    graph: the oracle inputs it was solved for (see :func:`oracle_inputs`).
+    graph: the oracle inputs it was solved for (see ``oracle_inputs``).
 
   Returns:
     int32 [B, N]: ``pi[b, v]`` is v's predecessor; the source and the nodes
@@ -278,15 +227,15 @@ def decode_pi(algorithm: str, h_star: jax.Array,
     errors below a factor ``sqrt(g)``); Bellman-Ford: first argmax over
     senders of ``h_u * exp(-w_uv / t)``.
   """
-  _check_algorithm(algorithm)
+  check_algorithm(algorithm)
   h = h_star[..., 0]
   nodes = h.shape[1]
   adj = graph.adj_mat > 0
   if algorithm == 'bfs':
-    log_g = jnp.log(graph.graph_fts[:, _CONSTANT])[:, None]
-    level = jnp.round(jnp.log(jnp.maximum(h, graph.graph_fts[:, _FLOOR:])) /
+    log_g = jnp.log(graph.graph_fts[:, CONSTANT])[:, None]
+    level = jnp.round(jnp.log(jnp.maximum(h, graph.graph_fts[:, FLOOR:])) /
                       log_g)
-    reached_u = (h >= graph.graph_fts[:, _FLOOR:])[:, :, None]
+    reached_u = (h >= graph.graph_fts[:, FLOOR:])[:, :, None]
     # score[b, u, v]: u is a reached sender of v one level closer to the
     # source.
     score = adj & reached_u & (level[:, :, None] == level[:, None, :] - 1)
@@ -296,7 +245,7 @@ def decode_pi(algorithm: str, h_star: jax.Array,
     score = jnp.where(adj, msgs, -jnp.inf)
   parent = jnp.argmax(score, axis=1).astype(jnp.int32)
   self_ptr = jnp.arange(nodes, dtype=jnp.int32)[None, :]
-  reached = h >= graph.graph_fts[:, _FLOOR:]
+  reached = h >= graph.graph_fts[:, FLOOR:]
   is_source = graph.node_fts[..., 0] > 0
   keep_self = is_source | ~reached
   return jnp.where(keep_self, self_ptr, parent)
@@ -318,7 +267,7 @@ def oracle_solver_config(method: str, num_nodes: int, *,
     num_nodes: N; the default cap ``N + 1`` is the most evaluations plain
       iteration can need (CLRS's L is at most N).
     dtype: the dtype the oracle runs in.
-    log_range: R, as in :func:`oracle_inputs`.
+    log_range: R, as in ``oracle_inputs``.
     max_iter: iteration cap (training and evaluation); default ``N + 1``.
     **kwargs: further :class:`~deq_clrs.solvers.SolverConfig` fields (e.g.
       Anderson's ``history_size``, ``ridge``).
@@ -415,7 +364,7 @@ def run_oracle(algorithm: str, graph: deq_lib.GraphInputs,
 
   Args:
     algorithm: ``'bfs'`` or ``'bellman_ford'``.
-    graph: numpy inputs from :func:`oracle_inputs`.
+    graph: numpy inputs from ``oracle_inputs``.
     solver: forward solver settings, normally :func:`oracle_solver_config`.
     fallback: finish every graph that ``solver`` left unconverged with plain
       fixed-point iteration (same tolerances, cap N + 1) started from its
@@ -424,7 +373,7 @@ def run_oracle(algorithm: str, graph: deq_lib.GraphInputs,
   Returns:
     An :class:`OracleRun`.
   """
-  _check_algorithm(algorithm)
+  check_algorithm(algorithm)
   dtype = graph.node_fts.dtype
   config = deq_lib.DEQConfig(solver=solver, backward=_NO_EXTRA_STEP,
                              noise_std=0.0)
@@ -441,61 +390,3 @@ def run_oracle(algorithm: str, graph: deq_lib.GraphInputs,
   return OracleRun(h_star=np.asarray(h_star[..., 0]), pi=np.asarray(pi),
                    stats=stats, fallback_stats=fallback_stats,
                    solver_h=np.asarray(solver_h[..., 0]))
-
-
-def pi_datapoint(pi: np.ndarray):
-  """Wraps decoded pointers [B, N] as a CLRS ``pi`` output data point."""
-  import clrs  # Imported here: clrs pulls in tensorflow (slow).
-  return clrs.DataPoint(name='pi', location=clrs.Location.NODE,
-                        type_=clrs.Type.POINTER, data=np.asarray(pi))
-
-
-@dataclasses.dataclass(frozen=True)
-class ReferenceFixedPoint:
-  """The exact fixed point computed from CLRS's own hints (for checking).
-
-  Attributes:
-    dist: [B, N] BFS hop counts or Bellman-Ford distances; ``inf`` where a
-      node is unreachable.
-    h: [B, N] the oracle value ``g ** dist`` / ``exp(-dist / t)`` (0 where
-      unreachable).
-  """
-  dist: np.ndarray
-  h: np.ndarray
-
-
-def reference_fixed_point(algorithm: str, feedback,
-                          graph: deq_lib.GraphInputs) -> ReferenceFixedPoint:
-  """Reads the exact fixed point off a CLRS feedback's hints.
-
-  BFS: ``dist(v)`` is the first time step whose ``reach_h`` hint holds v.
-  Bellman-Ford: ``dist`` is the ``d`` hint at the last step (``lengths - 1``),
-  with ``msk`` telling reachable nodes.
-
-  Args:
-    algorithm: ``'bfs'`` or ``'bellman_ford'``.
-    feedback: a CLRS ``Feedback`` (hints not truncated).
-    graph: the oracle inputs built from it (for g and t).
-
-  Returns:
-    A :class:`ReferenceFixedPoint` (float64).
-  """
-  _check_algorithm(algorithm)
-  hints = {dp.name: np.asarray(dp.data) for dp in feedback.features.hints}
-  lengths = np.asarray(feedback.features.lengths).astype(int)
-  constant = np.asarray(graph.graph_fts[:, _CONSTANT], np.float64)[:, None]
-  batch = lengths.shape[0]
-  if algorithm == 'bfs':
-    reach = hints['reach_h'] > 0.5      # [T, B, N]
-    steps = np.arange(reach.shape[0])[:, None, None]
-    valid = steps < lengths[None, :, None]
-    first = np.where(reach & valid, steps, np.inf).min(axis=0)
-    dist = first
-    h = np.where(np.isfinite(dist), constant ** np.where(
-        np.isfinite(dist), dist, 0), 0.0)
-  else:
-    last = hints['d'][lengths - 1, np.arange(batch)]      # [B, N]
-    mask = hints['msk'][lengths - 1, np.arange(batch)] > 0.5
-    dist = np.where(mask, last, np.inf)
-    h = np.where(mask, np.exp(-np.where(mask, last, 0) * constant), 0.0)
-  return ReferenceFixedPoint(dist=dist, h=h)

@@ -4,7 +4,7 @@
         --sizes=16,64 --repeats=3 --output=benchmark.json
 
 Everything is measured in one run on one machine with the same shapes and
-batch size; the logic lives in :mod:`deq_clrs.benchmarking`.
+batch size; the logic lives in :mod:`deq_clrs.training.benchmarking`.
 
 ``--gradient_agreement`` also trains a small DEAR cell (or loads one with
 ``--gradient_workdir``) and compares its 1-step phantom gradient with the
@@ -26,7 +26,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from deq_clrs import benchmarking
+from deq_clrs.training import benchmarking
 from experiments import cli
 
 _ALGORITHMS = flags.DEFINE_list('algorithms', ['insertion_sort'],

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from deq_clrs import oracles
+from deq_clrs.integration import oracle_data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +53,7 @@ def sample(algorithm: str, nodes: int, num_graphs: int, seed: int,
   return sampler.next(num_graphs)
 
 
-def relative_error(h: np.ndarray, ref: oracles.ReferenceFixedPoint,
+def relative_error(h: np.ndarray, ref: oracle_data.ReferenceFixedPoint,
                    graph) -> float:
   """Largest ``|h - h_ref| / max(h_ref, floor)`` over all nodes [B, N]."""
   floor = np.asarray(graph.graph_fts[:, 1], np.float64)[:, None]
@@ -71,7 +72,7 @@ def evaluate(algorithm: str, feedback, solver: str, *,
     feedback: CLRS ``Feedback`` from :func:`sample`.
     solver: ``'fixed_point'`` or ``'anderson'``.
     dtype: dtype of the solve.
-    log_range: R of :func:`deq_clrs.oracles.oracle_inputs`.
+    log_range: R of :func:`deq_clrs.integration.oracle_data.oracle_inputs`.
     max_iter: iteration cap (None: N + 1).
     fallback: finish unconverged graphs with plain iteration.
     **solver_kwargs: more :class:`~deq_clrs.solvers.SolverConfig` fields.
@@ -80,7 +81,7 @@ def evaluate(algorithm: str, feedback, solver: str, *,
     ``(row, run)``.
   """
   import clrs
-  graph = oracles.oracle_inputs(algorithm, feedback.features.inputs,
+  graph = oracle_data.oracle_inputs(algorithm, feedback.features.inputs,
                                 log_range=log_range, dtype=dtype)
   nodes = graph.node_fts.shape[1]
   config = oracles.oracle_solver_config(
@@ -88,9 +89,9 @@ def evaluate(algorithm: str, feedback, solver: str, *,
       **solver_kwargs)
   run = oracles.run_oracle(algorithm, graph, config, fallback=fallback)
   score = clrs.evaluate(feedback.outputs,
-                        {'pi': oracles.pi_datapoint(run.pi)})['score']
+                        {'pi': oracle_data.pi_datapoint(run.pi)})['score']
   truth = np.asarray(feedback.outputs[0].data)
-  ref = oracles.reference_fixed_point(algorithm, feedback, graph)
+  ref = oracle_data.reference_fixed_point(algorithm, feedback, graph)
   steps = np.asarray(feedback.features.lengths).astype(int) + 1
   iters = np.asarray(run.stats.iterations)
   fb = run.fallback_stats

@@ -24,8 +24,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from deq_clrs import parallel
 from deq_clrs import training
+from deq_clrs.training import parallel
 from experiments import cli
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs',

@@ -34,9 +34,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-import deq_clrs
-from deq_clrs import parallel
+from deq_clrs import integration
+from deq_clrs import stats as stats_lib
 from deq_clrs.training import data as data_lib
+from deq_clrs.training import parallel
 
 MODELS = ('dear', 'nar', 'nar_lt', 'nar_hints')
 DEFAULT_PROCESSOR = {'dear': 'deq_mpnn', 'nar': 'mpnn', 'nar_lt': 'mpnn',
@@ -111,14 +112,14 @@ def lt_step_cap(config: ml_collections.ConfigDict, nb_nodes: int) -> int:
 
 
 def cell_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Cell options for :func:`deq_clrs.get_processor_factory`."""
+  """Cell options for :func:`integration.get_processor_factory`."""
   options = dict(config.cell)
   options['mid_size'] = options['mid_size'] or None  # 0 = hidden size.
   return options
 
 
 def processor_factory(config: ml_collections.ConfigDict,
-                      stats_log: deq_clrs.SolverStatsLog | None = None):
+                      stats_log: stats_lib.SolverStatsLog | None = None):
   """The training processor factory of a config (validated by its builder).
 
   Raises:
@@ -130,7 +131,7 @@ def processor_factory(config: ml_collections.ConfigDict,
       raise ValueError(
           f'--model=dear needs an equilibrium processor '
           f'{list(EQUILIBRIUM_PROCESSORS)}, got --processor={name!r}')
-    return deq_clrs.get_processor_factory(
+    return integration.get_processor_factory(
         name, stats_log=stats_log, **cell_options(config), **dict(config.deq))
   if name in EQUILIBRIUM_PROCESSORS:
     raise ValueError(
@@ -139,7 +140,7 @@ def processor_factory(config: ml_collections.ConfigDict,
         f'true number of steps: use one of {list(CELL_PROCESSORS)} or '
         f'clrs:<kind>')
   if name in CELL_PROCESSORS:
-    return deq_clrs.get_processor_factory(name, **cell_options(config))
+    return integration.get_processor_factory(name, **cell_options(config))
   if name.startswith(CLRS_PREFIX):
     kind = name[len(CLRS_PREFIX):]
     if kind not in CLRS_PROCESSORS:
@@ -172,7 +173,7 @@ class Models:
   """
   train: clrs.models.BaselineModel
   eval: clrs.models.BaselineModel
-  stats_log: deq_clrs.SolverStatsLog | None
+  stats_log: stats_lib.SolverStatsLog | None
   prepare: Callable[[clrs.Feedback], clrs.Feedback]
   predict: Callable[[jax.Array, clrs.Feedback], tuple[Any, Any]] = None
 
@@ -269,7 +270,7 @@ def build_models(config: ml_collections.ConfigDict,
   hints = uses_hints(config)
   decode_hints = hints or config.model == 'nar_lt'
   if is_equilibrium(config):
-    prepare = deq_clrs.one_shot_feedback
+    prepare = integration.one_shot_feedback
   elif config.model == 'nar_lt':
     prepare = termination_feedback
   else:
@@ -290,7 +291,7 @@ def build_models(config: ml_collections.ConfigDict,
   evaluation = train
   if is_equilibrium(config):
     # Same parameter names; it only predicts, so it needs no optimizer.
-    stats_log = deq_clrs.SolverStatsLog()
+    stats_log = stats_lib.SolverStatsLog()
     evaluation = model(train_factory.for_evaluation(stats_log), 'base_model')
     evaluation.params = train.params
   models = Models(train=train, eval=evaluation, stats_log=stats_log,

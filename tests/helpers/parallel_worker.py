@@ -1,7 +1,7 @@
 """Trains a tiny DEAR model data-parallel and prints what the tests compare.
 
-Run as a subprocess by tests/test_parallel.py, because the number of devices
-and the distributed runtime are fixed when JAX starts:
+Run as a subprocess by deq_clrs/training/parallel_test.py, because the number
+of devices and the distributed runtime are fixed when JAX starts:
 
     python tests/helpers/parallel_worker.py devices N
         one process, N forced CPU devices (and a 1-device reference run)
@@ -22,7 +22,7 @@ if mode == 'devices':
 
 import jax  # noqa: E402
 
-from deq_clrs import parallel  # noqa: E402
+from deq_clrs.training import parallel  # noqa: E402
 
 if mode == 'process':
   port, pid, count = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

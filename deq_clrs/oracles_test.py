@@ -20,6 +20,7 @@ import pytest
 from deq_clrs import deq
 from deq_clrs import oracles
 from deq_clrs import solvers
+from deq_clrs.integration import oracle_data
 from experiments import oracle_report as oracle_cmd
 
 ALGORITHMS = ('bfs', 'bellman_ford')
@@ -38,7 +39,7 @@ def feedback(algorithm: str, nodes: int, sparse: bool, seed: int = 0):
 def solved(algorithm, nodes, sparse, method, dtype=np.float64, fallback=False,
            max_iter=None):
   fb = feedback(algorithm, nodes, sparse)
-  graph = oracles.oracle_inputs(algorithm, fb.features.inputs, dtype=dtype)
+  graph = oracle_data.oracle_inputs(algorithm, fb.features.inputs, dtype=dtype)
   kwargs = {'history_size': HISTORY} if method == 'anderson' else {}
   config = oracles.oracle_solver_config(method, nodes, dtype=dtype,
                                         max_iter=max_iter, **kwargs)
@@ -51,12 +52,13 @@ def lengths(fb) -> np.ndarray:
 
 
 def clrs_score(fb, pi) -> float:
-  return clrs.evaluate(fb.outputs, {'pi': oracles.pi_datapoint(pi)})['score']
+  pred = {'pi': oracle_data.pi_datapoint(pi)}
+  return clrs.evaluate(fb.outputs, pred)['score']
 
 
 def assert_exact(fb, graph, run, algorithm, rows=slice(None)):
   """The fixed point and the decoded pointers are CLRS's, on ``rows``."""
-  ref = oracles.reference_fixed_point(algorithm, fb, graph)
+  ref = oracle_data.reference_fixed_point(algorithm, fb, graph)
   np.testing.assert_allclose(run.h_star[rows], ref.h[rows], rtol=1e-12,
                              atol=0)
   truth = np.asarray(fb.outputs[0].data)
@@ -120,7 +122,7 @@ def test_anderson_is_exact_or_says_it_is_not(algorithm, nodes, sparse):
     # Measured (deterministic for these seeds): with the cap N + 1 its last
     # iterate is close to the fixed point, not at it, yet decodes to CLRS's
     # pi; only the stats say that it is not exact.
-    ref = oracles.reference_fixed_point(algorithm, fb, graph)
+    ref = oracle_data.reference_fixed_point(algorithm, fb, graph)
     floor = graph.graph_fts[:, 1:]
     err = np.abs(run.solver_h - ref.h) / np.maximum(ref.h, floor)
     assert err.max() < 1e-5
@@ -155,7 +157,7 @@ def test_float32_is_exact_at_64_nodes(algorithm):
   assert np.all(run.stats.converged)
   np.testing.assert_array_equal(run.stats.iterations, lengths(fb) + 1)
   assert clrs_score(fb, run.pi) == 1.0
-  ref = oracles.reference_fixed_point(algorithm, fb, graph)
+  ref = oracle_data.reference_fixed_point(algorithm, fb, graph)
   np.testing.assert_allclose(run.h_star, ref.h, rtol=1e-5, atol=0)
 
 
@@ -187,7 +189,7 @@ def test_capped_solver_reports_non_convergence(algorithm, method):
   for cap in sorted(caps):
     _, graph, config, run = solved(algorithm, 16, True, method,
                                    max_iter=cap)
-    ref = ref or oracles.reference_fixed_point(algorithm, fb, graph)
+    ref = ref or oracle_data.reference_fixed_point(algorithm, fb, graph)
     done = np.asarray(run.stats.converged)
     # No solver confirms a fixed point in fewer than L + 1 evaluations, so a
     # graph whose bound does not fit is reported unconverged; plain
@@ -230,7 +232,7 @@ def test_relative_tolerance_stops_early_and_silently():
   # DEAR-style relative tolerance declares convergence before the end.
   nodes = 16
   a, inputs = path_inputs('bfs', nodes)
-  graph = oracles.oracle_inputs('bfs', inputs)
+  graph = oracle_data.oracle_inputs('bfs', inputs)
   truth, _ = clrs.algorithms.bfs(a, 0)
   loose = solvers.SolverConfig(method='fixed_point', rel_tol=1e-3,
                                max_iter=nodes + 1, eval_max_iter=nodes + 1)
@@ -251,7 +253,7 @@ def test_relative_tolerance_stops_early_and_silently():
 def test_bfs_cell_steps_follow_clrs_rounds():
   nodes = 5
   _, inputs = path_inputs('bfs', nodes)
-  graph = oracles.oracle_inputs('bfs', inputs, dtype=np.float32)
+  graph = oracle_data.oracle_inputs('bfs', inputs, dtype=np.float32)
   g = graph.graph_fts[0, 0]
   cell = oracles.make_oracle_cell('bfs')
   h = np.zeros((1, nodes, 1), np.float32)
@@ -274,7 +276,7 @@ def test_tie_breaking_and_unreachable_nodes_match_clrs():
   inputs = [types.SimpleNamespace(name='s', data=source[None]),
             types.SimpleNamespace(name='A', data=a[None])]
   for algorithm in ALGORITHMS:
-    graph = oracles.oracle_inputs(algorithm, inputs)
+    graph = oracle_data.oracle_inputs(algorithm, inputs)
     run = oracles.run_oracle(
         algorithm, graph, oracles.oracle_solver_config('fixed_point', 6))
     truth, _ = getattr(clrs.algorithms, algorithm)(a, 0)
@@ -285,19 +287,19 @@ def test_tie_breaking_and_unreachable_nodes_match_clrs():
 def test_inputs_and_cells_validate():
   _, inputs = path_inputs('bfs', 4)
   with pytest.raises(ValueError, match='no oracle'):
-    oracles.oracle_inputs('dfs', inputs)
+    oracle_data.oracle_inputs('dfs', inputs)
   with pytest.raises(ValueError, match='non-negative'):
     bad = [inputs[0], types.SimpleNamespace(name='A', data=-inputs[1].data)]
-    oracles.oracle_inputs('bellman_ford', bad)
+    oracle_data.oracle_inputs('bellman_ford', bad)
   with pytest.raises(KeyError):
-    oracles.oracle_inputs('bfs', inputs[:1])
+    oracle_data.oracle_inputs('bfs', inputs[:1])
   with pytest.raises(ValueError, match='too large'):
     oracles.oracle_solver_config('fixed_point', 4, dtype=np.float32,
                                  log_range=30.0)
   oracles.oracle_solver_config('fixed_point', 4, dtype=np.float32,
                                log_range=25.0)
   oracles.oracle_solver_config('fixed_point', 4, log_range=300.0)
-  graph = oracles.oracle_inputs('bfs', inputs)
+  graph = oracle_data.oracle_inputs('bfs', inputs)
   with pytest.raises(ValueError, match='size 1'):
     oracles.BFSOracleCell(out_size=2).init(
         jax.random.PRNGKey(0), graph.node_fts, graph.edge_fts,
@@ -340,14 +342,14 @@ def implicit_sum(algorithm, graph, edge_fts, graph_fts):
 def test_implicit_gradient_is_exact_for_bellman_ford():
   fb = feedback('bellman_ford', 16, True)
   with oracles.x64_scope(np.float64):
-    graph = oracles.oracle_inputs('bellman_ford', fb.features.inputs)
+    graph = oracle_data.oracle_inputs('bellman_ford', fb.features.inputs)
     (g_w, g_t), stats = jax.jit(jax.grad(
         functools.partial(implicit_sum, 'bellman_ford', graph),
         argnums=(0, 1), has_aux=True))(jnp.asarray(graph.edge_fts),
                                       jnp.asarray(graph.graph_fts))
     g_w, g_t = np.asarray(g_w[..., 0]), np.asarray(g_t)
   assert np.all(np.asarray(stats.solver.converged))
-  ref = oracles.reference_fixed_point('bellman_ford', fb, graph)
+  ref = oracle_data.reference_fixed_point('bellman_ford', fb, graph)
   truth = np.asarray(fb.outputs[0].data)
   inv_t = graph.graph_fts[:, 0]
   for b in range(NUM_GRAPHS):
@@ -378,12 +380,12 @@ def test_implicit_gradient_is_exact_at_bfs_ties():
   # d sum(H*) / dg = sum over reachable v of dist(v) g^(dist(v) - 1).
   fb = feedback('bfs', 16, True)
   with oracles.x64_scope(np.float64):
-    graph = oracles.oracle_inputs('bfs', fb.features.inputs)
+    graph = oracle_data.oracle_inputs('bfs', fb.features.inputs)
     g_t = jax.jit(jax.grad(
         lambda gf: implicit_sum('bfs', graph, jnp.asarray(graph.edge_fts),
                                 gf)[0]))(jnp.asarray(graph.graph_fts))
     g_t = np.asarray(g_t)
-  ref = oracles.reference_fixed_point('bfs', fb, graph)
+  ref = oracle_data.reference_fixed_point('bfs', fb, graph)
   g = graph.graph_fts[:, 0][:, None]
   reach = np.isfinite(ref.dist)
   dist = np.where(reach, ref.dist, 0.0)
@@ -402,7 +404,7 @@ def test_implicit_gradient_averages_one_sided_derivatives_at_a_kink():
   inputs = [types.SimpleNamespace(name='s', data=np.eye(4)[0][None]),
             types.SimpleNamespace(name='A', data=a[None])]
   with oracles.x64_scope(np.float64):
-    graph = oracles.oracle_inputs('bellman_ford', inputs)
+    graph = oracle_data.oracle_inputs('bellman_ford', inputs)
     gf = jnp.asarray(graph.graph_fts)
 
     @jax.jit

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import deq_clrs
-from deq_clrs import benchmarking
+from deq_clrs.training import benchmarking
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from experiments.configs import default as default_config
@@ -261,7 +261,8 @@ def test_the_output_folder_is_made_before_measuring(tmp_path):
 
 def test_an_unwritable_output_is_refused_before_measuring(tmp_path):
   (tmp_path / 'file').write_text('')
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
   env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(
       [sys.executable, '-m', 'experiments.benchmark', '--algorithms=bfs',

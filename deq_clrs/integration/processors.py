@@ -24,18 +24,17 @@ transform with ``hk.experimental.flax.lift``.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Any
 
 import clrs
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from deq_clrs import cells as cells_lib
 from deq_clrs import deq as deq_lib
 from deq_clrs import solvers
+from deq_clrs.stats import SolverStatsLog
 
 PROCESSOR_KINDS = {
     # kind: (cell kind, equilibrium?)
@@ -79,49 +78,6 @@ def option_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
          **_defaults(solvers.BackwardConfig, _BACKWARD_OPTIONS),
          **_defaults(deq_lib.DEQConfig, _DEQ_OPTIONS)}
   return cell, deq
-
-
-class SolverStatsLog:
-  """Collects the solver statistics of every equilibrium-processor call.
-
-  The processor sends its :class:`~deq_clrs.deq.EquilibriumStats` to the log
-  with ``jax.debug.callback`` (it works under ``jit`` inside CLRS's own
-  functions). Read them after a ``feedback`` / ``predict`` with
-  :meth:`drain`; each record holds numpy arrays of shape [B].
-  """
-
-  def __init__(self):
-    self._records: list[deq_lib.EquilibriumStats] = []
-    self._lock = threading.Lock()
-
-  def record(self, stats: deq_lib.EquilibriumStats) -> None:
-    """Appends one call's stats (called by the processor)."""
-    stats = jax.tree_util.tree_map(np.asarray, stats)
-    with self._lock:
-      self._records.append(stats)
-
-  def drain(self) -> list[deq_lib.EquilibriumStats]:
-    """Waits for pending callbacks, then returns and forgets all records."""
-    jax.effects_barrier()
-    with self._lock:
-      records, self._records = self._records, []
-    return records
-
-  @staticmethod
-  def summarize(records: list[deq_lib.EquilibriumStats]) -> dict[str, float]:
-    """Per-graph means and maxima over a list of records."""
-    if not records:
-      return {}
-    cat = lambda get: np.concatenate([np.ravel(get(r)) for r in records])
-    its = cat(lambda r: r.solver.iterations)
-    return {
-        'graphs': int(its.size),
-        'iterations_mean': float(its.mean()),
-        'iterations_max': int(its.max()),
-        'converged_fraction': float(cat(lambda r: r.solver.converged).mean()),
-        'rel_residual_mean': float(cat(lambda r: r.solver.rel_residual).mean()),
-        'rel_residual_max': float(cat(lambda r: r.solver.rel_residual).max()),
-    }
 
 
 class NotOneShotError(RuntimeError):
@@ -289,27 +245,3 @@ def get_processor_factory(kind: str, *,
       **pick(_DEQ_OPTIONS))
   return ProcessorFactory(kind=kind, cell=cell, deq=deq,
                           evaluation=evaluation, stats_log=stats_log)
-
-
-def _first_step(dp: clrs.DataPoint) -> clrs.DataPoint:
-  return clrs.DataPoint(name=dp.name, location=dp.location, type_=dp.type_,
-                        data=dp.data[:1])
-
-
-def one_shot_features(features: clrs.Features) -> clrs.Features:
-  """Puts CLRS features in one-shot form for an equilibrium processor.
-
-  Hints (time-major, [T, B, ...]) are cut to their first time step and every
-  length is set to 1, so CLRS's ``Net`` runs the processor exactly once per
-  sample and reads the outputs from that single step: nothing downstream
-  can depend on the true number of algorithm steps.
-  """
-  hints = tuple(_first_step(dp) for dp in features.hints)
-  lengths = np.ones_like(np.asarray(features.lengths))
-  return clrs.Features(inputs=features.inputs, hints=hints, lengths=lengths)
-
-
-def one_shot_feedback(feedback: clrs.Feedback) -> clrs.Feedback:
-  """:func:`one_shot_features` applied to a ``Feedback``; outputs unchanged."""
-  return clrs.Feedback(features=one_shot_features(feedback.features),
-                       outputs=feedback.outputs)

@@ -40,9 +40,10 @@ import clrs
 import jax
 import numpy as np
 
-from deq_clrs import clrs_adapter
 from deq_clrs import deq as deq_lib
+from deq_clrs import integration
 from deq_clrs import solvers
+from deq_clrs import stats as stats_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
 
@@ -125,10 +126,10 @@ def _processor_factory(model: str, config: BenchmarkConfig,
     options = dict(backward=model[len('dear_'):], max_iter=config.max_iter,
                    eval_max_iter=config.eval_max_iter, rel_tol=config.rel_tol)
     options.update(overrides)
-    return clrs_adapter.get_processor_factory(
+    return integration.get_processor_factory(
         'deq_mpnn', stats_log=stats_log, evaluation=evaluation, **options)
   if model == 'nar':
-    return clrs_adapter.get_processor_factory('mpnn')
+    return integration.get_processor_factory('mpnn')
   if model == 'clrs_mpnn':
     return clrs.get_processor_factory('mpnn', use_ln=True, nb_triplet_fts=0)
   return clrs.get_processor_factory('triplet_gmpnn', use_ln=True,
@@ -207,7 +208,7 @@ def benchmark_algorithm(algorithm: str, config: BenchmarkConfig,
       'models': {}}
   for name in config.models:
     one_shot = name.startswith('dear_')
-    prep = clrs_adapter.one_shot_feedback if one_shot else (lambda fb: fb)
+    prep = integration.one_shot_feedback if one_shot else (lambda fb: fb)
     fbs = [prep(fb) for fb in train_fbs]
     # Timed models send no statistics (a host callback inside the step
     # would be timed too); a separate logging twin counts iterations.
@@ -224,7 +225,7 @@ def benchmark_algorithm(algorithm: str, config: BenchmarkConfig,
         spec, fbs[0], _processor_factory(name, config, evaluation=True),
         config)
     eval_model.params = model.params
-    stats = clrs_adapter.SolverStatsLog() if one_shot else None
+    stats = stats_lib.SolverStatsLog() if one_shot else None
     if stats is not None:
       stats_model = _make_model(spec, fbs[0], _processor_factory(
           name, config, evaluation=True, stats_log=stats), config)
@@ -241,7 +242,7 @@ def benchmark_algorithm(algorithm: str, config: BenchmarkConfig,
       if stats is not None:
         for f in feats:
           stats_model.predict(jax.random.PRNGKey(0), f)
-        timing['solver'] = clrs_adapter.SolverStatsLog.summarize(
+        timing['solver'] = stats_lib.SolverStatsLog.summarize(
             stats.drain())
       entry['inference'][str(n)] = timing
     result['models'][name] = entry
@@ -249,7 +250,7 @@ def benchmark_algorithm(algorithm: str, config: BenchmarkConfig,
   dear = [m for m in ('dear_phantom', 'dear_implicit') if m in config.models]
   if dear:
     name = dear[0]
-    fb = clrs_adapter.one_shot_feedback(train_fbs[0])
+    fb = integration.one_shot_feedback(train_fbs[0])
     mem = {}
     for cap in config.memory_caps:
       model = _make_model(spec, fb, _processor_factory(
@@ -474,7 +475,7 @@ class EquilibriumGradient(NamedTuple):
 def summarize_solver(stats: solvers.SolverStats) -> dict[str, float]:
   """Means and maxima over graphs of per-graph solver statistics."""
   record = deq_lib.EquilibriumStats(solver=stats, jac_frobenius=None)
-  return clrs_adapter.SolverStatsLog.summarize([record])
+  return stats_lib.SolverStatsLog.summarize([record])
 
 
 def _baseline_model(spec: clrs.Spec, dummy: clrs.Feedback, factory,
@@ -503,8 +504,8 @@ def _gradient_model(algorithm: str, hidden_dim: int, processor: str,
   if key in _GRADIENT_MODELS:
     _GRADIENT_MODELS.move_to_end(key)
     return _GRADIENT_MODELS[key]
-  log = clrs_adapter.SolverStatsLog()
-  factory = clrs_adapter.get_processor_factory(processor, stats_log=log,
+  log = stats_lib.SolverStatsLog()
+  factory = integration.get_processor_factory(processor, stats_log=log,
                                                **options)
   model = _baseline_model(data_lib.algorithm_spec(algorithm), dummy,
                           factory, hidden_dim)
@@ -646,7 +647,7 @@ def gradient_agreement(algorithm: str, params: dict[str, Any],
   tested = {**base, **DETERMINISTIC_OPTIONS}
   reference = {**base, **REFERENCE_OPTIONS, **(reference_options or {}),
                **DETERMINISTIC_OPTIONS}
-  feedback = clrs_adapter.one_shot_feedback(feedback)
+  feedback = integration.one_shot_feedback(feedback)
 
   def grad(options: dict[str, Any], fb: clrs.Feedback) -> EquilibriumGradient:
     return equilibrium_gradient(algorithm, params, fb, hidden_dim=hidden_dim,
@@ -807,12 +808,12 @@ def train_dear_cell(algorithm: str = 'bfs', *,
   options = dict(options or {})
   spec = data_lib.algorithm_spec(algorithm)
   per_size = max(1, math.ceil(steps / len(sizes)))
-  batches = {n: [clrs_adapter.one_shot_feedback(fb) for fb in
+  batches = {n: [integration.one_shot_feedback(fb) for fb in
                  data_lib.sample_batches(algorithm, n, batch_size, per_size,
                                          seed + n)]
              for n in sizes}
   dummy = batches[sizes[0]][0]
-  factory = clrs_adapter.get_processor_factory(processor, **options)
+  factory = integration.get_processor_factory(processor, **options)
   model = _baseline_model(spec, dummy, factory, hidden_dim, learning_rate)
   models_lib.init_model(model, dummy.features, seed)
   losses = []

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = ROOT / 'tests' / 'helpers' / 'parallel_worker.py'
 
 
@@ -90,7 +90,7 @@ def test_two_processes_train_together_on_loopback(tmp_path):
 
 
 def test_indivisible_batch_is_refused():
-  from deq_clrs import parallel
+  from deq_clrs.training import parallel
 
   with pytest.raises(ValueError, match='batch size 6 must be divisible by '
                      'the 4 devices'):
@@ -104,7 +104,7 @@ def test_predict_pads_a_batch_the_devices_do_not_divide():
   import numpy as np
 
   import deq_clrs
-  from deq_clrs import parallel
+  from deq_clrs.training import parallel
 
   sampler, spec = clrs.build_sampler('bfs', num_samples=-1, length=8, seed=0)
   fb = deq_clrs.one_shot_feedback(sampler.next(3))

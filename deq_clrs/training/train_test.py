@@ -332,9 +332,9 @@ def test_nar_lt_run_is_not_told_the_steps_at_test_time(data_dir, tmp_path):
 
 
 def test_config_defaults_are_the_library_defaults(data_dir):
-  from deq_clrs import clrs_adapter
+  from deq_clrs import integration
   from experiments.configs import default
-  cell, deq = clrs_adapter.option_defaults()
+  cell, deq = integration.option_defaults()
   config = default.get_config()
   assert dict(config.deq) == deq
   assert dict(config.cell) == {**cell, 'mid_size': cell['mid_size'] or 0}

@@ -1,0 +1,30 @@
+"""The CLRS layer: processors for CLRS's ``BaselineModel`` and CLRS data forms.
+
+Built on the CLRS-free core (:mod:`deq_clrs.solvers`, :mod:`deq_clrs.cells`,
+:mod:`deq_clrs.deq`); imports clrs and haiku. Nothing here trains a model:
+that is :mod:`deq_clrs.training`.
+
+* :mod:`~deq_clrs.integration.processors`: the Haiku processors, the
+  processor factory and the option defaults.
+* :mod:`~deq_clrs.integration.one_shot`: the one-shot data form.
+* :mod:`~deq_clrs.integration.oracle_data`: CLRS graphs in and out of the
+  exact oracles of :mod:`deq_clrs.oracles`.
+"""
+
+from deq_clrs.integration.one_shot import one_shot_features
+from deq_clrs.integration.one_shot import one_shot_feedback
+from deq_clrs.integration.processors import PROCESSOR_KINDS
+from deq_clrs.integration.processors import NotOneShotError
+from deq_clrs.integration.processors import ProcessorFactory
+from deq_clrs.integration.processors import get_processor_factory
+from deq_clrs.integration.processors import option_defaults
+
+__all__ = [
+    'PROCESSOR_KINDS',
+    'NotOneShotError',
+    'ProcessorFactory',
+    'get_processor_factory',
+    'one_shot_features',
+    'one_shot_feedback',
+    'option_defaults',
+]
