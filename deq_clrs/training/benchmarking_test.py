@@ -234,22 +234,21 @@ def test_one_step_phantom_descends_on_a_cell_trained_100_steps(
 
 @pytest.mark.slow
 def test_one_step_phantom_on_a_cell_trained_300_steps(record_property):
-  # bfs, 300 steps (training loss ~0.04). Training closes some gates of
-  # the cell to ~1e-6, so I - J at the fixed point is near-singular and the
-  # implicit gradient may not exist in float32: the test then reports that
-  # (xfail, with the numbers) instead of comparing against noise.
+  # bfs, 300 steps (training loss ~0.04). On the first cell (simple message
+  # MLP, gate bias -3) training closed gates to ~1e-6 and the implicit
+  # reference went NaN here; with the reference cell (the default) it stays
+  # finite and passes its check, and the 1-step phantom gradient keeps a
+  # clearly positive cosine with it (measured 0.49, and 0.53 from the exact
+  # fixed point: python -m experiments.benchmark --algorithms= \
+  # --gradient_agreement --gradient_steps=300).
   config = benchmarking.GradientAgreementConfig(steps=300)
   r = benchmarking.run_gradient_agreement(config, log=lambda msg: None)
   _record(record_property, 'steps300', r)
   assert r['reference_rel_residual'] <= 1e-5
-  if not r['reference_trusted']:
-    pytest.xfail(
-        'implicit reference not trustworthy on the 300-step cell: gradient '
-        f'finite={r["reference"]["finite"]}, check cosine='
-        f'{r["reference_check_cosine"]:.4f}; phantom(1) cosine all='
-        f'{r["cosine_all"]:.4f}')
-  assert r['cosine_all'] > 0
-  assert r['tested_at_reference_fixed_point']['cosine_all'] > 0
+  assert r['reference']['finite']
+  assert r['reference_trusted'], r['reference_check_cosine']
+  assert r['cosine_all'] > 0.3
+  assert r['tested_at_reference_fixed_point']['cosine_all'] > 0.3
 
 
 def test_the_output_folder_is_made_before_measuring(tmp_path):
