@@ -83,10 +83,7 @@ class BenchmarkConfig:
   seed: int = 0
 
   def __post_init__(self):
-    unknown_alg = sorted(set(self.algorithms) - set(clrs.SPECS))
-    if unknown_alg:
-      raise ValueError(f'unknown algorithm(s) {unknown_alg}; valid: '
-                       f'{sorted(clrs.SPECS)}')
+    data_lib.check_algorithms(self.algorithms)
     unknown = sorted(set(self.models) - set(MODELS))
     if unknown:
       raise ValueError(f'unknown model(s) {unknown}; valid: {list(MODELS)}')
@@ -803,8 +800,7 @@ class GradientAgreementConfig:
   workdir: str | None = None
 
   def __post_init__(self):
-    if self.algorithm not in clrs.SPECS:
-      raise ValueError(f'unknown algorithm {self.algorithm!r}')
+    data_lib.check_algorithms([self.algorithm])
     if self.steps < 0 or self.batch_size < 1 or self.hidden_dim < 1:
       raise ValueError('steps must be >= 0, batch_size and hidden_dim >= 1')
     if min(self.train_sizes + (self.size,)) < 4:
