@@ -287,3 +287,30 @@ def test_entry_point_flag_defaults_are_the_dataclass_defaults():
       library.max_iter, library.eval_max_iter, library.rel_tol)
   oracle = flag_defaults('experiments.oracles')
   check(oracle, solvers.SolverConfig, ['history_size', 'ridge'])
+
+
+_EVALUATE_ARGS = '''
+import json, sys
+from absl import flags
+from deq_clrs import training
+from experiments import evaluate
+calls = []
+training.evaluate_checkpoint = lambda *a, **k: calls.append([a, k])
+flags.FLAGS(['evaluate', *sys.argv[1:]])
+evaluate.main(['evaluate'])
+print(json.dumps(calls))
+'''
+
+
+def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
+  import json
+  proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w', '--test_sizes=8,12',
+                         '--rel_tol=0.3', '--solver=fixed_point')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert args == ['/w', [8, 12]]
+  assert kwargs['solver_overrides'] == {'rel_tol': 0.3,
+                                        'solver': 'fixed_point'}
+  proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w')
+  ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert args == ['/w', None] and kwargs['solver_overrides'] == {}
