@@ -139,17 +139,20 @@ def run_job(command: Sequence[str], workdir: pathlib.Path,
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(
       [str(REPO_ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
-  pin = None
+  command = list(command)
   if cpu is not None:
     env.update(ONE_CORE_ENV)
-
-    def pin() -> None:  # in the child, before it starts the command
-      os.sched_setaffinity(0, {cpu})
+    # A small exec wrapper pins the command (no preexec_fn: forking a
+    # multithreaded parent, such as one that runs JAX, can deadlock).
+    command = [sys.executable, '-c', _PIN_AND_EXEC, str(cpu), *command]
   with open(workdir / 'job.log', 'a') as log:
-    proc = subprocess.run(list(command), cwd=REPO_ROOT, env=env, stdout=log,
-                          stderr=subprocess.STDOUT, preexec_fn=pin,
-                          check=False)
+    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, check=False)
   return proc.returncode
+
+
+_PIN_AND_EXEC = ('import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); '
+                 'os.execvp(sys.argv[2], sys.argv[2:])')
 
 
 def select(jobs: Sequence[Job], only: Mapping[str, Sequence[Any]]
