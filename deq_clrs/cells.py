@@ -256,6 +256,49 @@ def cayley_messages(z: jax.Array, graph_fts: jax.Array, mid: int,
   return aggregate(msgs, slots, how)
 
 
+@dataclasses.dataclass(frozen=True)
+class CellConfig:
+  """Which cell to build and its hyperparameters (not its size).
+
+  The single source of the cells' defaults: :class:`GatedMPNNCell` and
+  :class:`TripletGatedMPNNCell` read theirs from these fields, and the
+  processor factory and experiment configs read them from here too.
+
+  Attributes:
+    kind: a key of :data:`CELLS`.
+    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias, cayley:
+      see :class:`GatedMPNNCell`.
+    nb_triplet_fts: for ``'triplet_mpnn'`` only.
+  """
+  kind: str = 'mpnn'
+  mid_size: int | None = None
+  aggregation: str = 'max'
+  msg_mlp: str = 'reference'
+  layer_norm: bool = True
+  gated: bool = True
+  gate_bias: float = 0.0
+  cayley: bool = False
+  nb_triplet_fts: int = 8
+
+  def __post_init__(self):
+    if self.kind not in CELLS:
+      raise ValueError(f'unknown cell {self.kind!r}; expected one of '
+                       f'{sorted(CELLS)}')
+    _check(self.aggregation, self.msg_mlp)
+
+  def build(self, out_size: int) -> nn.Module:
+    """Instantiates an unbound cell for node states of size ``out_size``.
+
+    The cell is created with ``parent=None`` so that a module building it
+    inside its own ``__call__`` does not adopt it as a submodule.
+    """
+    cls = CELLS[self.kind]
+    taken = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {f.name: getattr(self, f.name)
+              for f in dataclasses.fields(self) if f.name in taken}
+    return cls(out_size=out_size, **kwargs, parent=None)
+
+
 class GatedMPNNCell(nn.Module):
   """DEAR's processor step: a gated max-aggregation MPNN with LayerNorm.
 
@@ -292,13 +335,13 @@ class GatedMPNNCell(nn.Module):
       this option.
   """
   out_size: int
-  mid_size: int | None = None
-  aggregation: str = 'max'
-  msg_mlp: str = 'reference'
-  layer_norm: bool = True
-  gated: bool = True
-  gate_bias: float = 0.0
-  cayley: bool = False
+  mid_size: int | None = CellConfig.mid_size
+  aggregation: str = CellConfig.aggregation
+  msg_mlp: str = CellConfig.msg_mlp
+  layer_norm: bool = CellConfig.layer_norm
+  gated: bool = CellConfig.gated
+  gate_bias: float = CellConfig.gate_bias
+  cayley: bool = CellConfig.cayley
 
   @nn.compact
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
@@ -350,14 +393,14 @@ class TripletGatedMPNNCell(nn.Module):
     nb_triplet_fts: width of the triplet features.
   """
   out_size: int
-  mid_size: int | None = None
-  aggregation: str = 'max'
-  msg_mlp: str = 'reference'
-  layer_norm: bool = True
-  gated: bool = True
-  gate_bias: float = 0.0
-  cayley: bool = False
-  nb_triplet_fts: int = 8
+  mid_size: int | None = CellConfig.mid_size
+  aggregation: str = CellConfig.aggregation
+  msg_mlp: str = CellConfig.msg_mlp
+  layer_norm: bool = CellConfig.layer_norm
+  gated: bool = CellConfig.gated
+  gate_bias: float = CellConfig.gate_bias
+  cayley: bool = CellConfig.cayley
+  nb_triplet_fts: int = CellConfig.nb_triplet_fts
 
   @nn.compact
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
@@ -388,44 +431,3 @@ CELLS = {
     'mpnn': GatedMPNNCell,
     'triplet_mpnn': TripletGatedMPNNCell,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class CellConfig:
-  """Which cell to build and its hyperparameters (not its size).
-
-  Attributes:
-    kind: a key of :data:`CELLS`.
-    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias, cayley:
-      see :class:`GatedMPNNCell`.
-    nb_triplet_fts: for ``'triplet_mpnn'`` only.
-  """
-  kind: str = 'mpnn'
-  mid_size: int | None = None
-  aggregation: str = 'max'
-  msg_mlp: str = 'reference'
-  layer_norm: bool = True
-  gated: bool = True
-  gate_bias: float = 0.0
-  cayley: bool = False
-  nb_triplet_fts: int = 8
-
-  def __post_init__(self):
-    if self.kind not in CELLS:
-      raise ValueError(f'unknown cell {self.kind!r}; expected one of '
-                       f'{sorted(CELLS)}')
-    _check(self.aggregation, self.msg_mlp)
-
-  def build(self, out_size: int) -> nn.Module:
-    """Instantiates an unbound cell for node states of size ``out_size``.
-
-    The cell is created with ``parent=None`` so that a module building it
-    inside its own ``__call__`` does not adopt it as a submodule.
-    """
-    kwargs = dict(out_size=out_size, mid_size=self.mid_size,
-                  aggregation=self.aggregation, msg_mlp=self.msg_mlp,
-                  layer_norm=self.layer_norm, gated=self.gated,
-                  gate_bias=self.gate_bias, cayley=self.cayley)
-    if self.kind == 'triplet_mpnn':
-      kwargs['nb_triplet_fts'] = self.nb_triplet_fts
-    return CELLS[self.kind](**kwargs, parent=None)

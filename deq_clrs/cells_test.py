@@ -1,5 +1,7 @@
 """Tests of the Flax message-passing cells."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -164,6 +166,18 @@ def test_bad_msg_mlp_is_refused():
   cell = cells.GatedMPNNCell(out_size=D, msg_mlp='deep')
   with pytest.raises(ValueError, match="'deep'.*'simple'"):
     cell.init(jax.random.PRNGKey(0), *graph())
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_cells_take_their_defaults_from_cell_config(kind):
+  """Each default is written once, in CellConfig; the modules read it."""
+  config = {f.name: f.default for f in dataclasses.fields(cells.CellConfig)}
+  cell = {f.name: f.default for f in dataclasses.fields(cells.CELLS[kind])
+          if f.name in config}
+  assert cell == {k: config[k] for k in cell}
+  assert set(config) - set(cell) <= {'kind', 'nb_triplet_fts'}
+  built = cells.CellConfig(kind=kind, gate_bias=-1.5, cayley=True).build(D)
+  assert (built.gate_bias, built.cayley) == (-1.5, True)
 
 
 @pytest.mark.parametrize('kind', sorted(cells.CELLS))

@@ -201,15 +201,19 @@ def _is_converged(abs_res, rel_res, config: SolverConfig) -> jax.Array:
   return hit
 
 
-def _jaxopt_solver(f: FixedPointFn, config: SolverConfig, max_iter: int):
+def _jaxopt_solver(f: FixedPointFn, config: SolverConfig):
+  """The jaxopt solver whose ``init_state`` and ``update`` we drive.
+
+  Only those two methods are used: the loop, its cap and its stopping
+  rule are ours (:func:`forward_solve`). jaxopt's ``maxiter``, ``tol``,
+  ``jit`` and ``implicit_diff`` configure its own ``run`` loop alone, so
+  they are not passed.
+  """
   if config.method == 'anderson':
     return jaxopt.AndersonAcceleration(
         fixed_point_fun=f, history_size=config.history_size, beta=config.beta,
-        ridge=config.ridge, maxiter=max_iter, tol=config.abs_tol,
-        implicit_diff=False, jit=False)
-  return jaxopt.FixedPointIteration(
-      fixed_point_fun=f, maxiter=max_iter, tol=config.abs_tol,
-      implicit_diff=False, jit=False)
+        ridge=config.ridge)
+  return jaxopt.FixedPointIteration(fixed_point_fun=f)
 
 
 InputsAt = Callable[[PyTree, jax.Array], PyTree]
@@ -240,7 +244,7 @@ def forward_solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree,
   Returns:
     ``(h, stats)`` with ``h`` shaped like ``h0`` and scalar ``stats`` fields.
   """
-  solver = _jaxopt_solver(f, config, max_iter)
+  solver = _jaxopt_solver(f, config)
   at = (lambda i: inputs) if inputs_at is None else (
       lambda i: inputs_at(inputs, i))
   state = solver.init_state(h0, params, at(jnp.zeros((), jnp.int32)))

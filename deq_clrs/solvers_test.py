@@ -115,6 +115,24 @@ def test_hitting_the_cap_is_reported(method):
   np.testing.assert_array_equal(stats.iterations, [9, 9])
 
 
+@pytest.mark.parametrize('method', solvers.FORWARD_METHODS)
+def test_only_our_cap_and_tolerance_stop_the_loop(method):
+  # jaxopt's own maxiter (default 100) and tol (1e-5) configure its run()
+  # loop, which is never used: a cap of 130 is reached, and a tolerance
+  # looser than jaxopt's stops the loop on its own.
+  params, inputs = make_problem([0.999])
+  h0 = jnp.zeros_like(inputs['b'])
+  config = solvers.SolverConfig(method=method, rel_tol=0.0, abs_tol=0.0,
+                                max_iter=130, ridge=1e-12)
+  _, stats = solvers.solve(linear_map, h0, params, inputs, config=config)
+  np.testing.assert_array_equal(stats.iterations, [130])
+  loose = solvers.SolverConfig(method=method, rel_tol=0.0, abs_tol=1e-2,
+                               max_iter=130)
+  _, stats = solvers.solve(linear_map, h0, params, inputs, config=loose)
+  assert bool(stats.converged[0]) and float(stats.abs_residual[0]) <= 1e-2
+  assert float(stats.abs_residual[0]) > 1e-5
+
+
 def _loss(params, inputs, backward, config, f=tanh_map):
   h0 = jnp.zeros_like(inputs['b'])
   h, _ = solvers.solve(f, h0, params, inputs, config=config, backward=backward)

@@ -29,66 +29,49 @@ from absl import logging
 from deq_clrs.training import benchmarking
 from experiments import cli
 
-_ALGORITHMS = flags.DEFINE_list('algorithms', ['insertion_sort'],
-                                'CLRS algorithms to benchmark.')
-_SIZES = flags.DEFINE_list('sizes', ['16', '64'],
-                           'Graph sizes (nodes) for inference.')
-_TRAIN_SIZE = flags.DEFINE_integer('train_size', 16,
-                                   'Graph size of the training step.')
-_BATCH = flags.DEFINE_integer('batch_size', 8, 'Graphs per batch.')
-_HIDDEN = flags.DEFINE_integer('hidden_size', 64, 'Latent width.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per measurement.')
-_MODELS = flags.DEFINE_list('models', list(benchmarking.MODELS),
-                            'Models to measure.')
-_MAX_ITER = flags.DEFINE_integer('max_iter', 40, 'DEAR training cap.')
-_EVAL_MAX_ITER = flags.DEFINE_integer('eval_max_iter', 160,
-                                      'DEAR evaluation cap.')
-_REL_TOL = flags.DEFINE_float('rel_tol', 0.1, 'DEAR relative tolerance.')
-_MEMORY_CAPS = flags.DEFINE_list(
-    'memory_caps', ['10', '40', '160'],
-    'DEAR training caps at which training-step memory is compared.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Data and parameter seed.')
+# Named, typed and defaulted by the fields of the configs.
+_BENCHMARK = cli.define_dataclass_flags(benchmarking.BenchmarkConfig, {
+    'algorithms': 'CLRS algorithms to benchmark.',
+    'sizes': 'Graph sizes (nodes) for inference.',
+    'train_size': 'Graph size of the training step.',
+    'batch_size': 'Graphs per batch.',
+    'hidden_size': 'Latent width.',
+    'repeats': 'Timed calls per measurement.',
+    'models': 'Models to measure.',
+    'max_iter': 'DEAR training cap.',
+    'eval_max_iter': 'DEAR evaluation cap.',
+    'rel_tol': 'DEAR relative tolerance.',
+    'memory_caps': 'DEAR training caps at which training-step memory is '
+                   'compared.',
+    'seed': 'Data and parameter seed.',
+})
 _GRADIENT = flags.DEFINE_bool(
     'gradient_agreement', False,
     'Also compare the 1-step phantom gradient of a trained DEAR cell with '
     'the implicit gradient at a tightly converged fixed point.')
-_GRADIENT_STEPS = flags.DEFINE_integer(
-    'gradient_steps', 300, 'Training steps of that DEAR cell.')
-_GRADIENT_ALGORITHM = flags.DEFINE_string(
-    'gradient_algorithm', 'bfs', 'CLRS algorithm of that DEAR cell.')
-_GRADIENT_SIZE = flags.DEFINE_integer(
-    'gradient_size', 12, 'Nodes per graph of the batch the gradients are '
-    'compared on (8 unseen graphs).')
-_GRADIENT_WORKDIR = flags.DEFINE_string(
-    'gradient_workdir', None, 'Load the DEAR cell from this '
-    'experiments/train.py workdir (best parameters) instead of training one.')
+# --gradient_<field>; the seed is --seed.
+_GRADIENT_CONFIG = cli.define_dataclass_flags(
+    benchmarking.GradientAgreementConfig, {
+        'steps': 'Training steps of that DEAR cell.',
+        'algorithm': 'CLRS algorithm of that DEAR cell.',
+        'size': 'Nodes per graph of the batch the gradients are compared on '
+                '(8 unseen graphs).',
+        'workdir': 'Load the DEAR cell from this experiments/train.py '
+                   'workdir (best parameters) instead of training one.',
+    }, prefix='gradient_')
 _OUTPUT = flags.DEFINE_string('output', 'benchmark.json',
                               'Where to write the JSON results; the markdown '
                               'table goes beside it (.md).')
-
-
-def _ints(name: str, values: list[str]) -> tuple[int, ...]:
-  try:
-    return tuple(int(v) for v in values)
-  except ValueError as e:
-    raise app.UsageError(f'--{name} takes integers, got {values}') from e
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   try:
-    config = benchmarking.BenchmarkConfig(
-        algorithms=tuple(_ALGORITHMS.value), sizes=_ints('sizes', _SIZES.value),
-        train_size=_TRAIN_SIZE.value, batch_size=_BATCH.value,
-        hidden_size=_HIDDEN.value, repeats=_REPEATS.value,
-        models=tuple(_MODELS.value), max_iter=_MAX_ITER.value,
-        eval_max_iter=_EVAL_MAX_ITER.value, rel_tol=_REL_TOL.value,
-        memory_caps=_ints('memory_caps', _MEMORY_CAPS.value), seed=_SEED.value)
+    config = benchmarking.BenchmarkConfig(**cli.dataclass_values(_BENCHMARK))
     gradient = benchmarking.GradientAgreementConfig(
-        algorithm=_GRADIENT_ALGORITHM.value, steps=_GRADIENT_STEPS.value,
-        size=_GRADIENT_SIZE.value, seed=_SEED.value,
-        workdir=_GRADIENT_WORKDIR.value) if _GRADIENT.value else None
+        **cli.dataclass_values(_GRADIENT_CONFIG),
+        seed=config.seed) if _GRADIENT.value else None
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   # Before measuring, so that the results are not lost at the end.

@@ -61,7 +61,6 @@ def parse(tmp_path):
      '--model=dear needs an equilibrium processor'),
     (['--model=nar', '--processor=deq_mpnn'], 'only valid with --model=dear'),
     (['--model=hints'], "unknown model 'hints'"),
-    (['--test_sizes=64,big'], '--test_sizes must be integers'),
     (['--test_sizes=2'], 'test_sizes must be >= 4 nodes'),
     (['--solver=newton'], "unknown solver method 'newton'"),
     (['--backward=adjoint'], "unknown backward mode 'adjoint'"),
@@ -73,6 +72,14 @@ def test_bad_flags_are_refused(parse, flags, message):
   with pytest.raises(ValueError) as error:
     parse(*flags)
   assert message in str(error.value)
+
+
+@pytest.mark.parametrize('flag', ['--test_sizes=64,big', '--test_sizes=6.5'])
+def test_integer_lists_are_refused_when_the_flags_are_parsed(parse, flag):
+  from absl import flags
+  with pytest.raises(flags.IllegalFlagValueError,
+                     match='must be ints separated by commas'):
+    parse(flag)
 
 
 def test_good_flags_reach_the_config(parse):
@@ -176,3 +183,134 @@ def test_a_changed_config_ends_in_one_line(parse, tmp_path):
   assert str(exit_.value).startswith(
       f'error: {tmp_path / "run"} holds a run with a different config (keys '
       "['hidden_size']: hidden_size: 16 there, 8 now); use a new --workdir")
+
+
+def test_number_lists_parse_to_numbers_or_say_why():
+  from absl import flags
+
+  from experiments import cli
+  values = flags.FlagValues()
+  sizes = cli.define_number_list('sizes', [16, 64], 'sizes',
+                                 flag_values=values)
+  probs = cli.define_number_list('p', [], 'probs', kind=float,
+                                 flag_values=values)
+  values(['prog'])
+  assert (sizes.value, probs.value) == ([16, 64], [])
+  values(['prog', '--sizes=8, 12', '--p=0.5,1e-1'])
+  assert (sizes.value, probs.value) == ([8, 12], [0.5, 0.1])
+  with pytest.raises(flags.IllegalFlagValueError,
+                     match=r'flag --sizes=8,x: must be ints separated by '
+                           r'commas'):
+    values(['prog', '--sizes=8,x'])
+
+
+def test_dataclass_flags_have_the_fields_types_and_defaults():
+  import dataclasses
+
+  from absl import flags
+
+  from experiments import cli
+
+  @dataclasses.dataclass(frozen=True)
+  class Config:
+    sizes: tuple[int, ...] = (16, 64)
+    names: tuple[str, ...] = ('a', 'b')
+    rate: float = 0.5
+    steps: int = 3
+    on: bool = False
+    path: str | None = None
+
+  values = flags.FlagValues()
+  holders = cli.define_dataclass_flags(
+      Config, {f.name: f.name for f in dataclasses.fields(Config)},
+      prefix='x_', flag_values=values)
+  values(['prog'])
+  assert Config(**cli.dataclass_values(holders)) == Config()
+  values(['prog', '--x_sizes=8', '--x_names=c', '--x_rate=2', '--x_steps=4',
+          '--x_on', '--x_path=/p'])
+  assert Config(**cli.dataclass_values(holders)) == Config(
+      (8,), ('c',), 2.0, 4, True, '/p')
+  with pytest.raises(KeyError, match="no field"):
+    cli.define_dataclass_flags(Config, {'stepz': ''}, flag_values=values)
+
+
+_FLAG_DEFAULTS = '''
+import importlib, json, sys
+from absl import flags
+importlib.import_module(sys.argv[1])
+print(json.dumps({name: flags.FLAGS[name].default for name in flags.FLAGS},
+                 default=repr))
+'''
+
+
+def flag_defaults(module):
+  """The default of every flag once ``module`` is imported (a subprocess:
+  entry points define flags of the same names)."""
+  import json
+  proc = run_module_code(_FLAG_DEFAULTS, module)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_module_code(code, *args):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([sys.executable, '-c', code, *args], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def _as_field(value):
+  return tuple(value) if isinstance(value, list) else value
+
+
+def test_entry_point_flag_defaults_are_the_dataclass_defaults():
+  """Each default is written once, in a dataclass; the flags read it."""
+  import dataclasses
+
+  from deq_clrs import solvers
+  from deq_clrs.training import benchmarking
+
+  def check(defaults, cls, names, prefix=''):
+    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    for name in names:
+      assert _as_field(defaults[prefix + name]) == fields[name], (
+          f'--{prefix}{name}: flag default {defaults[prefix + name]!r}, '
+          f'{cls.__name__}.{name} = {fields[name]!r}')
+
+  bench = flag_defaults('experiments.benchmark')
+  check(bench, benchmarking.BenchmarkConfig,
+        [f.name for f in dataclasses.fields(benchmarking.BenchmarkConfig)])
+  check(bench, benchmarking.GradientAgreementConfig,
+        ['steps', 'algorithm', 'size', 'workdir'], prefix='gradient_')
+  config = benchmarking.BenchmarkConfig()
+  library = solvers.SolverConfig()
+  assert (config.max_iter, config.eval_max_iter, config.rel_tol) == (
+      library.max_iter, library.eval_max_iter, library.rel_tol)
+  oracle = flag_defaults('experiments.oracles')
+  check(oracle, solvers.SolverConfig, ['history_size', 'ridge'])
+
+
+_EVALUATE_ARGS = '''
+import json, sys
+from absl import flags
+from deq_clrs import training
+from experiments import evaluate
+calls = []
+training.evaluate_checkpoint = lambda *a, **k: calls.append([a, k])
+flags.FLAGS(['evaluate', *sys.argv[1:]])
+evaluate.main(['evaluate'])
+print(json.dumps(calls))
+'''
+
+
+def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
+  import json
+  proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w', '--test_sizes=8,12',
+                         '--rel_tol=0.3', '--solver=fixed_point')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert args == ['/w', [8, 12]]
+  assert kwargs['solver_overrides'] == {'rel_tol': 0.3,
+                                        'solver': 'fixed_point'}
+  proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w')
+  ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert args == ['/w', None] and kwargs['solver_overrides'] == {}

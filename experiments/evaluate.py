@@ -15,11 +15,12 @@ from absl import flags
 
 from deq_clrs import training
 from experiments import cli
+from experiments.configs import default
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s workdir.',
                                required=True)
-_TEST_SIZES = flags.DEFINE_list('test_sizes', None,
-                                'Graph sizes (default: the run\'s).')
+_TEST_SIZES = cli.define_number_list('test_sizes', None,
+                                     'Graph sizes (default: the run\'s).')
 _WHICH = flags.DEFINE_enum('params', 'best', ['best', 'last'],
                            'Best-by-validation or last parameters.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: last).')
@@ -27,12 +28,14 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Dataset cache (default: '
                                 'the run\'s).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output JSON path.')
 # Equilibrium runs only: evaluate with other solver settings, e.g. a looser
-# tolerance for speed (accuracy against speed).
-_REL_TOL = flags.DEFINE_float('rel_tol', None, 'Relative tolerance.')
-_ABS_TOL = flags.DEFINE_float('abs_tol', None, 'Absolute tolerance.')
-_EVAL_MAX_ITER = flags.DEFINE_integer('eval_max_iter', None,
-                                      'Iteration cap per graph.')
-_SOLVER = flags.DEFINE_string('solver', None, 'anderson | fixed_point.')
+# tolerance for speed (accuracy against speed). Typed by the config's fields;
+# not given, the run's value stays.
+_SOLVER = cli.define_override_flags(default.get_config(), {
+    'deq.rel_tol': 'Relative tolerance.',
+    'deq.abs_tol': 'Absolute tolerance.',
+    'deq.eval_max_iter': 'Iteration cap per graph.',
+    'deq.solver': 'anderson | fixed_point.',
+})
 
 
 def main(argv):
@@ -40,19 +43,13 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   training.quiet_orbax_logs()
   cli.log_devices()
-  try:
-    sizes = [int(n) for n in _TEST_SIZES.value or []]
-  except ValueError:
-    raise app.UsageError(
-        f'--test_sizes must be integers, got {_TEST_SIZES.value}') from None
-  overrides = {name: flag.value for name, flag in (
-      ('rel_tol', _REL_TOL), ('abs_tol', _ABS_TOL),
-      ('eval_max_iter', _EVAL_MAX_ITER), ('solver', _SOLVER))
-               if flag.value is not None}
+  overrides = {path[len('deq.'):]: value
+               for path, value in cli.given_overrides(_SOLVER).items()}
   try:
     training.evaluate_checkpoint(
-        _WORKDIR.value, sizes, data_dir=_DATA_DIR.value, which=_WHICH.value,
-        step=_STEP.value, output=_OUTPUT.value, solver_overrides=overrides)
+        _WORKDIR.value, _TEST_SIZES.value, data_dir=_DATA_DIR.value,
+        which=_WHICH.value, step=_STEP.value, output=_OUTPUT.value,
+        solver_overrides=overrides)
   except training.UserError as e:
     cli.fail(e)
   except ValueError as e:

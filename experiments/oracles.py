@@ -42,21 +42,23 @@ from absl import flags
 from absl import logging
 
 from deq_clrs import oracles
+from deq_clrs import solvers
+from experiments import cli
 from experiments import oracle_report
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 _ALGORITHMS = flags.DEFINE_list(
     'algorithms', list(oracles.ALGORITHMS), 'Oracle algorithms to run.')
-_SIZES = flags.DEFINE_list('sizes', ['16', '64', '256'], 'Graph sizes N.')
+_SIZES = cli.define_number_list('sizes', [16, 64, 256], 'Graph sizes N.')
 _SOLVERS = flags.DEFINE_list(
     'solvers', ['fixed_point', 'anderson'], 'Forward solvers.')
 _NUM_GRAPHS = flags.DEFINE_integer('num_graphs', 8, 'Graphs per size.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Sampler seed.')
-_P = flags.DEFINE_list(
+_P = cli.define_number_list(
     'p', [], 'Erdos-Renyi probabilities for the CLRS sampler (empty: CLRS '
     'default 0.5). CLRS samples undirected graphs as A * A^T, so an edge '
-    'exists with probability p^2.')
+    'exists with probability p^2.', kind=float)
 _SPARSE = flags.DEFINE_boolean(
     'sparse', False, 'Sample sparse graphs instead: p = sqrt(2 / N) per size '
     '(mean degree ~2: long shortest paths and unreachable nodes). Overrides '
@@ -68,8 +70,9 @@ _LOG_RANGE = flags.DEFINE_float(
     'R: the smallest value of a reachable node is exp(-R).')
 _MAX_ITER = flags.DEFINE_integer(
     'max_iter', 0, 'Iteration cap per graph; 0 means N + 1.')
-_HISTORY = flags.DEFINE_integer('history_size', 6, 'Anderson memory.')
-_RIDGE = flags.DEFINE_float('ridge', 1e-4, 'Anderson ridge.')
+# Anderson's settings, defaulted by the library's solver config.
+_ANDERSON = cli.define_dataclass_flags(solvers.SolverConfig, {
+    'history_size': 'Anderson memory.', 'ridge': 'Anderson ridge.'})
 _FALLBACK = flags.DEFINE_boolean(
     'fallback', True, 'Finish unconverged graphs with plain iteration.')
 
@@ -78,17 +81,17 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   dtype = np.float64 if _DTYPE.value == 'float64' else np.float32
-  p = [float(x) for x in _P.value]
+  p = _P.value
   rows = []
   for algorithm in _ALGORITHMS.value:
-    for nodes in (int(n) for n in _SIZES.value):
+    for nodes in _SIZES.value:
       p_nodes = [oracle_report.sparse_p(nodes)] if _SPARSE.value else p
       feedback = oracle_report.sample(algorithm, nodes, _NUM_GRAPHS.value,
                                       _SEED.value, p_nodes)
       for solver in _SOLVERS.value:
         kwargs = {}
         if solver == 'anderson':
-          kwargs = dict(history_size=_HISTORY.value, ridge=_RIDGE.value)
+          kwargs = cli.dataclass_values(_ANDERSON)
         row, _ = oracle_report.evaluate(
             algorithm, feedback, solver, dtype=dtype,
             log_range=_LOG_RANGE.value, max_iter=_MAX_ITER.value or None,

@@ -27,6 +27,7 @@ from ml_collections import config_flags
 from deq_clrs import training
 from deq_clrs.training import parallel
 from experiments import cli
+from experiments.configs import default
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs',
                                'default.py')
@@ -41,41 +42,29 @@ try:
 except (AttributeError, KeyError):  # ml_collections: an unknown field.
   cli.fail(cli.config_field_error(sys.argv, _DEFAULT_CONFIG))
 
-# Named overrides: None = keep the config's value.
-_STR = {
+# The named flags: a short list of config fields, typed by the default
+# config's values; not given (None), the config's value stays.
+_NAMED = cli.define_override_flags(default.get_config(), {
     'algorithm': 'CLRS-30 algorithm name, e.g. bfs.',
     'model': 'dear | nar (true steps, no hints) | nar_lt (learned '
              'termination) | nar_hints (CLRS hints).',
     'processor': 'dear: deq_mpnn | deq_triplet_mpnn; nar*: mpnn | '
                  'triplet_mpnn | clrs:<kind> (e.g. clrs:triplet_gmpnn).',
     'data_dir': 'Cache of generated datasets.',
-}
-_INT = {
     'hidden_size': 'Latent size.', 'batch_size': 'Graphs per step.',
     'train_steps': 'Training steps.', 'seed': 'Initialisation and batch seed.',
     'test_samples': 'Graphs per test set.',
-}
-_FLOAT = {'learning_rate': 'Adam learning rate.'}
-# Options of the equilibrium solver: only meaningful with --model=dear.
-_DEQ_STR = {
-    'solver': 'anderson | fixed_point.',
-    'backward': 'phantom | implicit | unrolled.',
-}
-_DEQ_INT = {'max_iter': 'Training iteration cap.',
-            'eval_max_iter': 'Evaluation iteration cap.'}
-_DEQ_FLOAT = {
-    'rel_tol': 'Relative residual tolerance (0 disables).',
-    'abs_tol': 'Absolute residual tolerance (0 disables).',
-    'jac_reg_weight': 'Weight of the Jacobian regulariser (0 disables).',
-}
-for _table, _define in ((_STR, flags.DEFINE_string),
-                        (_DEQ_STR, flags.DEFINE_string),
-                        (_INT, flags.DEFINE_integer),
-                        (_DEQ_INT, flags.DEFINE_integer),
-                        (_FLOAT, flags.DEFINE_float),
-                        (_DEQ_FLOAT, flags.DEFINE_float)):
-  for _name, _help in _table.items():
-    _define(_name, None, _help)
+    'test_sizes': 'Test graph sizes, e.g. 64,128 (default 64).',
+    'learning_rate': 'Adam learning rate.',
+    # Options of the equilibrium solver: only meaningful with --model=dear.
+    'deq.solver': 'anderson | fixed_point.',
+    'deq.backward': 'phantom | implicit | unrolled.',
+    'deq.max_iter': 'Training iteration cap.',
+    'deq.eval_max_iter': 'Evaluation iteration cap.',
+    'deq.rel_tol': 'Relative residual tolerance (0 disables).',
+    'deq.abs_tol': 'Absolute residual tolerance (0 disables).',
+    'deq.jac_reg_weight': 'Weight of the Jacobian regulariser (0 disables).',
+})
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None,
     'Multi-host: host:port of process 0. Without it, SLURM (several tasks) '
@@ -84,9 +73,6 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
                                       'Multi-host: number of processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None,
                                    'Multi-host: this process\'s index.')
-_TEST_SIZES = flags.DEFINE_list('test_sizes', None,
-                                'Test graph sizes, e.g. 64,128 (default 64).')
-
 FLAGS = flags.FLAGS
 
 
@@ -97,24 +83,11 @@ def config_from_flags():
     ValueError: a flag that does not fit the others.
   """
   config = FLAGS.config.copy_and_resolve_references()
-  for name in (*_STR, *_INT, *_FLOAT):
-    if FLAGS[name].value is not None:
-      config[name] = FLAGS[name].value
-  deq_flags = [n for n in (*_DEQ_STR, *_DEQ_INT, *_DEQ_FLOAT)
-               if FLAGS[n].value is not None]
-  if deq_flags and config.model != 'dear':
-    raise ValueError(
-        f'--{", --".join(deq_flags)} only apply to the equilibrium solver of '
-        f'--model=dear; --model={config.model} runs its processor for the '
-        f'true number of steps')
-  for name in deq_flags:
-    config.deq[name] = FLAGS[name].value
-  if _TEST_SIZES.value is not None:
-    try:
-      config.test_sizes = tuple(int(n) for n in _TEST_SIZES.value)
-    except ValueError:
-      raise ValueError(f'--test_sizes must be integers, got '
-                       f'{_TEST_SIZES.value}') from None
+  overrides = cli.given_overrides(_NAMED)
+  config.update_from_flattened_dict(overrides)
+  cli.check_equilibrium_only(
+      [path[len('deq.'):] for path in overrides if path.startswith('deq.')],
+      config)
   training.check_config(config)
   return config
 

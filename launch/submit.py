@@ -1,4 +1,4 @@
-"""Submits a sweep of ``experiments.train`` runs to SLURM or runs it locally.
+"""Runs a sweep of ``experiments.train`` runs: on SLURM, locally, or here.
 
     python -m launch.submit --sweep=launch/sweeps/dear_paper.py \\
         --root=/scratch/$USER/dear_sweep --executor=slurm \\
@@ -7,6 +7,18 @@
 On SLURM the runs become one job array (submitit). A preempted or requeued
 job restarts its command, which resumes from its last checkpoint. Resubmitting
 the same sweep to the same root skips finished runs.
+
+``--executor=worker`` runs the sweep in this process, one run at a time in
+the sweep's order, each pinned to ``--cpu`` (one thread): finished runs are
+skipped, a run another worker holds is left to it (a lock per workdir), so
+several workers (one per core) share one sweep, and a killed worker resumes
+when started again:
+
+    python -m launch.submit --sweep=launch/sweeps/dear_cpu.py \\
+        --root=/work/runs/dear_cpu --executor=worker --cpu=1
+
+``--only=seed=0 --only=model=dear,nar`` narrows any sweep; ``--set=NAME=VALUE``
+adds a flag to every run (e.g. ``--set=data_dir=/data``).
 """
 
 import time
@@ -21,8 +33,19 @@ _SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file with get_sweep().',
                              required=True)
 _ROOT = flags.DEFINE_string('root', None, 'Directory of the sweep: one '
                             'workdir per run, submitit logs.', required=True)
-_EXECUTOR = flags.DEFINE_enum('executor', 'slurm', sweep_lib.EXECUTORS,
-                              'Where to run the jobs.')
+_EXECUTOR = flags.DEFINE_enum(
+    'executor', 'slurm', sweep_lib.EXECUTORS,
+    'slurm: a SLURM job array; local: submitit on this machine; worker: '
+    'one run at a time in this process, sharing the sweep with other '
+    'workers.')
+_ONLY = flags.DEFINE_multi_string(
+    'only', [], 'NAME=V1,V2: keep the runs whose flag NAME is one of the '
+    'values (repeatable: all must hold).')
+_SET = flags.DEFINE_multi_string(
+    'set', [], 'NAME=VALUE: add the flag --NAME=VALUE to every run (a '
+    'setting that may change on a rerun, such as data_dir).')
+_CPU = flags.DEFINE_integer('cpu', None, 'worker: pin every run to this '
+                            'core, with one thread.')
 _PARTITION = flags.DEFINE_string('partition', None, 'SLURM partition.')
 _GPUS = flags.DEFINE_integer('gpus_per_node', 0, 'GPUs per job.')
 _CPUS = flags.DEFINE_integer('cpus_per_task', 2, 'CPUs per job.')
@@ -32,28 +55,48 @@ _PARALLELISM = flags.DEFINE_integer(
     'array_parallelism', 16,
     'SLURM: jobs of the array running at once. Local: jobs at once.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False,
-                             'Print the commands without submitting.')
+                             'Print the commands of the unfinished runs, in '
+                             'order, without running them.')
 _WAIT = flags.DEFINE_bool('wait', False,
                           'Wait for every job and report failures.')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+  """``['a=1', 'b=x,y']`` -> ``{'a': '1', 'b': 'x,y'}``."""
+  out = {}
+  for value in values:
+    name, sep, rest = value.partition('=')
+    if not sep or not name:
+      raise app.UsageError(f'--{flag} takes NAME=VALUE, got {value!r}')
+    out[name] = rest
+  return out
+
+
+def load_jobs() -> list[sweep_lib.Job]:
+  """The sweep's jobs, narrowed by ``--only`` and extended by ``--set``."""
   try:
     jobs = sweep_lib.load_sweep(_SWEEP.value)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e)) from e
-  todo = [j for j in jobs
-          if not (j.workdir(_ROOT.value) / 'results.json').exists()]
-  logging.info('%d runs in the sweep, %d already finished, %d to submit',
-               len(jobs), len(jobs) - len(todo), len(todo))
-  if _DRY_RUN.value:
-    for job in todo:
-      print(' '.join(job.command(_ROOT.value)))
-    return
-  if not todo:
-    return
+  only = {name: values.split(',')
+          for name, values in _pairs(_ONLY.value, 'only').items()}
+  return sweep_lib.with_flags(sweep_lib.select(jobs, only),
+                              _pairs(_SET.value, 'set'))
+
+
+def run_worker(jobs: list[sweep_lib.Job]) -> None:
+  """Runs the jobs here, one at a time (``--executor=worker``)."""
+  report = sweep_lib.run_worker(jobs, _ROOT.value, cpu=_CPU.value,
+                                log=logging.info)
+  logging.info('worker done: %d ran, %d already finished, %d held by other '
+               'workers, %d failed', len(report.ran), len(report.finished),
+               len(report.held), len(report.failed))
+  if report.failed:
+    raise SystemExit(f'not finished: {report.failed} (see their job.log)')
+
+
+def run_submitit(todo: list[sweep_lib.Job]) -> None:
+  """Submits the jobs to SLURM or to submitit's local executor."""
   executor = sweep_lib.make_executor(
       _EXECUTOR.value, f'{_ROOT.value}/submitit',
       timeout_min=_TIMEOUT.value, partition=_PARTITION.value,
@@ -80,6 +123,22 @@ def main(argv):
       'COMPLETED', 'FINISHED', 'DONE') and h.exception() is not None]
   if failed:
     raise SystemExit(f'failed jobs: {failed}')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  jobs = load_jobs()
+  todo = [j for j in jobs if not j.finished(_ROOT.value)]
+  logging.info('%d runs in the sweep, %d already finished, %d to run',
+               len(jobs), len(jobs) - len(todo), len(todo))
+  if _DRY_RUN.value:
+    for job in todo:
+      print(' '.join(job.command(_ROOT.value)))
+  elif _EXECUTOR.value == 'worker':
+    run_worker(jobs)
+  elif todo:
+    run_submitit(todo)
 
 
 def _wait(handle, poll_s: float = 5.0) -> None:

@@ -7,12 +7,20 @@ the sweep's root, so a job that is preempted or requeued restarts the same
 command, which resumes from the last checkpoint in that workdir.
 
 Submission goes through submitit: on SLURM the jobs become one job array;
-the local executor runs the same jobs on this machine.
+the local executor runs the same jobs on this machine. :func:`run_worker`
+runs them here instead, one after another in the sweep's order, skipping
+finished ones and those another worker holds (a lock per workdir), so that
+several workers, each pinned to one core, can share one sweep.
+
+A sweep is data: the runs and their flags, including per-run overrides
+(``config.<field>``); :func:`select` narrows it and :func:`with_flags`
+adds flags to every run (e.g. ``data_dir``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import importlib.util
 import json
 import os
@@ -20,12 +28,20 @@ import pathlib
 import subprocess
 import sys
 from typing import Any
+from typing import Callable
+from typing import Mapping
 from typing import Sequence
 
 import submitit
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXECUTORS = ('slurm', 'local')
+# submitit's executors; 'worker' runs the jobs here (run_worker).
+SUBMITIT_EXECUTORS = ('slurm', 'local')
+EXECUTORS = SUBMITIT_EXECUTORS + ('worker',)
+# Environment of a job pinned to one core: one thread everywhere.
+ONE_CORE_ENV = {'OMP_NUM_THREADS': '1',
+                'XLA_FLAGS': '--xla_cpu_multi_thread_eigen=false',
+                'TF_CPP_MIN_LOG_LEVEL': '3'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +57,10 @@ class Job:
 
   def workdir(self, root: str | os.PathLike) -> pathlib.Path:
     return pathlib.Path(root) / self.name
+
+  def finished(self, root: str | os.PathLike) -> bool:
+    """Whether the run has written its ``results.json``."""
+    return (self.workdir(root) / 'results.json').exists()
 
   def command(self, root: str | os.PathLike) -> list[str]:
     """The command line that runs (or resumes) this job."""
@@ -101,18 +121,129 @@ class TrainJob(submitit.helpers.Checkpointable):
 
   def __call__(self) -> str:
     workdir = self.job.workdir(self.root)
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
-    with open(workdir / 'job.log', 'a') as log:
-      proc = subprocess.run(self.job.command(self.root), cwd=REPO_ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT,
-                            check=False)
-    if proc.returncode:
+    returncode = run_job(self.job.command(self.root), workdir)
+    if returncode:
       raise RuntimeError(f'job {self.job.name} failed with exit code '
-                         f'{proc.returncode}; see {workdir / "job.log"}')
+                         f'{returncode}; see {workdir / "job.log"}')
     return str(workdir / 'results.json')
+
+
+def run_job(command: Sequence[str], workdir: pathlib.Path,
+            cpu: int | None = None) -> int:
+  """Runs a job's command from the repository root; returns its status.
+
+  Output is appended to ``<workdir>/job.log``. With ``cpu`` the command
+  runs pinned to that core, with one thread (:data:`ONE_CORE_ENV`).
+  """
+  workdir.mkdir(parents=True, exist_ok=True)
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join(
+      [str(REPO_ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
+  command = list(command)
+  if cpu is not None:
+    env.update(ONE_CORE_ENV)
+    # A small exec wrapper pins the command (no preexec_fn: forking a
+    # multithreaded parent, such as one that runs JAX, can deadlock).
+    command = [sys.executable, '-c', _PIN_AND_EXEC, str(cpu), *command]
+  with open(workdir / 'job.log', 'a') as log:
+    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, check=False)
+  return proc.returncode
+
+
+_PIN_AND_EXEC = ('import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); '
+                 'os.execvp(sys.argv[2], sys.argv[2:])')
+
+
+def select(jobs: Sequence[Job], only: Mapping[str, Sequence[Any]]
+           ) -> list[Job]:
+  """The jobs whose flag ``name`` is one of ``only[name]``, for every name.
+
+  Values compare as strings (``{'seed': ['0']}`` keeps ``seed=0``); a job
+  without the flag is dropped. The sweep's order is kept.
+  """
+  wanted = {name: {str(v) for v in values} for name, values in only.items()}
+  return [job for job in jobs
+          if all(name in job.flags and str(job.flags[name]) in values
+                 for name, values in wanted.items())]
+
+
+def with_flags(jobs: Sequence[Job], flags: Mapping[str, Any]) -> list[Job]:
+  """The jobs with ``flags`` added to (or replacing) each job's flags.
+
+  Names stay: a run's workdir does not depend on these flags (use them for
+  settings that may change on a rerun, such as ``data_dir``).
+  """
+  return [Job(job.name, {**job.flags, **flags}) for job in jobs]
+
+
+@dataclasses.dataclass
+class WorkerReport:
+  """What :func:`run_worker` did with each job, by name, in order.
+
+  Attributes:
+    finished: had a ``results.json`` already.
+    held: locked by another worker.
+    ran: ran to a ``results.json`` here.
+    failed: ran here and stopped without one (see its ``job.log``).
+  """
+  finished: list[str] = dataclasses.field(default_factory=list)
+  held: list[str] = dataclasses.field(default_factory=list)
+  ran: list[str] = dataclasses.field(default_factory=list)
+  failed: list[str] = dataclasses.field(default_factory=list)
+
+
+def run_worker(jobs: Sequence[Job], root: str | os.PathLike, *,
+               cpu: int | None = None,
+               command: Callable[[Job, str], Sequence[str]] | None = None,
+               log: Callable[[str], None] = print) -> WorkerReport:
+  """Runs (or resumes) a sweep's jobs here, one at a time, in order.
+
+  A job with a ``results.json`` is skipped; a job whose workdir lock
+  (``<workdir>/.lock``, an exclusive ``flock``, the lock of ``flock(1)``)
+  another process holds is left to it; every other job runs to its end
+  under that lock (its command resumes from the workdir's last
+  checkpoint). A failed job is reported and the worker goes on. So any
+  number of workers can run the same sweep at once, and a killed worker
+  is restarted by running it again.
+
+  Args:
+    jobs: the jobs, in the order to run them.
+    root: the sweep's root (one workdir per job).
+    cpu: pin every job to this core, with one thread.
+    command: ``(job, root) -> argv`` (default :meth:`Job.command`).
+    log: called with one line per job.
+
+  Returns:
+    A :class:`WorkerReport`.
+  """
+  command = command or (lambda job, root: job.command(root))
+  report = WorkerReport()
+  for job in jobs:
+    workdir = job.workdir(root)
+    if job.finished(root):
+      report.finished.append(job.name)
+      continue
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / '.lock', 'a') as lock:
+      try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        log(f'held by another worker: {workdir}')
+        report.held.append(job.name)
+        continue
+      if job.finished(root):  # finished while we looked
+        report.finished.append(job.name)
+        continue
+      log(f'running {job.name} in {workdir}')
+      returncode = run_job(command(job, str(root)), workdir, cpu)
+    if returncode == 0 and job.finished(root):
+      report.ran.append(job.name)
+    else:
+      log(f'not finished: {workdir} (exit code {returncode}; see '
+          f'{workdir / "job.log"})')
+      report.failed.append(job.name)
+  return report
 
 
 def make_executor(kind: str, folder: str | os.PathLike, *,
@@ -122,9 +253,9 @@ def make_executor(kind: str, folder: str | os.PathLike, *,
                   slurm_args: dict[str, Any] | None = None
                   ) -> submitit.Executor:
   """A submitit executor for ``'slurm'`` or ``'local'``."""
-  if kind not in EXECUTORS:
+  if kind not in SUBMITIT_EXECUTORS:
     raise ValueError(f'unknown executor {kind!r}; expected one of '
-                     f'{list(EXECUTORS)}')
+                     f'{list(SUBMITIT_EXECUTORS)} (a worker runs without one)')
   executor = submitit.AutoExecutor(folder=str(folder), cluster=kind)
   params: dict[str, Any] = dict(timeout_min=timeout_min,
                                 cpus_per_task=cpus_per_task,

@@ -27,8 +27,138 @@ def test_sweep_files_define_unique_jobs(name, config):
   cmd = jobs[0].command('/sweep')
   assert cmd[1:3] == ['-m', 'experiments.train']
   assert f'--workdir=/sweep/{jobs[0].name}' in cmd
-  assert '--algorithm=bellman_ford' in cmd
+  assert f'--algorithm={jobs[0].flags["algorithm"]}' in cmd
   assert f'--config={ROOT / "experiments" / "configs" / config}' in cmd
+
+
+def test_the_cpu_table_sweep_keeps_its_order_and_overrides():
+  jobs = sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_cpu.py')
+  # Seed by seed, then algorithm by algorithm, then model by model.
+  assert [j.name for j in jobs[:4]] == [
+      'bfs-dear-s0', 'bfs-nar-s0', 'bfs-nar_lt-s0', 'bellman_ford-dear-s0']
+  assert [j.flags['seed'] for j in jobs] == [0] * 30 + [1] * 30 + [2] * 30
+  assert all(j.flags['config.tensorboard'] is False for j in jobs)
+  for job in jobs:
+    overridden = 'config.test_every' in job.flags
+    assert overridden == (job.flags['model'] == 'nar_lt'), job
+  cmd = next(j for j in jobs if j.flags['model'] == 'nar_lt').command('/r')
+  # The overrides come after the config file they override.
+  config = next(i for i, a in enumerate(cmd) if a.startswith('--config='))
+  assert cmd.index('--config.test_every=0') > config
+  assert cmd.index('--config.tensorboard=False') > config
+
+
+def test_select_and_with_flags():
+  jobs = [sweep_lib.Job(f'j{i}', dict(seed=i % 2, model=m))
+          for i, m in enumerate(['dear', 'nar', 'dear', 'nar_lt'])]
+  assert [j.name for j in sweep_lib.select(jobs, {'seed': ['0']})] == [
+      'j0', 'j2']
+  assert [j.name for j in sweep_lib.select(
+      jobs, {'seed': [1], 'model': ['nar', 'nar_lt']})] == ['j1', 'j3']
+  assert sweep_lib.select(jobs, {'tag': ['x']}) == []
+  extended = sweep_lib.with_flags(jobs, {'data_dir': '/d', 'seed': 5})
+  assert [j.name for j in extended] == [j.name for j in jobs]
+  assert extended[1].flags == dict(seed=5, model='nar', data_dir='/d')
+  assert jobs[1].flags == dict(seed=1, model='nar')
+
+
+# A stand-in for experiments.train: records that it ran, where and how,
+# then finishes the run (or fails, for a job named *fail*).
+_FAKE_TRAIN = """
+import json, os, pathlib, sys
+workdir, name, record = sys.argv[1:]
+with open(record, 'a') as f:
+  f.write(json.dumps(dict(name=name, cpus=sorted(os.sched_getaffinity(0)),
+                          omp=os.environ.get('OMP_NUM_THREADS'))) + '\\n')
+if 'fail' in name:
+  sys.exit(3)
+pathlib.Path(workdir, 'results.json').write_text('{}')
+"""
+
+
+def _fake_command(record):
+  def command(job, root):
+    return [sys.executable, '-c', _FAKE_TRAIN, str(job.workdir(root)),
+            job.name, str(record)]
+  return command
+
+
+def test_a_worker_runs_in_order_skips_finished_and_held_runs(tmp_path):
+  import fcntl
+  root, record = tmp_path / 'sweep', tmp_path / 'record.jsonl'
+  names = ['a-dear-s0', 'a-nar-s0', 'b-fail-s0', 'b-dear-s0', 'b-nar-s0']
+  jobs = [sweep_lib.Job(n, dict(algorithm=n.split('-')[0])) for n in names]
+  (root / 'a-nar-s0').mkdir(parents=True)
+  (root / 'a-nar-s0' / 'results.json').write_text('{}')
+  (root / 'b-dear-s0').mkdir()
+  lines = []
+  with open(root / 'b-dear-s0' / '.lock', 'a') as held:
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker's
+    report = sweep_lib.run_worker(jobs, root, cpu=0,
+                                  command=_fake_command(record),
+                                  log=lines.append)
+  assert report == sweep_lib.WorkerReport(
+      finished=['a-nar-s0'], held=['b-dear-s0'],
+      ran=['a-dear-s0', 'b-nar-s0'], failed=['b-fail-s0'])
+  runs = [json.loads(line) for line in record.read_text().splitlines()]
+  assert [r['name'] for r in runs] == ['a-dear-s0', 'b-fail-s0', 'b-nar-s0']
+  assert all(r['cpus'] == [0] and r['omp'] == '1' for r in runs)
+  assert any('not finished' in line and 'b-fail-s0' in line
+             for line in lines)
+  assert (root / 'b-fail-s0' / 'job.log').exists()
+  # Run again once the other worker let go: only what is left runs.
+  record.unlink()
+  report = sweep_lib.run_worker(jobs, root, command=_fake_command(record),
+                                log=lines.append)
+  assert report.ran == ['b-dear-s0'] and report.failed == ['b-fail-s0']
+  assert report.finished == ['a-dear-s0', 'a-nar-s0', 'b-nar-s0']
+
+
+def _dry_run(*args, env=None):
+  return subprocess.run(
+      [sys.executable, '-m', 'launch.submit', '--executor=worker',
+       '--dry_run', *args], cwd=ROOT, capture_output=True, text=True,
+      check=False, env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
+
+
+def _listed(stdout):
+  return [line.split() for line in stdout.splitlines() if line.strip()]
+
+
+def test_the_worker_dry_run_lists_what_is_left_in_order(tmp_path):
+  root = tmp_path / 'runs'
+  (root / 'bfs-dear-s0').mkdir(parents=True)
+  (root / 'bfs-dear-s0' / 'results.json').write_text('{}')
+  out = _dry_run(f'--sweep={ROOT / "launch/sweeps/dear_cpu.py"}',
+                 f'--root={root}', '--only=seed=0',
+                 '--only=algorithm=bfs,dfs', '--set=data_dir=/data')
+  assert out.returncode == 0, out.stderr[-3000:]
+  commands = _listed(out.stdout)
+  workdirs = [c[-1] for c in commands]
+  assert workdirs == [f'--workdir={root}/{n}' for n in (
+      'bfs-nar-s0', 'bfs-nar_lt-s0', 'dfs-dear-s0', 'dfs-nar-s0',
+      'dfs-nar_lt-s0')]
+  assert all('--data_dir=/data' in c for c in commands)
+  assert ['--config.test_every=0' in c for c in commands] == [
+      False, True, False, False, True]
+  bad = _dry_run(f'--sweep={ROOT / "launch/sweeps/dear_cpu.py"}',
+                 f'--root={root}', '--only=seed')
+  assert bad.returncode != 0 and '--only takes NAME=VALUE' in bad.stderr
+
+
+def test_run_table_sh_is_the_worker_of_the_cpu_sweep(tmp_path):
+  root = tmp_path / 'runs'
+  proc = subprocess.run(
+      ['bash', str(ROOT / 'results' / 'run_table.sh')], cwd=tmp_path,
+      capture_output=True, text=True, check=False,
+      env=dict(os.environ, RUNS=str(root), DRY_RUN='1', SEEDS='1',
+               MODELS='nar_lt', ALGS='dfs minimum', DATA='/data'))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  commands = _listed(proc.stdout)
+  assert [c[-1] for c in commands] == [
+      f'--workdir={root}/dfs-nar_lt-s1', f'--workdir={root}/minimum-nar_lt-s1']
+  assert all('--config.test_every=0' in c and '--data_dir=/data' in c
+             for c in commands)
 
 
 def test_bad_sweeps_are_refused(tmp_path):

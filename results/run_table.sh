@@ -1,46 +1,32 @@
 #!/usr/bin/env bash
-# Runs (or resumes) the jobs of the results table, one at a time on one CPU
-# core: the sweep launch/sweeps/dear_cpu.py (the paper's protocol at 5,000
-# steps; 10 algorithms x dear, nar, nar_lt x seeds 0-2), seed by seed, then
-# algorithm by algorithm, then model by model (dear, nar, nar_lt), so that
-# finished work always holds whole comparisons.
+# Runs (or resumes) the jobs of the results table on one CPU core: a thin
+# wrapper around the sweep worker,
+#
+#   python -m launch.submit --sweep=launch/sweeps/dear_cpu.py \
+#       --root=$RUNS --executor=worker --cpu=$CORE
+#
+# The sweep launch/sweeps/dear_cpu.py is the paper's protocol at 5,000 steps
+# (10 algorithms x dear, nar, nar_lt x seeds 0-2) in the table's order (seed,
+# then algorithm, then model) with its per-run overrides. Finished jobs
+# (results.json present) are skipped, unfinished ones resume from their last
+# checkpoint, and a job another worker holds (flock on its workdir) is left
+# to it, so workers can be killed and restarted at any time:
 #
 #   CORE=1 bash results/run_table.sh            # one worker on core 1
 #   CORE=0 bash results/run_table.sh &          # a second worker beside it
 #
-# Finished jobs (results.json present) are skipped, unfinished ones resume
-# from their last checkpoint, and a job another worker holds (flock on its
-# workdir) is left to it, so workers can be killed and restarted at any time.
-# RUNS (default /work/runs/dear_cpu) holds one workdir per job; DATA the
-# dataset cache. SEEDS, MODELS and ALGS restrict the jobs, e.g.
+# RUNS (default /work/runs/dear_cpu) holds one workdir per job; DATA (if
+# set) the dataset cache. SEEDS, MODELS and ALGS restrict the jobs, e.g.
 #   SEEDS=0 MODELS="dear nar" ALGS="bfs dfs" bash results/run_table.sh
-set -uo pipefail
+# DRY_RUN=1 prints the commands of the jobs left, in order.
+set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-/work/runs/dear_cpu}
-DATA=${DATA:-~/.cache/deq_clrs/data}
-CORE=${CORE:-0}
-SEEDS=${SEEDS:-"0 1 2"}
-MODELS=${MODELS:-"dear nar nar_lt"}
-ALGS=${ALGS:-"bfs bellman_ford dag_shortest_paths floyd_warshall mst_prim \
-dfs strongly_connected_components minimum binary_search insertion_sort"}
-export PYTHONPATH=. TF_CPP_MIN_LOG_LEVEL=3 OMP_NUM_THREADS=1 \
-  XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-mkdir -p "$RUNS"
-for seed in $SEEDS; do
-  for alg in $ALGS; do
-    for model in $MODELS; do
-      workdir="$RUNS/$alg-$model-s$seed"
-      [ -f "$workdir/results.json" ] && continue
-      mkdir -p "$workdir"
-      # nar_lt scores its test set (up to 5N steps per graph) only at the end.
-      extra=()
-      [ "$model" = nar_lt ] && extra=(--config.test_every=0)
-      flock -n "$workdir/.lock" taskset -c "$CORE" python -m experiments.train \
-        --config=experiments/configs/dear_cpu.py --algorithm="$alg" \
-        --model="$model" --seed="$seed" --data_dir="$DATA" \
-        --config.tensorboard=False "${extra[@]}" --workdir="$workdir" \
-        >> "$workdir/job.log" 2>&1 \
-        || echo "$(date -Is) not finished: $workdir (see job.log)" >&2
-    done
-  done
-done
+args=(--sweep=launch/sweeps/dear_cpu.py --root="${RUNS:-/work/runs/dear_cpu}"
+      --executor=worker --cpu="${CORE:-0}")
+csv() { echo "$*" | tr -s ' ' ','; }
+[ -n "${SEEDS:-}" ] && args+=(--only=seed="$(csv $SEEDS)")
+[ -n "${MODELS:-}" ] && args+=(--only=model="$(csv $MODELS)")
+[ -n "${ALGS:-}" ] && args+=(--only=algorithm="$(csv $ALGS)")
+[ -n "${DATA:-}" ] && args+=(--set=data_dir="$DATA")
+[ -n "${DRY_RUN:-}" ] && args+=(--dry_run)
+PYTHONPATH=. exec python -m launch.submit "${args[@]}"

@@ -63,7 +63,8 @@ class BenchmarkConfig:
     hidden_size: latent width, for every model.
     repeats: timed calls per measurement (after one warm-up call).
     models: a subset of :data:`MODELS`.
-    max_iter, eval_max_iter, rel_tol: DEAR's solver settings.
+    max_iter, eval_max_iter, rel_tol: DEAR's solver settings (default: the
+      library's, :class:`~deq_clrs.solvers.SolverConfig`).
     memory_caps: DEAR training caps at which the training step's memory is
       compared (with tolerance 0, so every cap is reached).
     seed: data and parameter seed.
@@ -75,17 +76,14 @@ class BenchmarkConfig:
   hidden_size: int = 64
   repeats: int = 3
   models: tuple[str, ...] = MODELS
-  max_iter: int = 40
-  eval_max_iter: int = 160
-  rel_tol: float = 0.1
+  max_iter: int = solvers.SolverConfig.max_iter
+  eval_max_iter: int = solvers.SolverConfig.eval_max_iter
+  rel_tol: float = solvers.SolverConfig.rel_tol
   memory_caps: tuple[int, ...] = (10, 40, 160)
   seed: int = 0
 
   def __post_init__(self):
-    unknown_alg = sorted(set(self.algorithms) - set(clrs.SPECS))
-    if unknown_alg:
-      raise ValueError(f'unknown algorithm(s) {unknown_alg}; valid: '
-                       f'{sorted(clrs.SPECS)}')
+    data_lib.check_algorithms(self.algorithms)
     unknown = sorted(set(self.models) - set(MODELS))
     if unknown:
       raise ValueError(f'unknown model(s) {unknown}; valid: {list(MODELS)}')
@@ -137,10 +135,7 @@ def _processor_factory(model: str, config: BenchmarkConfig,
 
 
 def _make_model(spec, dummy, factory, config: BenchmarkConfig):
-  return clrs.models.BaselineModel(
-      spec=spec, dummy_trajectory=dummy, processor_factory=factory,
-      hidden_dim=config.hidden_size, encode_hints=False, decode_hints=False,
-      learning_rate=3e-4, grad_clip_max_norm=1.0)
+  return _baseline_model(spec, dummy, factory, config.hidden_size)
 
 
 def _memory_bytes(compiled) -> int:
@@ -776,10 +771,53 @@ class TrainedCell:
   source: str = 'trained'
 
 
-def train_dear_cell(algorithm: str = 'bfs', *,
-                    sizes: tuple[int, ...] = (8, 12), hidden_dim: int = 32,
-                    batch_size: int = 8, steps: int = 300,
-                    learning_rate: float = 3e-3, seed: int = 0,
+@dataclasses.dataclass(frozen=True)
+class GradientAgreementConfig:
+  """The gradient-agreement measurement of the benchmark.
+
+  Attributes:
+    algorithm: CLRS algorithm of the trained cell (ignored with
+      ``workdir``: the run's algorithm is used).
+    train_sizes: training graph sizes, cycled.
+    steps: training steps.
+    hidden_dim: latent width (ignored with ``workdir``).
+    batch_size: graphs per training batch and in the compared batch.
+    learning_rate: Adam's learning rate.
+    size: nodes per graph of the compared batch.
+    seed: parameter and data seed (the compared batch has its own sampler
+      seed, ``seed + 7919 + size``, unseen in training).
+    workdir: load the cell from this ``experiments/train.py`` workdir
+      instead of training one.
+  """
+  algorithm: str = 'bfs'
+  train_sizes: tuple[int, ...] = (8, 12)
+  steps: int = 300
+  hidden_dim: int = 32
+  batch_size: int = 8
+  learning_rate: float = 3e-3
+  size: int = 12
+  seed: int = 0
+  workdir: str | None = None
+
+  def __post_init__(self):
+    data_lib.check_algorithms([self.algorithm])
+    if self.steps < 0 or self.batch_size < 1 or self.hidden_dim < 1:
+      raise ValueError('steps must be >= 0, batch_size and hidden_dim >= 1')
+    if min(self.train_sizes + (self.size,)) < 4:
+      raise ValueError('graph sizes must be >= 4 nodes')
+
+
+# train_dear_cell's defaults are the measurement's.
+_TRAIN_DEFAULTS = GradientAgreementConfig
+
+
+def train_dear_cell(algorithm: str = _TRAIN_DEFAULTS.algorithm, *,
+                    sizes: tuple[int, ...] = _TRAIN_DEFAULTS.train_sizes,
+                    hidden_dim: int = _TRAIN_DEFAULTS.hidden_dim,
+                    batch_size: int = _TRAIN_DEFAULTS.batch_size,
+                    steps: int = _TRAIN_DEFAULTS.steps,
+                    learning_rate: float = _TRAIN_DEFAULTS.learning_rate,
+                    seed: int = _TRAIN_DEFAULTS.seed,
                     options: dict[str, Any] | None = None,
                     processor: str = 'deq_mpnn',
                     log: Callable[[str], None] | None = None) -> TrainedCell:
@@ -788,6 +826,7 @@ def train_dear_cell(algorithm: str = 'bfs', *,
   Step ``i`` trains on a new one-shot batch of ``batch_size`` graphs of
   ``sizes[i % len(sizes)]`` nodes (one CLRS sampler per size, seeded with
   ``seed + size``), with Adam at ``learning_rate`` and gradient clipping 1.
+  The defaults are :class:`GradientAgreementConfig` 's.
 
   Args:
     algorithm: a CLRS algorithm.
@@ -873,43 +912,6 @@ def load_dear_cell(workdir: str, which: str = 'best') -> TrainedCell:
       processor=config.get('processor') or 'deq_mpnn',
       options={**cell, **config['deq']}, steps=int(state['step']),
       source=os.path.abspath(workdir))
-
-
-@dataclasses.dataclass(frozen=True)
-class GradientAgreementConfig:
-  """The gradient-agreement measurement of the benchmark.
-
-  Attributes:
-    algorithm: CLRS algorithm of the trained cell (ignored with
-      ``workdir``: the run's algorithm is used).
-    train_sizes: training graph sizes, cycled.
-    steps: training steps.
-    hidden_dim: latent width (ignored with ``workdir``).
-    batch_size: graphs per training batch and in the compared batch.
-    learning_rate: Adam's learning rate.
-    size: nodes per graph of the compared batch.
-    seed: parameter and data seed (the compared batch has its own sampler
-      seed, ``seed + 7919 + size``, unseen in training).
-    workdir: load the cell from this ``experiments/train.py`` workdir
-      instead of training one.
-  """
-  algorithm: str = 'bfs'
-  train_sizes: tuple[int, ...] = (8, 12)
-  steps: int = 300
-  hidden_dim: int = 32
-  batch_size: int = 8
-  learning_rate: float = 3e-3
-  size: int = 12
-  seed: int = 0
-  workdir: str | None = None
-
-  def __post_init__(self):
-    if self.algorithm not in clrs.SPECS:
-      raise ValueError(f'unknown algorithm {self.algorithm!r}')
-    if self.steps < 0 or self.batch_size < 1 or self.hidden_dim < 1:
-      raise ValueError('steps must be >= 0, batch_size and hidden_dim >= 1')
-    if min(self.train_sizes + (self.size,)) < 4:
-      raise ValueError('graph sizes must be >= 4 nodes')
 
 
 def run_gradient_agreement(config: GradientAgreementConfig,

@@ -69,6 +69,8 @@ def test_bad_benchmark_config_is_refused():
     benchmarking.BenchmarkConfig(algorithms=('quicksortt',))
   with pytest.raises(ValueError, match='unknown model'):
     benchmarking.BenchmarkConfig(models=('gpt',))
+  with pytest.raises(ValueError, match="unknown algorithm 'bsf'"):
+    benchmarking.GradientAgreementConfig(algorithm='bsf')
 
 
 # Gradient agreement: the phantom gradient vs. the implicit gradient on a

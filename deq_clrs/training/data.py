@@ -49,6 +49,21 @@ def valid_algorithms() -> list[str]:
   return sorted(clrs.CLRS_30_ALGS_SETTINGS)
 
 
+def check_algorithms(names: Sequence[str]) -> None:
+  """Refuses names that are not CLRS-30 algorithms.
+
+  Raises:
+    ValueError: naming the unknown ones and listing the valid names.
+  """
+  valid = valid_algorithms()
+  unknown = [name for name in names if name not in valid]
+  if unknown:
+    what = (f'algorithm {unknown[0]!r}' if len(unknown) == 1
+            else f'algorithms {unknown}')
+    raise ValueError(f'unknown {what}; valid CLRS-30 algorithms: '
+                     f'{", ".join(valid)}')
+
+
 def algorithm_spec(algorithm: str) -> clrs.Spec:
   """The spec models are built with: CLRS's, with should-be permutations
   turned into permutation pointers plus a mask (as CLRS's ``run.py`` does
