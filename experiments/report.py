@@ -273,7 +273,8 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   handles = [plt.Line2D([], [], color=colors[m], marker='o', label=m)
              for m in labels]
   axes.flat[0].legend(handles=handles, fontsize=8)
-  fig.suptitle('Score against graph size (16 = validation, larger = test)')
+  fig.suptitle('Score against graph size\n(16 = validation, larger = test)',
+               fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -87,7 +87,7 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
     handles.append(plt.Line2D([], [], color='k', ls='--', marker='o', ms=3,
                               label=f'test ({test_size})'))
   axes.flat[0].legend(handles=handles, fontsize=7)
-  fig.suptitle('Score against training steps (mean over seeds, band: range)',
+  fig.suptitle('Score against training steps\n(mean over seeds, band: range)',
                fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
