@@ -29,6 +29,7 @@ from absl import logging
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
+from deq_clrs.training import parallel
 from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
@@ -62,55 +63,47 @@ def summarize_stats(stats: dict[str, np.ndarray]) -> dict[str, float]:
   return out
 
 
-def validation_loss(models: models_lib.Models, dataset: clrs.Feedback, *,
-                    batch_size: int, seed: int) -> float:
-  """Mean task loss of the evaluation model over a dataset (per graph).
-
-  The loss is CLRS's (outputs, plus nar_lt's termination hint); DEAR's
-  Jacobian regulariser only enters gradients, never this value.
-  """
-  key = jax.random.PRNGKey(seed)
-  total, graphs = 0.0, 0
-  for fb in data_lib.batches(dataset, batch_size):
-    loss, _ = models.eval.compute_grad(key, models.prepare(fb))
-    total += float(loss) * data_lib.num_graphs(fb)
-    graphs += data_lib.num_graphs(fb)
-  if models.stats_log is not None:
-    models.stats_log.drain()  # The loss pass's solves are not reported.
-  return total / graphs
-
-
-def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
-             batch_size: int, seed: int, timed: bool = False
-             ) -> dict[str, Any]:
-  """Scores the evaluation model on a whole cached dataset.
+def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
+             *, batch_size: int, seed: int, timed: bool = False,
+             with_loss: bool = False) -> dict[str, Any]:
+  """Scores parameters on a whole cached dataset.
 
   Args:
-    models: models whose ``eval`` holds the parameters to score.
+    models: the model's steps (its evaluation network predicts).
+    params: parameters to score (replicated on the devices, or on the host).
     dataset: a cached (unprepared) dataset.
-    batch_size: graphs per ``predict`` call.
-    seed: PRNG seed for ``predict``.
-    timed: report ``seconds_per_sample`` of ``predict``, compilation
+    batch_size: graphs per evaluation call.
+    seed: PRNG seed of the evaluation calls.
+    timed: report ``seconds_per_sample`` of the calls, compilation
       excluded.
+    with_loss: also report ``'loss'``, the mean task loss per graph, from
+      the same forward passes as the scores. It is CLRS's loss (outputs,
+      plus nar_lt's termination hint); DEAR's Jacobian regulariser only
+      enters gradients, never this value.
 
   Returns:
     ``{'score': CLRS score (mean of per-output scores), 'outputs': {name:
     score}, 'gt_steps_mean': float, 'graphs': int}`` plus
-    ``'seconds_per_sample'`` when timed and ``'solver'`` (iteration
-    statistics per graph: solver iterations for DEAR, processor steps taken
-    for nar_lt) for models that choose their own number of steps.
+    ``'seconds_per_sample'`` when timed, ``'loss'`` with ``with_loss``, and
+    ``'solver'`` (iteration statistics per graph: solver iterations for
+    DEAR, processor steps taken for nar_lt) for models that choose their
+    own number of steps.
   """
   chunks = data_lib.batches(dataset, batch_size)
   key = jax.random.PRNGKey(seed)
+  params = models.stepper.replicate(params)
   # The first batch of each shape compiles: time only the others, or, if
   # every batch compiles, a second run of the first one.
   preds, stats, seconds, timed_graphs, shapes = [], [], 0.0, 0, set()
+  loss_sum = 0.0  # A device scalar once added to: read at the end.
   for fb in chunks:
     start = time.perf_counter()
-    pred, stat = models.predict(key, fb)
-    preds.append(pred)
-    if stat is not None:
-      stats.append(stat)
+    out = models.evaluate(params, key, fb, with_loss)
+    preds.append(out.preds)
+    if out.stats is not None:
+      stats.append(out.stats)
+    if with_loss:
+      loss_sum = loss_sum + out.loss * data_lib.num_graphs(fb)
     shape = data_lib.num_graphs(fb)
     if shape in shapes:
       seconds += time.perf_counter() - start
@@ -118,7 +111,7 @@ def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
     shapes.add(shape)
   if timed and not timed_graphs:
     start = time.perf_counter()
-    models.predict(key, chunks[0])
+    models.evaluate(params, key, chunks[0], with_loss)
     seconds = time.perf_counter() - start
     timed_graphs = data_lib.num_graphs(chunks[0])
   preds = _concat(preds)
@@ -129,6 +122,8 @@ def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
       'gt_steps_mean': data_lib.mean_steps(dataset),
       'graphs': data_lib.num_graphs(dataset),
   }
+  if with_loss:
+    result['loss'] = float(loss_sum) / data_lib.num_graphs(dataset)
   if timed:
     result['seconds_per_sample'] = seconds / timed_graphs
   if stats:
@@ -229,10 +224,12 @@ def _check_no_later_checkpoint(config: ml_collections.ConfigDict,
 
 
 def _initial_state(models: models_lib.Models) -> dict[str, Any]:
-  params = models.train.params
+  """The checkpoint of a fresh run (host arrays): the template that a
+  checkpoint is restored into."""
+  params = parallel.to_host(models.initial_state.params)
   return {
       'params': params,
-      'opt_state': models.train.opt_state,
+      'opt_state': parallel.to_host(models.initial_state.opt_state),
       'best_params': params,
       'step': ckpt_lib.scalar(0, np.int64),
       'best_step': ckpt_lib.scalar(0, np.int64),
@@ -321,16 +318,17 @@ def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
   return values
 
 
-def _test_results(models: models_lib.Models,
+def _test_results(models: models_lib.Models, params: Any,
                   config: ml_collections.ConfigDict,
                   sizes: Sequence[int], writer, step: int) -> dict[str, Any]:
-  """Scores ``models.eval`` on the test sets; fields of ``results.json``."""
+  """Scores ``params`` on the test sets; fields of ``results.json``."""
   out = {'test_scores': {}, 'gt_steps_mean': {}, 'seconds_per_sample': {},
          'solver': {}}
   for size in sizes:
     dataset = load_eval_set(config, 'test', size)
-    result = evaluate(models, dataset, batch_size=config.eval_batch_size,
-                      seed=config.seed, timed=True)
+    result = evaluate(models, params, dataset,
+                      batch_size=config.eval_batch_size, seed=config.seed,
+                      timed=True)
     key = str(size)
     out['test_scores'][key] = {'score': result['score'], **result['outputs']}
     out['gt_steps_mean'][key] = result['gt_steps_mean']
@@ -467,7 +465,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       config, data_lib.subsample(val_set, np.arange(1)))
 
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+  stepper = models.stepper
+  # The checkpoint, on the host; the training state and the best
+  # parameters live on the devices and come back only to be saved.
   state = _initial_state(models)
+  train_state = models.initial_state
   if checkpointer.latest_step() is not None:
     restored, _ = checkpointer.restore_newest_readable(state)
     if restored is None:
@@ -475,24 +477,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                       checkpointer.directory)
     else:
       state = restored
-      models.train.params = state['params']
-      models.train.opt_state = state['opt_state']
+      train_state = stepper.state(state['params'], state['opt_state'],
+                                  int(state['step']))
       logging.info('resumed from step %d of %d', int(state['step']),
                    config.train_steps)
+  best_params = stepper.replicate(state['best_params'])
   writer = _summary_writer(workdir, config.tensorboard)
-  train_key = jax.random.PRNGKey(config.seed)
+  train_key = stepper.replicate(jax.random.PRNGKey(config.seed))
 
   step = int(state['step'])
   history = History(workdir, step)
   loss = float('nan')
 
   def validate():
-    models.sync()
-    val = evaluate(models, val_set, batch_size=config.eval_batch_size,
-                   seed=config.seed)
-    val['loss'] = validation_loss(models, val_set,
-                                  batch_size=config.eval_batch_size,
-                                  seed=config.seed)
+    nonlocal best_params
+    val = evaluate(models, train_state.params, val_set,
+                   batch_size=config.eval_batch_size, seed=config.seed,
+                   with_loss=True)
     _log_scalars(writer, step, 'val', {**_eval_scalars(val),
                                        'loss': val['loss']})
     criterion = (-val['loss'] if config.select_by == 'loss'
@@ -503,7 +504,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       state['best_val_score'] = ckpt_lib.scalar(val['score'])
       state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
       state['best_step'] = ckpt_lib.scalar(step, np.int64)
-      state['best_params'] = models.train.params
+      best_params = stepper.copy(train_state.params)
     entry = {'step': step, 'val_score': val['score'],
              'val_loss': val['loss'],
              'train_loss': loss if math.isfinite(loss) else None}
@@ -511,7 +512,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       entry['val_iterations_mean'] = val['solver']['iterations_mean']
     if config.test_every and step % config.test_every == 0:
       entry['test_scores'] = {
-          str(n): evaluate(models, load_eval_set(config, 'test', n),
+          str(n): evaluate(models, train_state.params,
+                           load_eval_set(config, 'test', n),
                            batch_size=config.eval_batch_size,
                            seed=config.seed)['score']
           for n in config.test_sizes}
@@ -537,10 +539,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     tick = time.perf_counter()
     feedback = models.prepare(stream.batch(step))
     eta.start_step(feedback)
-    loss = float(models.train.feedback(jax.random.fold_in(train_key, step),
-                                       feedback))
+    # Dispatched, not waited for: the host prepares the next batch while
+    # the devices train on this one.
+    train_state = stepper.train_step(train_state, train_key, feedback)
     step += 1
-    if step % config.log_every == 0 or step == config.train_steps:
+    logged = step % config.log_every == 0 or step == config.train_steps
+    validating = step % config.eval_every == 0 or step == config.train_steps
+    if logged or validating:
+      train_state, metrics = stepper.read_metrics(train_state)
+      loss = metrics['loss']
+    if logged:
       now = time.perf_counter()
       rate = (step - window_step) / max(now - window_start, 1e-9)
       logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %s', step,
@@ -553,7 +561,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       eta.validated()
     if step % config.checkpoint_every == 0 or step == config.train_steps:
       state.update(
-          params=models.train.params, opt_state=models.train.opt_state,
+          params=parallel.to_host(train_state.params),
+          opt_state=parallel.to_host(train_state.opt_state),
+          best_params=parallel.to_host(best_params),
           step=ckpt_lib.scalar(step, np.int64),
           train_seconds=ckpt_lib.scalar(
               base_seconds + time.perf_counter() - segment_start))
@@ -567,8 +577,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpointer.close()
 
   # Score the parameters selected on the validation set.
-  models.train.params = state['best_params']
-  models.sync()
   results = {
       'algorithm': config.algorithm,
       'model': config.model,
@@ -587,8 +595,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'num_devices': models.num_devices,
       'num_processes': jax.process_count(),
   }
-  results.update(_test_results(models, config, list(config.test_sizes),
-                               writer, step))
+  results.update(_test_results(models, best_params, config,
+                               list(config.test_sizes), writer, step))
   writer.flush()
   _write_json(results, os.path.join(workdir, 'results.json'))
   logging.info(
@@ -696,8 +704,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
           f'({type(error).__name__}: {ckpt_lib.first_line(error)})'
       ) from error
   checkpointer.close()
-  models.train.params = state['best_params' if which == 'best' else 'params']
-  models.sync()
+  params = state['best_params' if which == 'best' else 'params']
   writer = _summary_writer(workdir, config.get('tensorboard', True))
   results = {
       'algorithm': config.algorithm, 'model': config.model,
@@ -706,8 +713,9 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       'params': which, 'params_step': int(
           state['best_step'] if which == 'best' else state['step']),
   }
-  results.update(_test_results(models, config, list(config.test_sizes),
-                               writer, int(state['step'])))
+  results.update(_test_results(models, params, config,
+                               list(config.test_sizes), writer,
+                               int(state['step'])))
   writer.flush()
   _write_json(results, output)
   logging.info('wrote %s (scores of the %s parameters, from step %d, of '
