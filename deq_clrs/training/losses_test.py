@@ -110,3 +110,31 @@ def test_padding_graphs_with_zero_weight_leaves_the_loss_unchanged():
   got = losses.task_loss(padded, outs, hints,
                          np.array([1, 1, 1, 0, 0], np.float32))
   np.testing.assert_allclose(float(got), float(want), rtol=RTOL)
+
+
+@pytest.mark.parametrize('algorithm,cap_per_node', [('bfs', 5.0),
+                                                    ('dfs', 0.4)])
+def test_nar_lt_evaluation_loss_is_the_loss_at_the_true_lengths(
+    algorithm, cap_per_node):
+  """One capped pass gives the score and the loss; the loss is CLRS's at the
+  true lengths (the pass runs on past a cap shorter than a trajectory)."""
+  config = _config(algorithm, 'nar_lt')
+  config.nar_lt.cap_per_node = cap_per_node
+  feedback = data_lib.generate(algorithm, 5, 3, seed=1)
+  cap = models_lib.lt_step_cap(config, 5)
+  steps = int(np.max(feedback.features.lengths))
+  assert (cap + 1 < steps) == (cap_per_node < 1)
+  models = models_lib.build_models(config, feedback)
+  params = models.initial_state.params
+  baseline, _, fb = _pair(config, feedback)
+  baseline.params = parallel.to_host(params)
+  key = jax.random.PRNGKey(3)
+  want, _ = baseline.compute_grad(key, fb)
+  got = models.evaluate(params, key, feedback, True)
+  np.testing.assert_allclose(float(got.loss), float(want), rtol=RTOL)
+  # The predictions are those of the run to the cap alone.
+  alone = models.evaluate(params, key, feedback, False)
+  for name, dp in got.preds.items():
+    np.testing.assert_array_equal(dp.data, alone.preds[name].data)
+  np.testing.assert_array_equal(got.stats['iterations'],
+                                alone.stats['iterations'])
