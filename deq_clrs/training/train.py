@@ -545,15 +545,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     step += 1
     logged = step % config.log_every == 0 or step == config.train_steps
     validating = step % config.eval_every == 0 or step == config.train_steps
-    if logged or validating:
+    if logged:
+      # The mean is over the steps since the last log line.
       train_state, metrics = stepper.read_metrics(train_state)
       loss = metrics['loss']
-    if logged:
       now = time.perf_counter()
       rate = (step - window_step) / max(now - window_start, 1e-9)
-      logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %s', step,
-                   config.train_steps, loss, rate, eta.text(step))
+      logging.info('step %d/%d  loss %.4f (mean %.4f)  %.2f steps/s  ETA %s',
+                   step, config.train_steps, loss, metrics['loss_mean'],
+                   rate, eta.text(step))
       writer.scalar('train/loss', loss, step)
+      writer.scalar('train/loss_mean', metrics['loss_mean'], step)
+    elif validating:
+      loss = float(parallel.to_host(train_state.loss))
       writer.scalar('train/steps_per_second', rate, step)
       window_start, window_step = now, step
     if step % config.eval_every == 0 or step == config.train_steps:
