@@ -309,12 +309,8 @@ def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
   return parallel.make_mesh(jax.devices()[:config.num_devices])
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Refuses configs that cannot run, with a message that says why.
-
-  Raises:
-    ValueError: naming the offending setting and what is valid.
-  """
+def _check_names(config: ml_collections.ConfigDict) -> None:
+  """The algorithm, model and selection criterion are known ones."""
   algorithms = data_lib.valid_algorithms()
   if config.algorithm not in algorithms:
     raise ValueError(f'unknown algorithm {config.algorithm!r}; valid CLRS-30 '
@@ -322,12 +318,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model not in MODELS:
     raise ValueError(f'unknown model {config.model!r}; expected one of '
                      f'{list(MODELS)}')
-  positive = ('hidden_size', 'batch_size', 'train_samples_per_size',
-              'val_samples', 'test_samples', 'eval_batch_size', 'log_every',
-              'eval_every', 'checkpoint_every', 'keep_checkpoints', 'val_size')
-  for key in positive:
-    if config[key] < 1:
-      raise ValueError(f'{key} must be >= 1, got {config[key]}')
+  if config.select_by not in SELECT_BY:
+    raise ValueError(f'select_by must be one of {list(SELECT_BY)}, got '
+                     f'{config.select_by!r}')
+
+
+def _check_devices(config: ml_collections.ConfigDict) -> None:
+  """The devices exist and divide the training batch."""
   if config.num_devices < 0 or config.num_devices > jax.device_count():
     raise ValueError(f'num_devices must be in 0..{jax.device_count()} (0 = '
                      f'all devices), got {config.num_devices}')
@@ -336,6 +333,34 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'batch_size {config.batch_size} must be divisible by '
                      f'the {devices} devices it is sharded over (set '
                      f'num_devices or batch_size)')
+
+
+def _check_sizes(config: ml_collections.ConfigDict) -> None:
+  """Graph sizes: at least one per list, none below 4 nodes."""
+  for key in ('train_sizes', 'test_sizes'):
+    sizes = list(config[key])
+    if not sizes:
+      raise ValueError(f'{key} must name at least one graph size')
+    if min(sizes) < 4:
+      raise ValueError(f'{key} must be >= 4 nodes, got {sizes}')
+  if config.val_size < 4:
+    raise ValueError(f'val_size must be >= 4 nodes, got {config.val_size}')
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Refuses configs that cannot run, with a message that says why.
+
+  Raises:
+    ValueError: naming the offending setting and what is valid.
+  """
+  _check_names(config)
+  positive = ('hidden_size', 'batch_size', 'train_samples_per_size',
+              'val_samples', 'test_samples', 'eval_batch_size', 'log_every',
+              'eval_every', 'checkpoint_every', 'keep_checkpoints', 'val_size')
+  for key in positive:
+    if config[key] < 1:
+      raise ValueError(f'{key} must be >= 1, got {config[key]}')
+  _check_devices(config)
   if config.train_steps < 1:
     raise ValueError(
         f'train_steps must be >= 1, got {config.train_steps} (a run of no '
@@ -347,18 +372,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model == 'nar_lt' and not config.nar_lt.cap_per_node > 0:
     raise ValueError(f'nar_lt.cap_per_node must be > 0, got '
                      f'{config.nar_lt.cap_per_node}')
-  if config.select_by not in SELECT_BY:
-    raise ValueError(f'select_by must be one of {list(SELECT_BY)}, got '
-                     f'{config.select_by!r}')
   if config.grad_clip < 0:
     raise ValueError(f'grad_clip must be >= 0, got {config.grad_clip}')
-  for key in ('train_sizes', 'test_sizes'):
-    sizes = list(config[key])
-    if not sizes:
-      raise ValueError(f'{key} must name at least one graph size')
-    if min(sizes) < 4:
-      raise ValueError(f'{key} must be >= 4 nodes, got {sizes}')
-  if config.val_size < 4:
-    raise ValueError(f'val_size must be >= 4 nodes, got {config.val_size}')
+  _check_sizes(config)
   # Builds (and so validates) the processor options without a model.
   processor_factory(config)

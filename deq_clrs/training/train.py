@@ -407,6 +407,164 @@ def _final_train_loss(loss: float, step: int,
   return last[-1].get('train_loss') if last else None
 
 
+def _start_run(config: ml_collections.ConfigDict,
+               workdir: str) -> dict[str, Any] | None:
+  """Checks a run can start or resume in ``workdir`` and writes its
+  ``config.json``; returns the results of a run that is already finished
+  (then nothing is written)."""
+  models_lib.check_config(config)
+  _prepare_workdir(workdir)
+  _check_resumable(config, workdir)
+  finished = _finished_results(config, workdir)
+  if finished is not None:
+    # Nothing is written: scoring it again is experiments.evaluate's job.
+    logging.info(
+        'nothing to do: the run in %s is finished (%d steps%s); its scores '
+        'are in %s. To test it again (other sizes or solver settings): '
+        'python -m experiments.evaluate --workdir=%s', workdir,
+        finished['train_steps'],
+        '' if finished['train_steps'] == config.train_steps else
+        f', more than train_steps={config.train_steps}',
+        os.path.join(workdir, 'results.json'), workdir)
+    return finished
+  _check_no_later_checkpoint(config, workdir)
+  _write_json(json.loads(config.to_json()),
+              os.path.join(workdir, 'config.json'))
+  return None
+
+
+def _restore_training(models: models_lib.Models,
+                      checkpointer: ckpt_lib.Checkpointer,
+                      config: ml_collections.ConfigDict
+                      ) -> tuple[dict[str, Any], Any]:
+  """``(checkpoint state on the host, training state on the devices)``:
+  from the newest readable checkpoint, or fresh."""
+  state = _initial_state(models)
+  if checkpointer.latest_step() is None:
+    return state, models.initial_state
+  restored, _ = checkpointer.restore_newest_readable(state)
+  if restored is None:
+    logging.warning('no readable checkpoint under %s: starting afresh',
+                    checkpointer.directory)
+    return state, models.initial_state
+  logging.info('resumed from step %d of %d', int(restored['step']),
+               config.train_steps)
+  return restored, models.stepper.state(
+      restored['params'], restored['opt_state'], int(restored['step']))
+
+
+class _Validation:
+  """Scores parameters on the validation set (score and loss in one pass),
+  keeps the best-so-far bookkeeping of the checkpoint state, the learning
+  curve and the log."""
+
+  def __init__(self, models: models_lib.Models,
+               config: ml_collections.ConfigDict, val_set: clrs.Feedback,
+               writer, history: History):
+    self.models, self.config, self.val_set = models, config, val_set
+    self.writer, self.history = writer, history
+
+  def __call__(self, state: dict[str, Any], params: Any, step: int,
+               loss: float) -> bool:
+    """Validates ``params`` after ``step`` steps (``loss``: the last
+    training loss); updates ``state``'s best entries and returns whether
+    these parameters are the new best."""
+    config = self.config
+    val = evaluate(self.models, params, self.val_set,
+                   batch_size=config.eval_batch_size, seed=config.seed,
+                   with_loss=True)
+    _log_scalars(self.writer, step, 'val', {**_eval_scalars(val),
+                                            'loss': val['loss']})
+    criterion = (-val['loss'] if config.select_by == 'loss'
+                 else val['score'])
+    improved = criterion > float(state['best_val'])
+    if improved:
+      state['best_val'] = ckpt_lib.scalar(criterion)
+      state['best_val_score'] = ckpt_lib.scalar(val['score'])
+      state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
+      state['best_step'] = ckpt_lib.scalar(step, np.int64)
+    entry = {'step': step, 'val_score': val['score'],
+             'val_loss': val['loss'],
+             'train_loss': loss if math.isfinite(loss) else None}
+    if 'solver' in val:
+      entry['val_iterations_mean'] = val['solver']['iterations_mean']
+    if config.test_every and step % config.test_every == 0:
+      entry['test_scores'] = {
+          str(n): evaluate(self.models, params,
+                           load_eval_set(config, 'test', n),
+                           batch_size=config.eval_batch_size,
+                           seed=config.seed)['score']
+          for n in config.test_sizes}
+    self.history.append(entry)
+    logging.info('validation at step %d: loss %.4f score %.4f%s (best by '
+                 '%s at step %d: loss %.4f score %.4f)%s', step,
+                 val['loss'], val['score'], ' *' if improved else '',
+                 config.select_by, int(state['best_step']),
+                 float(state['best_val_loss']),
+                 float(state['best_val_score']),
+                 ''.join(f', test n={n}: {v:.4f}' for n, v in
+                         entry.get('test_scores', {}).items()))
+    return improved
+
+
+class _Window:
+  """Steps per second between log lines."""
+
+  def __init__(self, step: int):
+    self.start, self.step = time.perf_counter(), step
+
+  def log(self, writer, step: int, total: int, metrics: dict[str, float],
+          eta: _Eta) -> None:
+    now = time.perf_counter()
+    rate = (step - self.step) / max(now - self.start, 1e-9)
+    logging.info('step %d/%d  loss %.4f (mean %.4f)  %.2f steps/s  ETA %s',
+                 step, total, metrics['loss'], metrics['loss_mean'], rate,
+                 eta.text(step))
+    writer.scalar('train/loss', metrics['loss'], step)
+    writer.scalar('train/loss_mean', metrics['loss_mean'], step)
+    writer.scalar('train/steps_per_second', rate, step)
+    self.start, self.step = now, step
+
+
+def _save(checkpointer: ckpt_lib.Checkpointer, state: dict[str, Any],
+          train_state: Any, best_params: Any, step: int,
+          train_seconds: float) -> None:
+  """Checkpoints the run after ``step`` steps (device arrays read back)."""
+  state.update(
+      params=parallel.to_host(train_state.params),
+      opt_state=parallel.to_host(train_state.opt_state),
+      best_params=parallel.to_host(best_params),
+      step=ckpt_lib.scalar(step, np.int64),
+      train_seconds=ckpt_lib.scalar(train_seconds))
+  checkpointer.save(step, state)
+
+
+def _run_results(models: models_lib.Models,
+                 config: ml_collections.ConfigDict, state: dict[str, Any],
+                 history: History, step: int, loss: float) -> dict[str, Any]:
+  """The fields of ``results.json`` that the test sets do not give."""
+  return {
+      'algorithm': config.algorithm,
+      'model': config.model,
+      'processor': models_lib.processor_name(config),
+      'seed': config.seed,
+      'config': json.loads(config.to_json()),
+      'select_by': config.select_by,
+      # At the selected checkpoint.
+      'val_score': float(state['best_val_score']),
+      'val_loss': float(state['best_val_loss']),
+      'best_step': int(state['best_step']),
+      'history': history.entries,
+      'train_steps': step,
+      'final_train_loss': _final_train_loss(loss, step, history),
+      # Wall time of the training loop (validation included), summed over
+      # resumed segments, as of the last checkpoint (= the last step).
+      'train_seconds': float(state['train_seconds']),
+      'num_devices': models.num_devices,
+      'num_processes': jax.process_count(),
+  }
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[Callable[[int], None]] = ()
                        ) -> dict[str, Any]:
@@ -435,25 +593,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       that differs from the workdir's run or asks for fewer steps than its
       checkpoints have, or a workdir or data_dir that cannot be written.
   """
-  models_lib.check_config(config)
-  _prepare_workdir(workdir)
-  _check_resumable(config, workdir)
-  finished = _finished_results(config, workdir)
+  finished = _start_run(config, workdir)
   if finished is not None:
-    # Nothing is written: scoring it again is experiments.evaluate's job.
-    logging.info(
-        'nothing to do: the run in %s is finished (%d steps%s); its scores '
-        'are in %s. To test it again (other sizes or solver settings): '
-        'python -m experiments.evaluate --workdir=%s', workdir,
-        finished['train_steps'],
-        '' if finished['train_steps'] == config.train_steps else
-        f', more than train_steps={config.train_steps}',
-        os.path.join(workdir, 'results.json'), workdir)
     return finished
-  _check_no_later_checkpoint(config, workdir)
-  _write_json(json.loads(config.to_json()),
-              os.path.join(workdir, 'config.json'))
-
   stream = data_lib.TrainStream.load(
       config.algorithm, list(config.train_sizes),
       config.train_samples_per_size, config.batch_size, config.seed,
@@ -463,77 +605,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   val_set = load_eval_set(config, 'val', config.val_size)
   models = models_lib.build_models(
       config, data_lib.subsample(val_set, np.arange(1)))
-
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   stepper = models.stepper
   # The checkpoint, on the host; the training state and the best
   # parameters live on the devices and come back only to be saved.
-  state = _initial_state(models)
-  train_state = models.initial_state
-  if checkpointer.latest_step() is not None:
-    restored, _ = checkpointer.restore_newest_readable(state)
-    if restored is None:
-      logging.warning('no readable checkpoint under %s: starting afresh',
-                      checkpointer.directory)
-    else:
-      state = restored
-      train_state = stepper.state(state['params'], state['opt_state'],
-                                  int(state['step']))
-      logging.info('resumed from step %d of %d', int(state['step']),
-                   config.train_steps)
+  state, train_state = _restore_training(models, checkpointer, config)
   best_params = stepper.replicate(state['best_params'])
   writer = _summary_writer(workdir, config.tensorboard)
   train_key = stepper.replicate(jax.random.PRNGKey(config.seed))
 
   step = int(state['step'])
   history = History(workdir, step)
+  validate = _Validation(models, config, val_set, writer, history)
   loss = float('nan')
-
-  def validate():
-    nonlocal best_params
-    val = evaluate(models, train_state.params, val_set,
-                   batch_size=config.eval_batch_size, seed=config.seed,
-                   with_loss=True)
-    _log_scalars(writer, step, 'val', {**_eval_scalars(val),
-                                       'loss': val['loss']})
-    criterion = (-val['loss'] if config.select_by == 'loss'
-                 else val['score'])
-    improved = criterion > float(state['best_val'])
-    if improved:
-      state['best_val'] = ckpt_lib.scalar(criterion)
-      state['best_val_score'] = ckpt_lib.scalar(val['score'])
-      state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
-      state['best_step'] = ckpt_lib.scalar(step, np.int64)
-      best_params = stepper.copy(train_state.params)
-    entry = {'step': step, 'val_score': val['score'],
-             'val_loss': val['loss'],
-             'train_loss': loss if math.isfinite(loss) else None}
-    if 'solver' in val:
-      entry['val_iterations_mean'] = val['solver']['iterations_mean']
-    if config.test_every and step % config.test_every == 0:
-      entry['test_scores'] = {
-          str(n): evaluate(models, train_state.params,
-                           load_eval_set(config, 'test', n),
-                           batch_size=config.eval_batch_size,
-                           seed=config.seed)['score']
-          for n in config.test_sizes}
-    history.append(entry)
-    logging.info('validation at step %d: loss %.4f score %.4f%s (best by '
-                 '%s at step %d: loss %.4f score %.4f)%s', step,
-                 val['loss'], val['score'], ' *' if improved else '',
-                 config.select_by, int(state['best_step']),
-                 float(state['best_val_loss']),
-                 float(state['best_val_score']),
-                 ''.join(f', test n={n}: {v:.4f}' for n, v in
-                         entry.get('test_scores', {}).items()))
 
   if step < config.train_steps:
     _log_compiling(config, stream, step)
   if step == 0:
-    validate()  # The untrained parameters are the first candidate.
-  window_start, window_step = time.perf_counter(), step
-  segment_start = time.perf_counter()
-  base_seconds = float(state['train_seconds'])
+    # The untrained parameters are the first candidate.
+    validate(state, train_state.params, step, loss)
+  window = _Window(step)
+  # Training seconds of earlier segments, less this segment's start.
+  seconds_offset = float(state['train_seconds']) - time.perf_counter()
   eta = _Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
     tick = time.perf_counter()
@@ -543,62 +636,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # the devices train on this one.
     train_state = stepper.train_step(train_state, train_key, feedback)
     step += 1
-    logged = step % config.log_every == 0 or step == config.train_steps
-    validating = step % config.eval_every == 0 or step == config.train_steps
-    if logged:
+    last = step == config.train_steps
+    if step % config.log_every == 0 or last:
       # The mean is over the steps since the last log line.
       train_state, metrics = stepper.read_metrics(train_state)
       loss = metrics['loss']
-      now = time.perf_counter()
-      rate = (step - window_step) / max(now - window_start, 1e-9)
-      logging.info('step %d/%d  loss %.4f (mean %.4f)  %.2f steps/s  ETA %s',
-                   step, config.train_steps, loss, metrics['loss_mean'],
-                   rate, eta.text(step))
-      writer.scalar('train/loss', loss, step)
-      writer.scalar('train/loss_mean', metrics['loss_mean'], step)
-    elif validating:
-      loss = float(parallel.to_host(train_state.loss))
-      writer.scalar('train/steps_per_second', rate, step)
-      window_start, window_step = now, step
-    if step % config.eval_every == 0 or step == config.train_steps:
-      validate()
+      window.log(writer, step, config.train_steps, metrics, eta)
+    if step % config.eval_every == 0 or last:
+      if not step % config.log_every == 0 and not last:
+        loss = float(parallel.to_host(train_state.loss))
+      if validate(state, train_state.params, step, loss):
+        best_params = stepper.copy(train_state.params)
       eta.validated()
-    if step % config.checkpoint_every == 0 or step == config.train_steps:
-      state.update(
-          params=parallel.to_host(train_state.params),
-          opt_state=parallel.to_host(train_state.opt_state),
-          best_params=parallel.to_host(best_params),
-          step=ckpt_lib.scalar(step, np.int64),
-          train_seconds=ckpt_lib.scalar(
-              base_seconds + time.perf_counter() - segment_start))
-      checkpointer.save(step, state)
+    if step % config.checkpoint_every == 0 or last:
+      _save(checkpointer, state, train_state, best_params, step,
+            seconds_offset + time.perf_counter())
     eta.end_step(time.perf_counter() - tick)
     for hook in hooks:
       hook(step)
-  # Wall time of the training loop (validation included), summed over
-  # resumed segments, as of the last checkpoint (= the last step).
-  train_seconds = float(state['train_seconds'])
   checkpointer.close()
 
   # Score the parameters selected on the validation set.
-  results = {
-      'algorithm': config.algorithm,
-      'model': config.model,
-      'processor': models_lib.processor_name(config),
-      'seed': config.seed,
-      'config': json.loads(config.to_json()),
-      'select_by': config.select_by,
-      # At the selected checkpoint.
-      'val_score': float(state['best_val_score']),
-      'val_loss': float(state['best_val_loss']),
-      'best_step': int(state['best_step']),
-      'history': history.entries,
-      'train_steps': step,
-      'final_train_loss': _final_train_loss(loss, step, history),
-      'train_seconds': train_seconds,
-      'num_devices': models.num_devices,
-      'num_processes': jax.process_count(),
-  }
+  results = _run_results(models, config, state, history, step, loss)
   results.update(_test_results(models, best_params, config,
                                list(config.test_sizes), writer, step))
   writer.flush()
@@ -628,6 +687,44 @@ def _saved_config(workdir: str) -> dict[str, Any]:
       return json.load(f)
   except (OSError, ValueError) as error:
     raise UserError(f'cannot read {path} ({error})') from error
+
+
+def _override_solver(config: ml_collections.ConfigDict,
+                     overrides: dict[str, Any]) -> None:
+  """Sets equilibrium-solver settings of a DEAR run's config, or refuses."""
+  if not models_lib.is_equilibrium(config):
+    raise ValueError(f'solver settings {sorted(overrides)} only apply to '
+                     f'--model=dear runs, not {config.model!r}')
+  unknown = sorted(set(overrides) - set(config.deq))
+  if unknown:
+    raise ValueError(f'unknown solver settings {unknown}; valid: '
+                     f'{sorted(config.deq)}')
+  for key, value in overrides.items():
+    config.deq[key] = value
+
+
+def _restore_for_evaluation(models: models_lib.Models, workdir: str,
+                            config: ml_collections.ConfigDict,
+                            step: int | None) -> dict[str, Any]:
+  """Checkpoint ``step`` (default: the newest readable one), read-only."""
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+  try:
+    if step is None:
+      state, _ = checkpointer.restore_newest_readable(
+          _initial_state(models), set_aside=False)
+      if state is None:
+        raise UserError(f'no checkpoint under {checkpointer.directory} can '
+                        f'be read (see the warnings above)')
+      return state
+    try:
+      return checkpointer.restore(_initial_state(models), step)
+    except Exception as error:  # pylint: disable=broad-except
+      raise UserError(
+          f'checkpoint {checkpointer.step_directory(step)} is unreadable '
+          f'({type(error).__name__}: {ckpt_lib.first_line(error)})'
+      ) from error
+  finally:
+    checkpointer.close()
 
 
 def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
@@ -677,37 +774,14 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   if test_sizes:
     config.test_sizes = tuple(int(n) for n in test_sizes)
   if solver_overrides:
-    if not models_lib.is_equilibrium(config):
-      raise ValueError(f'solver settings {sorted(solver_overrides)} only '
-                       f'apply to --model=dear runs, not {config.model!r}')
-    unknown = sorted(set(solver_overrides) - set(config.deq))
-    if unknown:
-      raise ValueError(f'unknown solver settings {unknown}; valid: '
-                       f'{sorted(config.deq)}')
-    for key, value in solver_overrides.items():
-      config.deq[key] = value
+    _override_solver(config, solver_overrides)
   if data_dir:
     config.data_dir = data_dir
   models_lib.check_config(config)
   val_set = load_eval_set(config, 'val', config.val_size)
   models = models_lib.build_models(
       config, data_lib.subsample(val_set, np.arange(1)))
-  checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-  if step is None:
-    state, _ = checkpointer.restore_newest_readable(_initial_state(models),
-                                                    set_aside=False)
-    if state is None:
-      raise UserError(f'no checkpoint under {checkpointer.directory} can be '
-                      f'read (see the warnings above)')
-  else:
-    try:
-      state = checkpointer.restore(_initial_state(models), step)
-    except Exception as error:  # pylint: disable=broad-except
-      raise UserError(
-          f'checkpoint {checkpointer.step_directory(step)} is unreadable '
-          f'({type(error).__name__}: {ckpt_lib.first_line(error)})'
-      ) from error
-  checkpointer.close()
+  state = _restore_for_evaluation(models, workdir, config, step)
   params = state['best_params' if which == 'best' else 'params']
   writer = _summary_writer(workdir, config.get('tensorboard', True))
   results = {
