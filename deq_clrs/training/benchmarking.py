@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import clrs
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from deq_clrs import deq as deq_lib
@@ -45,7 +46,6 @@ from deq_clrs import integration
 from deq_clrs import solvers
 from deq_clrs import stats as stats_lib
 from deq_clrs.training import data as data_lib
-from deq_clrs.training import models as models_lib
 
 MODELS = ('dear_phantom', 'dear_implicit', 'nar', 'clrs_mpnn',
           'clrs_triplet_gmpnn')
@@ -138,6 +138,22 @@ def _make_model(spec, dummy, factory, config: BenchmarkConfig):
   return _baseline_model(spec, dummy, factory, config.hidden_size)
 
 
+def init_model(model: clrs.models.BaselineModel, features: clrs.Features,
+               seed: int) -> None:
+  """``BaselineModel.init`` with the network's init function jitted.
+
+  CLRS runs ``init`` eagerly, which takes tens of seconds for an
+  equilibrium processor on CPU (every primitive of the solver loop is
+  dispatched on its own); the jitted init gives the same parameters.
+  """
+  init = jax.jit(lambda key, feats: model.net_fn.init(
+      key, feats, True, algorithm_index=-1, return_hints=False,
+      return_all_outputs=False))
+  model.params = init(jax.random.PRNGKey(seed), [features])
+  model.opt_state = model.opt.init(model.params)
+  model.opt_state_skeleton = model.opt.init(jnp.zeros(1))
+
+
 def _memory_bytes(compiled) -> int:
   m = compiled.memory_analysis()
   return int(m.argument_size_in_bytes + m.output_size_in_bytes
@@ -147,16 +163,16 @@ def _memory_bytes(compiled) -> int:
 def feedback_memory(model, feedback) -> int:
   """Bytes XLA needs for one compiled training step of ``model``."""
   rng = jax.random.PRNGKey(0)
-  lowered = model.jitted_feedback.lower(model._device_params, rng, feedback,  # pylint: disable=protected-access
-                                        model._device_opt_state, 0)  # pylint: disable=protected-access
+  lowered = model.jitted_feedback.lower(model.params, rng, feedback,
+                                        model.opt_state, 0)
   return _memory_bytes(lowered.compile())
 
 
 def predict_memory(model, features) -> int:
   """Bytes XLA needs for one compiled inference call of ``model``."""
   rng = jax.random.PRNGKey(0)
-  lowered = model.jitted_predict.lower(model._device_params, rng, features,  # pylint: disable=protected-access
-                                       0, False, False)
+  lowered = model.jitted_predict.lower(model.params, rng, features, 0,
+                                       False, False)
   return _memory_bytes(lowered.compile())
 
 
@@ -854,7 +870,7 @@ def train_dear_cell(algorithm: str = _TRAIN_DEFAULTS.algorithm, *,
   dummy = batches[sizes[0]][0]
   factory = integration.get_processor_factory(processor, **options)
   model = _baseline_model(spec, dummy, factory, hidden_dim, learning_rate)
-  models_lib.init_model(model, dummy.features, seed)
+  init_model(model, dummy.features, seed)
   losses = []
   for i in range(steps):
     fb = batches[sizes[i % len(sizes)]][i // len(sizes)]

@@ -1,4 +1,4 @@
-"""Model wiring: DEAR and its NAR baselines as CLRS ``BaselineModel`` s.
+"""Model wiring: DEAR and its NAR baselines on CLRS's public ``Net``.
 
 * ``dear``: an equilibrium processor (``deq_mpnn`` / ``deq_triplet_mpnn``)
   fed one-shot data, so CLRS calls it once per graph and it never sees the
@@ -23,14 +23,13 @@ processor named ``clrs:<kind>`` (e.g. ``clrs:triplet_gmpnn``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
+from typing import NamedTuple
 
 import clrs
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -38,6 +37,7 @@ from deq_clrs import integration
 from deq_clrs import stats as stats_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import parallel
+from deq_clrs.training import step as step_lib
 
 MODELS = ('dear', 'nar', 'nar_lt', 'nar_hints')
 DEFAULT_PROCESSOR = {'dear': 'deq_mpnn', 'nar': 'mpnn', 'nar_lt': 'mpnn',
@@ -154,59 +154,68 @@ def processor_factory(config: ml_collections.ConfigDict,
       f'{list(EQUILIBRIUM_PROCESSORS + CELL_PROCESSORS)} or clrs:<kind>')
 
 
-@dataclasses.dataclass
-class Models:
-  """A training model, its evaluation twin and how to feed them.
+def decodes_hints(config: ml_collections.ConfigDict) -> bool:
+  """Whether the model predicts hints (nar_hints, and nar_lt's termination
+  hint)."""
+  return uses_hints(config) or config.model == 'nar_lt'
+
+
+def preparation(config: ml_collections.ConfigDict
+                ) -> Callable[[clrs.Feedback], clrs.Feedback]:
+  """What a config's model is trained on, from a cached ``Feedback``."""
+  if is_equilibrium(config):
+    return integration.one_shot_feedback
+  if config.model == 'nar_lt':
+    return termination_feedback
+  return _identity
+
+
+class Evaluation(NamedTuple):
+  """What evaluating one batch gives.
 
   Attributes:
-    train: the model that is trained (``feedback``).
-    eval: the model used for ``predict``; for DEAR it has the evaluation
-      solver budget and no noise; parameters are copied from ``train`` by
-      :meth:`sync`.
-    stats_log: solver statistics of the evaluation model (DEAR only).
-    prepare: maps a cached ``Feedback`` to what the models are trained and
-      scored for loss on (one-shot for DEAR, the termination hint for
-      nar_lt).
-    predict: ``(key, cached Feedback) -> (predictions, stats)`` where
-      ``stats`` are per-graph records (solver statistics for DEAR, the steps
-      taken for nar_lt) or None.
+    preds: postprocessed output DataPoints, ``[B, ...]``, on the host.
+    stats: per-graph records ``{name: [B]}`` (solver statistics for DEAR,
+      the steps taken for nar_lt) or None.
+    loss: the batch's task loss, a device scalar (not waited for), or None
+      when it was not asked for.
   """
-  train: clrs.models.BaselineModel
-  eval: clrs.models.BaselineModel
+  preds: dict[str, clrs.DataPoint]
+  stats: dict[str, np.ndarray] | None
+  loss: jax.Array | None
+
+
+@dataclasses.dataclass
+class Models:
+  """A model's steps, its initial state and how to feed and evaluate it.
+
+  Attributes:
+    stepper: jitted training and evaluation steps over the mesh; for DEAR
+      its evaluation network has the evaluation solver budget and no noise
+      (same parameter names as the training network).
+    initial_state: the training state drawn from ``config.seed``.
+    stats_log: solver statistics of the evaluation network (DEAR only).
+    prepare: maps a cached ``Feedback`` to what the model is trained on
+      (one-shot for DEAR, the termination hint for nar_lt).
+    evaluate: ``(params, key, cached Feedback, with_loss) -> Evaluation``:
+      predictions (and, with ``with_loss``, the task loss) of one batch,
+      from one forward pass.
+  """
+  stepper: step_lib.Stepper
+  initial_state: step_lib.TrainState
   stats_log: stats_lib.SolverStatsLog | None
   prepare: Callable[[clrs.Feedback], clrs.Feedback]
-  predict: Callable[[jax.Array, clrs.Feedback], tuple[Any, Any]] = None
+  evaluate: Callable[[Any, jax.Array, clrs.Feedback, bool], Evaluation] = (
+      None)
 
   @property
   def num_devices(self) -> int:
     """Devices the batch is sharded over (data parallel)."""
-    return self.train.num_devices
-
-  def sync(self) -> None:
-    """Copies the training parameters into the evaluation model."""
-    if self.eval is not self.train:
-      self.eval.params = self.train.params
+    return self.stepper.num_devices
 
 
 def _identity(feedback: clrs.Feedback) -> clrs.Feedback:
   return feedback
-
-
-def init_model(model: clrs.models.BaselineModel, features: clrs.Features,
-               seed: int) -> None:
-  """``BaselineModel.init`` with the network's init function jitted.
-
-  CLRS runs ``init`` eagerly, which takes tens of seconds for an
-  equilibrium processor on CPU (every primitive of the solver loop is
-  dispatched on its own); the jitted init gives the same parameters.
-  """
-  init = jax.jit(functools.partial(model.net_fn.init, algorithm_index=-1,
-                                   return_hints=False,
-                                   return_all_outputs=False),
-                 static_argnums=2)
-  model.params = init(jax.random.PRNGKey(seed), [features], True)
-  model.opt_state = model.opt.init(model.params)
-  model.opt_state_skeleton = model.opt.init(jnp.zeros(1))
 
 
 def _solver_arrays(records) -> dict[str, np.ndarray]:
@@ -217,45 +226,43 @@ def _solver_arrays(records) -> dict[str, np.ndarray]:
           'rel_residual': cat(lambda r: r.solver.rel_residual)}
 
 
-def _plain_predict(models: Models):
-  def predict(key, feedback):
-    preds, _ = models.eval.predict(key, models.prepare(feedback).features)
+def _plain_evaluate(models: Models):
+  def evaluate(params, key, feedback, with_loss=False):
+    preds, loss = models.stepper.evaluate(params, key,
+                                          models.prepare(feedback))
     stats = None
     if models.stats_log is not None:
       stats = _solver_arrays(models.stats_log.drain())
-    return jax.tree_util.tree_map(np.asarray, preds), stats
-  return predict
+    return Evaluation(preds, stats, loss if with_loss else None)
+  return evaluate
 
 
-def _lt_predict(models: Models, config: ml_collections.ConfigDict):
+def _lt_evaluate(models: Models, config: ml_collections.ConfigDict):
   """nar_lt's test-time prediction: run to the cap, read at the stop step.
 
   The stats are the processor steps taken per graph (``iterations``) and
-  whether the graph stopped by itself before the cap (``converged``).
+  whether the graph stopped by itself before the cap (``converged``). The
+  true lengths never reach the network; with ``with_loss`` the same pass
+  runs on past the cap to the longest trajectory, if that is longer, and
+  the task loss is read at the true lengths.
   """
-  def predict(key, feedback):
+  def evaluate(params, key, feedback, with_loss=False):
     cap = lt_step_cap(config, data_lib.num_nodes(feedback))
-    fb = termination_feedback(feedback, steps=cap + 1)
-    lengths = np.full_like(np.asarray(fb.features.lengths), cap + 1)
-    features = fb.features._replace(lengths=lengths)
-    outs, hint_preds = models.eval.predict(
-        key, features, return_hints=True, return_all_outputs=True)
-    # Logits of "goes on after this step", [cap, B]; < 0 means stop.
-    go_on = np.stack([np.asarray(h[LT_HINT]) for h in hint_preds])
-    stopped = np.any(go_on < 0, axis=0)
-    stop = np.where(stopped, np.argmax(go_on < 0, axis=0), cap - 1)
-    batch = np.arange(stop.shape[0])
-    # Postprocessed outputs (DataPoints) of every step: [cap, B, ...].
-    preds = {k: clrs.DataPoint(dp.name, dp.location, dp.type_,
-                               np.asarray(dp.data)[stop, batch])
-             for k, dp in outs.items()}
-    return preds, {'iterations': stop + 1, 'converged': stopped}
-  return predict
+    steps = cap + 1
+    if with_loss:
+      steps = max(steps, max(dp.data.shape[0]
+                             for dp in feedback.features.hints))
+    fb = termination_feedback(feedback, steps=steps)
+    preds, stop, stopped, loss = models.stepper.evaluate_to_stop(
+        params, key, fb, hint=LT_HINT, cap=cap, with_loss=with_loss)
+    stats = {'iterations': stop + 1, 'converged': stopped}
+    return Evaluation(preds, stats, loss if with_loss else None)
+  return evaluate
 
 
 def build_models(config: ml_collections.ConfigDict,
                  dummy: clrs.Feedback) -> Models:
-  """Builds and initialises the models of a config.
+  """Builds the steps of a config's model and its initial state.
 
   Args:
     config: the run config (see ``experiments/configs/default.py``).
@@ -265,39 +272,33 @@ def build_models(config: ml_collections.ConfigDict,
     :class:`Models` with parameters initialised from ``config.seed``, data
     parallel over ``config.num_devices`` devices (0 = all).
   """
-  mesh = make_mesh(config)
   spec = model_spec(config)
-  hints = uses_hints(config)
-  decode_hints = hints or config.model == 'nar_lt'
-  if is_equilibrium(config):
-    prepare = integration.one_shot_feedback
-  elif config.model == 'nar_lt':
-    prepare = termination_feedback
-  else:
-    prepare = _identity
+  prepare = preparation(config)
   dummy = prepare(dummy)
 
-  def model(factory, name):
-    return parallel.DataParallelBaselineModel(
-        spec=spec, dummy_trajectory=dummy, processor_factory=factory,
-        hidden_dim=config.hidden_size, encode_hints=hints,
-        decode_hints=decode_hints, learning_rate=config.learning_rate,
-        grad_clip_max_norm=config.grad_clip, name=name, mesh=mesh)
+  def network(factory):
+    return step_lib.build_network(
+        spec, dummy, factory, hidden_dim=config.hidden_size,
+        encode_hints=uses_hints(config), decode_hints=decodes_hints(config))
 
   train_factory = processor_factory(config)
-  train = model(train_factory, 'base_model')
-  init_model(train, dummy.features, config.seed)
   stats_log = None
-  evaluation = train
+  eval_net = None
   if is_equilibrium(config):
-    # Same parameter names; it only predicts, so it needs no optimizer.
+    # Same parameter names; it only predicts.
     stats_log = stats_lib.SolverStatsLog()
-    evaluation = model(train_factory.for_evaluation(stats_log), 'base_model')
-    evaluation.params = train.params
-  models = Models(train=train, eval=evaluation, stats_log=stats_log,
-                  prepare=prepare)
-  models.predict = (_lt_predict(models, config) if config.model == 'nar_lt'
-                    else _plain_predict(models))
+    eval_net = network(train_factory.for_evaluation(stats_log))
+  stepper = step_lib.Stepper(
+      spec=spec, net=network(train_factory),
+      optimizer=step_lib.make_optimizer(config.learning_rate,
+                                        config.grad_clip),
+      mesh=make_mesh(config), decode_hints=decodes_hints(config),
+      eval_net=eval_net)
+  models = Models(stepper=stepper,
+                  initial_state=stepper.init(config.seed, dummy.features),
+                  stats_log=stats_log, prepare=prepare)
+  models.evaluate = (_lt_evaluate(models, config) if config.model == 'nar_lt'
+                     else _plain_evaluate(models))
   return models
 
 
@@ -308,12 +309,8 @@ def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
   return parallel.make_mesh(jax.devices()[:config.num_devices])
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Refuses configs that cannot run, with a message that says why.
-
-  Raises:
-    ValueError: naming the offending setting and what is valid.
-  """
+def _check_names(config: ml_collections.ConfigDict) -> None:
+  """The algorithm, model and selection criterion are known ones."""
   algorithms = data_lib.valid_algorithms()
   if config.algorithm not in algorithms:
     raise ValueError(f'unknown algorithm {config.algorithm!r}; valid CLRS-30 '
@@ -321,12 +318,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model not in MODELS:
     raise ValueError(f'unknown model {config.model!r}; expected one of '
                      f'{list(MODELS)}')
-  positive = ('hidden_size', 'batch_size', 'train_samples_per_size',
-              'val_samples', 'test_samples', 'eval_batch_size', 'log_every',
-              'eval_every', 'checkpoint_every', 'keep_checkpoints', 'val_size')
-  for key in positive:
-    if config[key] < 1:
-      raise ValueError(f'{key} must be >= 1, got {config[key]}')
+  if config.select_by not in SELECT_BY:
+    raise ValueError(f'select_by must be one of {list(SELECT_BY)}, got '
+                     f'{config.select_by!r}')
+
+
+def _check_devices(config: ml_collections.ConfigDict) -> None:
+  """The devices exist and divide the training batch."""
   if config.num_devices < 0 or config.num_devices > jax.device_count():
     raise ValueError(f'num_devices must be in 0..{jax.device_count()} (0 = '
                      f'all devices), got {config.num_devices}')
@@ -335,6 +333,34 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'batch_size {config.batch_size} must be divisible by '
                      f'the {devices} devices it is sharded over (set '
                      f'num_devices or batch_size)')
+
+
+def _check_sizes(config: ml_collections.ConfigDict) -> None:
+  """Graph sizes: at least one per list, none below 4 nodes."""
+  for key in ('train_sizes', 'test_sizes'):
+    sizes = list(config[key])
+    if not sizes:
+      raise ValueError(f'{key} must name at least one graph size')
+    if min(sizes) < 4:
+      raise ValueError(f'{key} must be >= 4 nodes, got {sizes}')
+  if config.val_size < 4:
+    raise ValueError(f'val_size must be >= 4 nodes, got {config.val_size}')
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Refuses configs that cannot run, with a message that says why.
+
+  Raises:
+    ValueError: naming the offending setting and what is valid.
+  """
+  _check_names(config)
+  positive = ('hidden_size', 'batch_size', 'train_samples_per_size',
+              'val_samples', 'test_samples', 'eval_batch_size', 'log_every',
+              'eval_every', 'checkpoint_every', 'keep_checkpoints', 'val_size')
+  for key in positive:
+    if config[key] < 1:
+      raise ValueError(f'{key} must be >= 1, got {config[key]}')
+  _check_devices(config)
   if config.train_steps < 1:
     raise ValueError(
         f'train_steps must be >= 1, got {config.train_steps} (a run of no '
@@ -346,18 +372,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model == 'nar_lt' and not config.nar_lt.cap_per_node > 0:
     raise ValueError(f'nar_lt.cap_per_node must be > 0, got '
                      f'{config.nar_lt.cap_per_node}')
-  if config.select_by not in SELECT_BY:
-    raise ValueError(f'select_by must be one of {list(SELECT_BY)}, got '
-                     f'{config.select_by!r}')
   if config.grad_clip < 0:
     raise ValueError(f'grad_clip must be >= 0, got {config.grad_clip}')
-  for key in ('train_sizes', 'test_sizes'):
-    sizes = list(config[key])
-    if not sizes:
-      raise ValueError(f'{key} must name at least one graph size')
-    if min(sizes) < 4:
-      raise ValueError(f'{key} must be >= 4 nodes, got {sizes}')
-  if config.val_size < 4:
-    raise ValueError(f'val_size must be >= 4 nodes, got {config.val_size}')
+  _check_sizes(config)
   # Builds (and so validates) the processor options without a model.
   processor_factory(config)

@@ -56,6 +56,9 @@ def test_sharded_training_equals_single_device_on_4_devices(tmp_path):
   # 6 graphs on 4 devices: padded to 8 and cut back.
   assert np.shape(sharded['odd_pred_pi']) == (6, 12)
   np.testing.assert_array_equal(sharded['odd_pred_pi'], single['odd_pred_pi'])
+  # The padding graphs carry no weight in the loss.
+  np.testing.assert_allclose(sharded['odd_loss'], single['odd_loss'],
+                             rtol=RTOL)
 
 
 def free_port():
@@ -105,18 +108,23 @@ def test_predict_pads_a_batch_the_devices_do_not_divide():
 
   import deq_clrs
   from deq_clrs.training import parallel
+  from deq_clrs.training import step as step_lib
 
   sampler, spec = clrs.build_sampler('bfs', num_samples=-1, length=8, seed=0)
   fb = deq_clrs.one_shot_feedback(sampler.next(3))
-  features = parallel._pad_batch(fb.features, 2)  # pylint: disable=protected-access
+  features = parallel.pad_batch(fb.features, 2)
   assert features.lengths.shape == (5,)
   np.testing.assert_array_equal(features.inputs[0].data[3],
                                 fb.features.inputs[0].data[2])
-  model = parallel.DataParallelBaselineModel(
-      spec=spec, dummy_trajectory=fb,
-      processor_factory=deq_clrs.get_processor_factory('deq_mpnn'),
-      hidden_dim=8, encode_hints=False, decode_hints=False,
-      mesh=parallel.make_mesh(jax.devices()[:1]))
-  model.init(fb.features, 0)
-  preds, _ = model.predict(jax.random.PRNGKey(0), fb.features)
+  padded = parallel.pad_batch(fb, 2)
+  assert padded.outputs[0].data.shape[0] == 5
+  net = step_lib.build_network(
+      spec, fb, deq_clrs.get_processor_factory('deq_mpnn'), hidden_dim=8,
+      encode_hints=False, decode_hints=False)
+  stepper = step_lib.Stepper(spec=spec, net=net,
+                             optimizer=step_lib.make_optimizer(1e-3, 1.0),
+                             mesh=parallel.make_mesh(jax.devices()[:1]),
+                             decode_hints=False)
+  params = stepper.init_params(0, fb.features)
+  preds, _ = stepper.predict(params, jax.random.PRNGKey(0), fb.features)
   assert preds['pi'].data.shape == fb.outputs[0].data.shape

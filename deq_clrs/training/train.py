@@ -29,6 +29,7 @@ from absl import logging
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
+from deq_clrs.training import parallel
 from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
@@ -62,55 +63,47 @@ def summarize_stats(stats: dict[str, np.ndarray]) -> dict[str, float]:
   return out
 
 
-def validation_loss(models: models_lib.Models, dataset: clrs.Feedback, *,
-                    batch_size: int, seed: int) -> float:
-  """Mean task loss of the evaluation model over a dataset (per graph).
-
-  The loss is CLRS's (outputs, plus nar_lt's termination hint); DEAR's
-  Jacobian regulariser only enters gradients, never this value.
-  """
-  key = jax.random.PRNGKey(seed)
-  total, graphs = 0.0, 0
-  for fb in data_lib.batches(dataset, batch_size):
-    loss, _ = models.eval.compute_grad(key, models.prepare(fb))
-    total += float(loss) * data_lib.num_graphs(fb)
-    graphs += data_lib.num_graphs(fb)
-  if models.stats_log is not None:
-    models.stats_log.drain()  # The loss pass's solves are not reported.
-  return total / graphs
-
-
-def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
-             batch_size: int, seed: int, timed: bool = False
-             ) -> dict[str, Any]:
-  """Scores the evaluation model on a whole cached dataset.
+def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
+             *, batch_size: int, seed: int, timed: bool = False,
+             with_loss: bool = False) -> dict[str, Any]:
+  """Scores parameters on a whole cached dataset.
 
   Args:
-    models: models whose ``eval`` holds the parameters to score.
+    models: the model's steps (its evaluation network predicts).
+    params: parameters to score (replicated on the devices, or on the host).
     dataset: a cached (unprepared) dataset.
-    batch_size: graphs per ``predict`` call.
-    seed: PRNG seed for ``predict``.
-    timed: report ``seconds_per_sample`` of ``predict``, compilation
+    batch_size: graphs per evaluation call.
+    seed: PRNG seed of the evaluation calls.
+    timed: report ``seconds_per_sample`` of the calls, compilation
       excluded.
+    with_loss: also report ``'loss'``, the mean task loss per graph, from
+      the same forward passes as the scores. It is CLRS's loss (outputs,
+      plus nar_lt's termination hint); DEAR's Jacobian regulariser only
+      enters gradients, never this value.
 
   Returns:
     ``{'score': CLRS score (mean of per-output scores), 'outputs': {name:
     score}, 'gt_steps_mean': float, 'graphs': int}`` plus
-    ``'seconds_per_sample'`` when timed and ``'solver'`` (iteration
-    statistics per graph: solver iterations for DEAR, processor steps taken
-    for nar_lt) for models that choose their own number of steps.
+    ``'seconds_per_sample'`` when timed, ``'loss'`` with ``with_loss``, and
+    ``'solver'`` (iteration statistics per graph: solver iterations for
+    DEAR, processor steps taken for nar_lt) for models that choose their
+    own number of steps.
   """
   chunks = data_lib.batches(dataset, batch_size)
   key = jax.random.PRNGKey(seed)
+  params = models.stepper.replicate(params)
   # The first batch of each shape compiles: time only the others, or, if
   # every batch compiles, a second run of the first one.
   preds, stats, seconds, timed_graphs, shapes = [], [], 0.0, 0, set()
+  loss_sum = 0.0  # A device scalar once added to: read at the end.
   for fb in chunks:
     start = time.perf_counter()
-    pred, stat = models.predict(key, fb)
-    preds.append(pred)
-    if stat is not None:
-      stats.append(stat)
+    out = models.evaluate(params, key, fb, with_loss)
+    preds.append(out.preds)
+    if out.stats is not None:
+      stats.append(out.stats)
+    if with_loss:
+      loss_sum = loss_sum + out.loss * data_lib.num_graphs(fb)
     shape = data_lib.num_graphs(fb)
     if shape in shapes:
       seconds += time.perf_counter() - start
@@ -118,7 +111,7 @@ def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
     shapes.add(shape)
   if timed and not timed_graphs:
     start = time.perf_counter()
-    models.predict(key, chunks[0])
+    models.evaluate(params, key, chunks[0], with_loss)
     seconds = time.perf_counter() - start
     timed_graphs = data_lib.num_graphs(chunks[0])
   preds = _concat(preds)
@@ -129,6 +122,8 @@ def evaluate(models: models_lib.Models, dataset: clrs.Feedback, *,
       'gt_steps_mean': data_lib.mean_steps(dataset),
       'graphs': data_lib.num_graphs(dataset),
   }
+  if with_loss:
+    result['loss'] = float(loss_sum) / data_lib.num_graphs(dataset)
   if timed:
     result['seconds_per_sample'] = seconds / timed_graphs
   if stats:
@@ -229,10 +224,12 @@ def _check_no_later_checkpoint(config: ml_collections.ConfigDict,
 
 
 def _initial_state(models: models_lib.Models) -> dict[str, Any]:
-  params = models.train.params
+  """The checkpoint of a fresh run (host arrays): the template that a
+  checkpoint is restored into."""
+  params = parallel.to_host(models.initial_state.params)
   return {
       'params': params,
-      'opt_state': models.train.opt_state,
+      'opt_state': parallel.to_host(models.initial_state.opt_state),
       'best_params': params,
       'step': ckpt_lib.scalar(0, np.int64),
       'best_step': ckpt_lib.scalar(0, np.int64),
@@ -321,16 +318,17 @@ def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
   return values
 
 
-def _test_results(models: models_lib.Models,
+def _test_results(models: models_lib.Models, params: Any,
                   config: ml_collections.ConfigDict,
                   sizes: Sequence[int], writer, step: int) -> dict[str, Any]:
-  """Scores ``models.eval`` on the test sets; fields of ``results.json``."""
+  """Scores ``params`` on the test sets; fields of ``results.json``."""
   out = {'test_scores': {}, 'gt_steps_mean': {}, 'seconds_per_sample': {},
          'solver': {}}
   for size in sizes:
     dataset = load_eval_set(config, 'test', size)
-    result = evaluate(models, dataset, batch_size=config.eval_batch_size,
-                      seed=config.seed, timed=True)
+    result = evaluate(models, params, dataset,
+                      batch_size=config.eval_batch_size, seed=config.seed,
+                      timed=True)
     key = str(size)
     out['test_scores'][key] = {'score': result['score'], **result['outputs']}
     out['gt_steps_mean'][key] = result['gt_steps_mean']
@@ -409,6 +407,164 @@ def _final_train_loss(loss: float, step: int,
   return last[-1].get('train_loss') if last else None
 
 
+def _start_run(config: ml_collections.ConfigDict,
+               workdir: str) -> dict[str, Any] | None:
+  """Checks a run can start or resume in ``workdir`` and writes its
+  ``config.json``; returns the results of a run that is already finished
+  (then nothing is written)."""
+  models_lib.check_config(config)
+  _prepare_workdir(workdir)
+  _check_resumable(config, workdir)
+  finished = _finished_results(config, workdir)
+  if finished is not None:
+    # Nothing is written: scoring it again is experiments.evaluate's job.
+    logging.info(
+        'nothing to do: the run in %s is finished (%d steps%s); its scores '
+        'are in %s. To test it again (other sizes or solver settings): '
+        'python -m experiments.evaluate --workdir=%s', workdir,
+        finished['train_steps'],
+        '' if finished['train_steps'] == config.train_steps else
+        f', more than train_steps={config.train_steps}',
+        os.path.join(workdir, 'results.json'), workdir)
+    return finished
+  _check_no_later_checkpoint(config, workdir)
+  _write_json(json.loads(config.to_json()),
+              os.path.join(workdir, 'config.json'))
+  return None
+
+
+def _restore_training(models: models_lib.Models,
+                      checkpointer: ckpt_lib.Checkpointer,
+                      config: ml_collections.ConfigDict
+                      ) -> tuple[dict[str, Any], Any]:
+  """``(checkpoint state on the host, training state on the devices)``:
+  from the newest readable checkpoint, or fresh."""
+  state = _initial_state(models)
+  if checkpointer.latest_step() is None:
+    return state, models.initial_state
+  restored, _ = checkpointer.restore_newest_readable(state)
+  if restored is None:
+    logging.warning('no readable checkpoint under %s: starting afresh',
+                    checkpointer.directory)
+    return state, models.initial_state
+  logging.info('resumed from step %d of %d', int(restored['step']),
+               config.train_steps)
+  return restored, models.stepper.state(
+      restored['params'], restored['opt_state'], int(restored['step']))
+
+
+class _Validation:
+  """Scores parameters on the validation set (score and loss in one pass),
+  keeps the best-so-far bookkeeping of the checkpoint state, the learning
+  curve and the log."""
+
+  def __init__(self, models: models_lib.Models,
+               config: ml_collections.ConfigDict, val_set: clrs.Feedback,
+               writer, history: History):
+    self.models, self.config, self.val_set = models, config, val_set
+    self.writer, self.history = writer, history
+
+  def __call__(self, state: dict[str, Any], params: Any, step: int,
+               loss: float) -> bool:
+    """Validates ``params`` after ``step`` steps (``loss``: the last
+    training loss); updates ``state``'s best entries and returns whether
+    these parameters are the new best."""
+    config = self.config
+    val = evaluate(self.models, params, self.val_set,
+                   batch_size=config.eval_batch_size, seed=config.seed,
+                   with_loss=True)
+    _log_scalars(self.writer, step, 'val', {**_eval_scalars(val),
+                                            'loss': val['loss']})
+    criterion = (-val['loss'] if config.select_by == 'loss'
+                 else val['score'])
+    improved = criterion > float(state['best_val'])
+    if improved:
+      state['best_val'] = ckpt_lib.scalar(criterion)
+      state['best_val_score'] = ckpt_lib.scalar(val['score'])
+      state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
+      state['best_step'] = ckpt_lib.scalar(step, np.int64)
+    entry = {'step': step, 'val_score': val['score'],
+             'val_loss': val['loss'],
+             'train_loss': loss if math.isfinite(loss) else None}
+    if 'solver' in val:
+      entry['val_iterations_mean'] = val['solver']['iterations_mean']
+    if config.test_every and step % config.test_every == 0:
+      entry['test_scores'] = {
+          str(n): evaluate(self.models, params,
+                           load_eval_set(config, 'test', n),
+                           batch_size=config.eval_batch_size,
+                           seed=config.seed)['score']
+          for n in config.test_sizes}
+    self.history.append(entry)
+    logging.info('validation at step %d: loss %.4f score %.4f%s (best by '
+                 '%s at step %d: loss %.4f score %.4f)%s', step,
+                 val['loss'], val['score'], ' *' if improved else '',
+                 config.select_by, int(state['best_step']),
+                 float(state['best_val_loss']),
+                 float(state['best_val_score']),
+                 ''.join(f', test n={n}: {v:.4f}' for n, v in
+                         entry.get('test_scores', {}).items()))
+    return improved
+
+
+class _Window:
+  """Steps per second between log lines."""
+
+  def __init__(self, step: int):
+    self.start, self.step = time.perf_counter(), step
+
+  def log(self, writer, step: int, total: int, metrics: dict[str, float],
+          eta: _Eta) -> None:
+    now = time.perf_counter()
+    rate = (step - self.step) / max(now - self.start, 1e-9)
+    logging.info('step %d/%d  loss %.4f (mean %.4f)  %.2f steps/s  ETA %s',
+                 step, total, metrics['loss'], metrics['loss_mean'], rate,
+                 eta.text(step))
+    writer.scalar('train/loss', metrics['loss'], step)
+    writer.scalar('train/loss_mean', metrics['loss_mean'], step)
+    writer.scalar('train/steps_per_second', rate, step)
+    self.start, self.step = now, step
+
+
+def _save(checkpointer: ckpt_lib.Checkpointer, state: dict[str, Any],
+          train_state: Any, best_params: Any, step: int,
+          train_seconds: float) -> None:
+  """Checkpoints the run after ``step`` steps (device arrays read back)."""
+  state.update(
+      params=parallel.to_host(train_state.params),
+      opt_state=parallel.to_host(train_state.opt_state),
+      best_params=parallel.to_host(best_params),
+      step=ckpt_lib.scalar(step, np.int64),
+      train_seconds=ckpt_lib.scalar(train_seconds))
+  checkpointer.save(step, state)
+
+
+def _run_results(models: models_lib.Models,
+                 config: ml_collections.ConfigDict, state: dict[str, Any],
+                 history: History, step: int, loss: float) -> dict[str, Any]:
+  """The fields of ``results.json`` that the test sets do not give."""
+  return {
+      'algorithm': config.algorithm,
+      'model': config.model,
+      'processor': models_lib.processor_name(config),
+      'seed': config.seed,
+      'config': json.loads(config.to_json()),
+      'select_by': config.select_by,
+      # At the selected checkpoint.
+      'val_score': float(state['best_val_score']),
+      'val_loss': float(state['best_val_loss']),
+      'best_step': int(state['best_step']),
+      'history': history.entries,
+      'train_steps': step,
+      'final_train_loss': _final_train_loss(loss, step, history),
+      # Wall time of the training loop (validation included), summed over
+      # resumed segments, as of the last checkpoint (= the last step).
+      'train_seconds': float(state['train_seconds']),
+      'num_devices': models.num_devices,
+      'num_processes': jax.process_count(),
+  }
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[Callable[[int], None]] = ()
                        ) -> dict[str, Any]:
@@ -437,25 +593,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       that differs from the workdir's run or asks for fewer steps than its
       checkpoints have, or a workdir or data_dir that cannot be written.
   """
-  models_lib.check_config(config)
-  _prepare_workdir(workdir)
-  _check_resumable(config, workdir)
-  finished = _finished_results(config, workdir)
+  finished = _start_run(config, workdir)
   if finished is not None:
-    # Nothing is written: scoring it again is experiments.evaluate's job.
-    logging.info(
-        'nothing to do: the run in %s is finished (%d steps%s); its scores '
-        'are in %s. To test it again (other sizes or solver settings): '
-        'python -m experiments.evaluate --workdir=%s', workdir,
-        finished['train_steps'],
-        '' if finished['train_steps'] == config.train_steps else
-        f', more than train_steps={config.train_steps}',
-        os.path.join(workdir, 'results.json'), workdir)
     return finished
-  _check_no_later_checkpoint(config, workdir)
-  _write_json(json.loads(config.to_json()),
-              os.path.join(workdir, 'config.json'))
-
   stream = data_lib.TrainStream.load(
       config.algorithm, list(config.train_sizes),
       config.train_samples_per_size, config.batch_size, config.seed,
@@ -465,130 +605,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   val_set = load_eval_set(config, 'val', config.val_size)
   models = models_lib.build_models(
       config, data_lib.subsample(val_set, np.arange(1)))
-
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-  state = _initial_state(models)
-  if checkpointer.latest_step() is not None:
-    restored, _ = checkpointer.restore_newest_readable(state)
-    if restored is None:
-      logging.warning('no readable checkpoint under %s: starting afresh',
-                      checkpointer.directory)
-    else:
-      state = restored
-      models.train.params = state['params']
-      models.train.opt_state = state['opt_state']
-      logging.info('resumed from step %d of %d', int(state['step']),
-                   config.train_steps)
+  stepper = models.stepper
+  # The checkpoint, on the host; the training state and the best
+  # parameters live on the devices and come back only to be saved.
+  state, train_state = _restore_training(models, checkpointer, config)
+  best_params = stepper.replicate(state['best_params'])
   writer = _summary_writer(workdir, config.tensorboard)
-  train_key = jax.random.PRNGKey(config.seed)
+  train_key = stepper.replicate(jax.random.PRNGKey(config.seed))
 
   step = int(state['step'])
   history = History(workdir, step)
+  validate = _Validation(models, config, val_set, writer, history)
   loss = float('nan')
-
-  def validate():
-    models.sync()
-    val = evaluate(models, val_set, batch_size=config.eval_batch_size,
-                   seed=config.seed)
-    val['loss'] = validation_loss(models, val_set,
-                                  batch_size=config.eval_batch_size,
-                                  seed=config.seed)
-    _log_scalars(writer, step, 'val', {**_eval_scalars(val),
-                                       'loss': val['loss']})
-    criterion = (-val['loss'] if config.select_by == 'loss'
-                 else val['score'])
-    improved = criterion > float(state['best_val'])
-    if improved:
-      state['best_val'] = ckpt_lib.scalar(criterion)
-      state['best_val_score'] = ckpt_lib.scalar(val['score'])
-      state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
-      state['best_step'] = ckpt_lib.scalar(step, np.int64)
-      state['best_params'] = models.train.params
-    entry = {'step': step, 'val_score': val['score'],
-             'val_loss': val['loss'],
-             'train_loss': loss if math.isfinite(loss) else None}
-    if 'solver' in val:
-      entry['val_iterations_mean'] = val['solver']['iterations_mean']
-    if config.test_every and step % config.test_every == 0:
-      entry['test_scores'] = {
-          str(n): evaluate(models, load_eval_set(config, 'test', n),
-                           batch_size=config.eval_batch_size,
-                           seed=config.seed)['score']
-          for n in config.test_sizes}
-    history.append(entry)
-    logging.info('validation at step %d: loss %.4f score %.4f%s (best by '
-                 '%s at step %d: loss %.4f score %.4f)%s', step,
-                 val['loss'], val['score'], ' *' if improved else '',
-                 config.select_by, int(state['best_step']),
-                 float(state['best_val_loss']),
-                 float(state['best_val_score']),
-                 ''.join(f', test n={n}: {v:.4f}' for n, v in
-                         entry.get('test_scores', {}).items()))
 
   if step < config.train_steps:
     _log_compiling(config, stream, step)
   if step == 0:
-    validate()  # The untrained parameters are the first candidate.
-  window_start, window_step = time.perf_counter(), step
-  segment_start = time.perf_counter()
-  base_seconds = float(state['train_seconds'])
+    # The untrained parameters are the first candidate.
+    validate(state, train_state.params, step, loss)
+  window = _Window(step)
+  # Training seconds of earlier segments, less this segment's start.
+  seconds_offset = float(state['train_seconds']) - time.perf_counter()
   eta = _Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
     tick = time.perf_counter()
     feedback = models.prepare(stream.batch(step))
     eta.start_step(feedback)
-    loss = float(models.train.feedback(jax.random.fold_in(train_key, step),
-                                       feedback))
+    # Dispatched, not waited for: the host prepares the next batch while
+    # the devices train on this one.
+    train_state = stepper.train_step(train_state, train_key, feedback)
     step += 1
-    if step % config.log_every == 0 or step == config.train_steps:
-      now = time.perf_counter()
-      rate = (step - window_step) / max(now - window_start, 1e-9)
-      logging.info('step %d/%d  loss %.4f  %.2f steps/s  ETA %s', step,
-                   config.train_steps, loss, rate, eta.text(step))
-      writer.scalar('train/loss', loss, step)
-      writer.scalar('train/steps_per_second', rate, step)
-      window_start, window_step = now, step
-    if step % config.eval_every == 0 or step == config.train_steps:
-      validate()
+    last = step == config.train_steps
+    if step % config.log_every == 0 or last:
+      # The mean is over the steps since the last log line.
+      train_state, metrics = stepper.read_metrics(train_state)
+      loss = metrics['loss']
+      window.log(writer, step, config.train_steps, metrics, eta)
+    if step % config.eval_every == 0 or last:
+      if not step % config.log_every == 0 and not last:
+        loss = float(parallel.to_host(train_state.loss))
+      if validate(state, train_state.params, step, loss):
+        best_params = stepper.copy(train_state.params)
       eta.validated()
-    if step % config.checkpoint_every == 0 or step == config.train_steps:
-      state.update(
-          params=models.train.params, opt_state=models.train.opt_state,
-          step=ckpt_lib.scalar(step, np.int64),
-          train_seconds=ckpt_lib.scalar(
-              base_seconds + time.perf_counter() - segment_start))
-      checkpointer.save(step, state)
+    if step % config.checkpoint_every == 0 or last:
+      _save(checkpointer, state, train_state, best_params, step,
+            seconds_offset + time.perf_counter())
     eta.end_step(time.perf_counter() - tick)
     for hook in hooks:
       hook(step)
-  # Wall time of the training loop (validation included), summed over
-  # resumed segments, as of the last checkpoint (= the last step).
-  train_seconds = float(state['train_seconds'])
   checkpointer.close()
 
   # Score the parameters selected on the validation set.
-  models.train.params = state['best_params']
-  models.sync()
-  results = {
-      'algorithm': config.algorithm,
-      'model': config.model,
-      'processor': models_lib.processor_name(config),
-      'seed': config.seed,
-      'config': json.loads(config.to_json()),
-      'select_by': config.select_by,
-      # At the selected checkpoint.
-      'val_score': float(state['best_val_score']),
-      'val_loss': float(state['best_val_loss']),
-      'best_step': int(state['best_step']),
-      'history': history.entries,
-      'train_steps': step,
-      'final_train_loss': _final_train_loss(loss, step, history),
-      'train_seconds': train_seconds,
-      'num_devices': models.num_devices,
-      'num_processes': jax.process_count(),
-  }
-  results.update(_test_results(models, config, list(config.test_sizes),
-                               writer, step))
+  results = _run_results(models, config, state, history, step, loss)
+  results.update(_test_results(models, best_params, config,
+                               list(config.test_sizes), writer, step))
   writer.flush()
   _write_json(results, os.path.join(workdir, 'results.json'))
   logging.info(
@@ -616,6 +687,44 @@ def _saved_config(workdir: str) -> dict[str, Any]:
       return json.load(f)
   except (OSError, ValueError) as error:
     raise UserError(f'cannot read {path} ({error})') from error
+
+
+def _override_solver(config: ml_collections.ConfigDict,
+                     overrides: dict[str, Any]) -> None:
+  """Sets equilibrium-solver settings of a DEAR run's config, or refuses."""
+  if not models_lib.is_equilibrium(config):
+    raise ValueError(f'solver settings {sorted(overrides)} only apply to '
+                     f'--model=dear runs, not {config.model!r}')
+  unknown = sorted(set(overrides) - set(config.deq))
+  if unknown:
+    raise ValueError(f'unknown solver settings {unknown}; valid: '
+                     f'{sorted(config.deq)}')
+  for key, value in overrides.items():
+    config.deq[key] = value
+
+
+def _restore_for_evaluation(models: models_lib.Models, workdir: str,
+                            config: ml_collections.ConfigDict,
+                            step: int | None) -> dict[str, Any]:
+  """Checkpoint ``step`` (default: the newest readable one), read-only."""
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+  try:
+    if step is None:
+      state, _ = checkpointer.restore_newest_readable(
+          _initial_state(models), set_aside=False)
+      if state is None:
+        raise UserError(f'no checkpoint under {checkpointer.directory} can '
+                        f'be read (see the warnings above)')
+      return state
+    try:
+      return checkpointer.restore(_initial_state(models), step)
+    except Exception as error:  # pylint: disable=broad-except
+      raise UserError(
+          f'checkpoint {checkpointer.step_directory(step)} is unreadable '
+          f'({type(error).__name__}: {ckpt_lib.first_line(error)})'
+      ) from error
+  finally:
+    checkpointer.close()
 
 
 def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
@@ -665,39 +774,15 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   if test_sizes:
     config.test_sizes = tuple(int(n) for n in test_sizes)
   if solver_overrides:
-    if not models_lib.is_equilibrium(config):
-      raise ValueError(f'solver settings {sorted(solver_overrides)} only '
-                       f'apply to --model=dear runs, not {config.model!r}')
-    unknown = sorted(set(solver_overrides) - set(config.deq))
-    if unknown:
-      raise ValueError(f'unknown solver settings {unknown}; valid: '
-                       f'{sorted(config.deq)}')
-    for key, value in solver_overrides.items():
-      config.deq[key] = value
+    _override_solver(config, solver_overrides)
   if data_dir:
     config.data_dir = data_dir
   models_lib.check_config(config)
   val_set = load_eval_set(config, 'val', config.val_size)
   models = models_lib.build_models(
       config, data_lib.subsample(val_set, np.arange(1)))
-  checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-  if step is None:
-    state, _ = checkpointer.restore_newest_readable(_initial_state(models),
-                                                    set_aside=False)
-    if state is None:
-      raise UserError(f'no checkpoint under {checkpointer.directory} can be '
-                      f'read (see the warnings above)')
-  else:
-    try:
-      state = checkpointer.restore(_initial_state(models), step)
-    except Exception as error:  # pylint: disable=broad-except
-      raise UserError(
-          f'checkpoint {checkpointer.step_directory(step)} is unreadable '
-          f'({type(error).__name__}: {ckpt_lib.first_line(error)})'
-      ) from error
-  checkpointer.close()
-  models.train.params = state['best_params' if which == 'best' else 'params']
-  models.sync()
+  state = _restore_for_evaluation(models, workdir, config, step)
+  params = state['best_params' if which == 'best' else 'params']
   writer = _summary_writer(workdir, config.get('tensorboard', True))
   results = {
       'algorithm': config.algorithm, 'model': config.model,
@@ -706,8 +791,9 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       'params': which, 'params_step': int(
           state['best_step'] if which == 'best' else state['step']),
   }
-  results.update(_test_results(models, config, list(config.test_sizes),
-                               writer, int(state['step'])))
+  results.update(_test_results(models, params, config,
+                               list(config.test_sizes), writer,
+                               int(state['step'])))
   writer.flush()
   _write_json(results, output)
   logging.info('wrote %s (scores of the %s parameters, from step %d, of '

@@ -4,7 +4,6 @@ import json
 import logging
 import os
 
-import clrs
 import jax
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from deq_clrs import training
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
+from deq_clrs.training import step as step_lib
 from deq_clrs.training import train as train_lib
 from experiments.configs import test as test_config
 
@@ -279,37 +279,17 @@ def test_termination_target_is_one_until_the_last_step():
                                               [1, 1, 0, 0, 0]])
 
 
-class _FakeModel:
-  """Returns chosen per-step outputs and termination logits."""
-
-  def __init__(self, logits, outputs):
-    self.logits, self.outputs, self.features = logits, outputs, None
-
-  def predict(self, key, features, return_hints, return_all_outputs):
-    assert return_hints and return_all_outputs
-    self.features = features
-    return self.outputs, [{models_lib.LT_HINT: x} for x in self.logits]
-
-
 def test_learned_termination_reads_outputs_at_the_predicted_stop():
-  fb = data_lib.generate('bfs', 4, 3, seed=0)
-  config = tiny_config('unused', model='nar_lt')
-  config.nar_lt.cap_per_node = 1.0  # 4 steps for 4 nodes
   # Graph 0 stops after step 2, graph 1 after step 1, graph 2 never.
   logits = np.array([[1., -1., 1.], [-1., 2., 1.], [3., 1., 1.],
                      [-2., 1., 1.]])
+  stop, stopped = step_lib.first_stop(logits)
+  np.testing.assert_array_equal(stop + 1, [2, 1, 4])
+  np.testing.assert_array_equal(stopped, [True, True, False])
+  # Outputs after every step: [4 steps, 3 graphs, 4 nodes], valued by step.
   steps = np.arange(4, dtype=float)[:, None, None] * np.ones((4, 3, 4))
-  pi = clrs.DataPoint('pi', clrs.Location.NODE, clrs.Type.POINTER, steps)
-  fake = _FakeModel(logits, {'pi': pi})
-  models = models_lib.Models(train=None, eval=fake, stats_log=None,
-                             prepare=models_lib.termination_feedback)
-  preds, stats = models_lib._lt_predict(models, config)(None, fb)
-  np.testing.assert_array_equal(preds['pi'].data[:, 0], [1, 0, 3])
-  np.testing.assert_array_equal(stats['iterations'], [2, 1, 4])
-  np.testing.assert_array_equal(stats['converged'], [True, True, False])
-  # Run to the cap: the true lengths never reach the model.
-  assert fake.features.hints[0].data.shape[0] == 5
-  np.testing.assert_array_equal(fake.features.lengths, [5, 5, 5])
+  read = step_lib.take_steps({'pi': steps}, stop)
+  np.testing.assert_array_equal(read['pi'][:, 0], [1, 0, 3])
 
 
 def test_nar_lt_run_is_not_told_the_steps_at_test_time(data_dir, tmp_path):
@@ -323,11 +303,12 @@ def test_nar_lt_run_is_not_told_the_steps_at_test_time(data_dir, tmp_path):
       'bfs', 'train', 8, 16, data_dir=data_dir, er_probs=config.er_probs))
   test = train_lib.load_eval_set(config, 'test', 12)
   key = jax.random.PRNGKey(0)
-  preds, _ = models.predict(key, test)
+  params = models.initial_state.params
+  preds = models.evaluate(params, key, test).preds
   lengths = np.asarray(test.features.lengths)
   corrupted = test._replace(features=test.features._replace(
       lengths=lengths[::-1] + 7))
-  again, _ = models.predict(key, corrupted)
+  again = models.evaluate(params, key, corrupted).preds
   np.testing.assert_array_equal(preds['pi'].data, again['pi'].data)
 
 

@@ -1,4 +1,5 @@
-"""Trains a tiny DEAR model data-parallel and prints what the tests compare.
+"""Trains a tiny DEAR model data-parallel (``deq_clrs.training.step``) and
+prints what the tests compare.
 
 Run as a subprocess by deq_clrs/training/parallel_test.py, because the number
 of devices and the distributed runtime are fixed when JAX starts:
@@ -32,6 +33,7 @@ import clrs  # noqa: E402
 import numpy as np  # noqa: E402
 
 import deq_clrs  # noqa: E402
+from deq_clrs.training import step as step_lib  # noqa: E402
 
 BATCH = 8
 STEPS = 3
@@ -46,23 +48,26 @@ def global_batches():
 
 
 def train(mesh, batches, odd, spec):
-  """Three steps of data-parallel training, then a prediction."""
-  model = parallel.DataParallelBaselineModel(
-      spec=spec, dummy_trajectory=batches[0],
-      processor_factory=deq_clrs.get_processor_factory('deq_mpnn'),
-      hidden_dim=16, encode_hints=False, decode_hints=False,
-      learning_rate=1e-2, mesh=mesh)
-  model.init(batches[0].features, 0)
-  losses, grads = [], None
-  for i, fb in enumerate(batches):
-    if i == 0:
-      _, grads = model.compute_grad(jax.random.PRNGKey(i), fb)
-    losses.append(float(model.feedback(jax.random.PRNGKey(i), fb)))
-  leaf = jax.tree_util.tree_leaves(model._device_params)[0]  # pylint: disable=protected-access
-  preds, _ = model.predict(jax.random.PRNGKey(0), batches[0].features)
-  odd_preds, _ = model.predict(jax.random.PRNGKey(0), odd.features)
+  """Three steps of data-parallel training, then predictions."""
+  net = step_lib.build_network(
+      spec, batches[0], deq_clrs.get_processor_factory('deq_mpnn'),
+      hidden_dim=16, encode_hints=False, decode_hints=False)
+  stepper = step_lib.Stepper(spec=spec, net=net,
+                             optimizer=step_lib.make_optimizer(1e-2, 0.0),
+                             mesh=mesh, decode_hints=False)
+  state = stepper.init(0, batches[0].features)
+  key = jax.random.PRNGKey(0)
+  _, grads = stepper.loss_and_grads(state.params, key, batches[0])
+  losses = []
+  for fb in batches:
+    state = stepper.train_step(state, key, fb)
+    losses.append(float(parallel.to_host(state.loss)))
+  leaf = jax.tree_util.tree_leaves(state.params)[0]
+  preds, _ = stepper.predict(state.params, key, batches[0].features)
+  odd_preds, odd_loss = stepper.evaluate(state.params, key, odd)
   flat_grads = np.concatenate([np.ravel(g) for g in
-                               jax.tree_util.tree_leaves(grads)])
+                               jax.tree_util.tree_leaves(
+                                   parallel.to_host(grads))])
   return {
       'losses': losses,
       'grads': flat_grads.tolist(),
@@ -70,6 +75,7 @@ def train(mesh, batches, odd, spec):
       'pred_shape': list(np.shape(preds['pi'].data)),
       'pred_pi': np.asarray(preds['pi'].data).tolist(),
       'odd_pred_pi': np.asarray(odd_preds['pi'].data).tolist(),
+      'odd_loss': float(parallel.to_host(odd_loss)),
   }
 
 
