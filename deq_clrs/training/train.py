@@ -30,6 +30,7 @@ from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import parallel
+from deq_clrs.training import provenance
 from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
@@ -562,6 +563,9 @@ def _run_results(models: models_lib.Models,
       'train_seconds': float(state['train_seconds']),
       'num_devices': models.num_devices,
       'num_processes': jax.process_count(),
+      # The code that finished the run (a resumed run may have started on
+      # another commit).
+      'code_version': provenance.code_version(),
   }
 
 
@@ -790,6 +794,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       'solver_overrides': dict(solver_overrides or {}),
       'params': which, 'params_step': int(
           state['best_step'] if which == 'best' else state['step']),
+      'code_version': provenance.code_version(),
   }
   results.update(_test_results(models, params, config,
                                list(config.test_sizes), writer,

@@ -12,6 +12,7 @@ from deq_clrs import training
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
+from deq_clrs.training import provenance
 from deq_clrs.training import step as step_lib
 from deq_clrs.training import train as train_lib
 from experiments.configs import test as test_config
@@ -59,6 +60,7 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert saved['seconds_per_sample'][size] > 0
   assert saved['train_seconds'] > 0
   assert saved['config']['hidden_size'] == 16
+  assert saved['code_version'] == provenance.code_version()
   assert os.listdir(os.path.join(workdir, 'tensorboard'))
   assert ckpt_lib.Checkpointer(workdir).latest_step() == 4
 
@@ -66,6 +68,7 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   evaluated = training.evaluate_checkpoint(workdir, [8])
   assert set(evaluated['test_scores']) == {'8'}
   assert evaluated['params_step'] == saved['best_step']
+  assert evaluated['code_version'] == saved['code_version']
   assert os.path.exists(os.path.join(workdir, 'eval_results.json'))
   again = training.evaluate_checkpoint(workdir, [12], output=str(
       tmp_path / 'new_folder' / 'again.json'))  # the folder is made
