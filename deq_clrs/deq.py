@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from deq_clrs import alignment
 from deq_clrs import cells as cells_lib
 from deq_clrs import solvers
 
@@ -49,6 +50,21 @@ class EquilibriumStats(NamedTuple):
   jac_frobenius: jax.Array
 
 
+class TrajectorySamples(NamedTuple):
+  """Solver states of each graph for DEAR's alignment regulariser.
+
+  Attributes:
+    states: [B, S, N, D]: for each sampled iterate ``h_i`` of the solve
+      (chosen by :func:`deq_clrs.alignment.sample_indices`, in solver
+      order), the map applied once to it, ``P(stop_gradient(h_i))``: its
+      value is the solver's next state and its gradient reaches the
+      parameters and inputs as the phantom step's does.
+    valid: [B, S] which entries are real.
+  """
+  states: jax.Array
+  valid: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class DEQConfig:
   """Everything about the equilibrium layer except the cell.
@@ -71,6 +87,10 @@ class DEQConfig:
       gradient is added to whatever loss is differentiated through the layer
       (the loss value itself is unchanged). 0 disables.
     jac_reg_samples: probe vectors of the Hutchinson estimate.
+    trajectory_samples: in training, also return up to this many sampled
+      solver states per graph (:class:`TrajectorySamples`) for the
+      alignment regulariser; 0 (default) returns none. Needs the phantom
+      backward mode.
   """
   solver: solvers.SolverConfig = solvers.SolverConfig()
   backward: solvers.BackwardConfig = solvers.BackwardConfig()
@@ -79,12 +99,20 @@ class DEQConfig:
   noise_in_eval: bool = True
   jac_reg_weight: float = 1e-4
   jac_reg_samples: int = 1
+  trajectory_samples: int = 0
 
   def __post_init__(self):
     if self.noise_std < 0 or self.jac_reg_weight < 0:
       raise ValueError('noise_std and jac_reg_weight must be >= 0')
     if self.jac_reg_samples < 1:
       raise ValueError('jac_reg_samples must be >= 1')
+    if self.trajectory_samples < 0:
+      raise ValueError(f'trajectory_samples must be >= 0, got '
+                       f'{self.trajectory_samples}')
+    if self.trajectory_samples and self.backward.mode != 'phantom':
+      raise ValueError(
+          f'trajectory_samples (the alignment regulariser) needs the phantom '
+          f'backward mode, got backward={self.backward.mode!r}')
 
   def uses_noise(self, training: bool) -> bool:
     """Whether the map adds noise in this mode."""
@@ -153,6 +181,20 @@ def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
                 ) -> tuple[jax.Array, EquilibriumStats]:
   """Solves H* = P(H*, U, E, G, A) per graph from H(0) = 0.
 
+  The arguments and results are those of :func:`equilibrium_and_samples`,
+  without the trajectory samples.
+  """
+  h_star, stats, _ = equilibrium_and_samples(
+      cell, params, graph, config=config, training=training, rng=rng)
+  return h_star, stats
+
+
+def equilibrium_and_samples(
+    cell: nn.Module, params: Any, graph: GraphInputs, *, config: DEQConfig,
+    training: bool, rng: jax.Array | None = None
+) -> tuple[jax.Array, EquilibriumStats, TrajectorySamples | None]:
+  """Solves H* = P(H*, U, E, G, A) per graph from H(0) = 0.
+
   Args:
     cell: an unbound Flax cell (see :mod:`deq_clrs.cells`) with attribute
       ``out_size`` D.
@@ -164,19 +206,24 @@ def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
     rng: PRNG key; required when the mode uses noise or the regulariser.
 
   Returns:
-    ``(h_star [B, N, D], EquilibriumStats)``.
+    ``(h_star [B, N, D], EquilibriumStats, samples)``: ``samples`` is a
+    :class:`TrajectorySamples` in training with ``trajectory_samples > 0``,
+    else None.
   """
   batch, nodes = graph.node_fts.shape[:2]
   shape = (batch, nodes, cell.out_size)
   h0 = jnp.zeros(shape, graph.node_fts.dtype)
   use_noise = config.uses_noise(training)
   use_jac = config.uses_jac_reg(training)
-  if (use_noise or use_jac) and rng is None:
-    raise ValueError('equilibrium() needs an rng when it adds noise or '
-                     'computes the Jacobian regulariser')
+  record = training and config.trajectory_samples > 0
+  if (use_noise or use_jac or record) and rng is None:
+    raise ValueError('equilibrium() needs an rng when it adds noise, '
+                     'computes the Jacobian regulariser or samples the '
+                     'trajectory')
   if rng is None:
     rng = jax.random.PRNGKey(0)  # Unused: no noise, no regulariser.
   noise_key, jac_key = jax.random.split(rng)
+  sample_key = jax.random.fold_in(rng, 2)
   noise_keys = jax.random.split(noise_key, batch)
   inputs_at = None
   if use_noise and config.noise_per_call:
@@ -188,9 +235,16 @@ def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
     noise = jnp.zeros_like(h0)
   inputs = (graph, noise, noise_keys)
   f = single_graph_map(cell)
-  h_star, stats = solvers.solve(
+  solved = solvers.solve(
       f, h0, params, inputs, config=config.solver,
-      backward=config.backward, training=training, inputs_at=inputs_at)
+      backward=config.backward, training=training, inputs_at=inputs_at,
+      record_trajectory=record)
+  h_star, stats = solved[:2]
+  samples = None
+  if record:
+    samples = _sample_trajectory(f, params, inputs, solved[2],
+                                 stats.iterations, sample_key,
+                                 config.trajectory_samples)
   jac = jnp.zeros((batch,), h0.dtype)
   if use_jac:
     keys = jax.random.split(jac_key, batch)
@@ -206,7 +260,26 @@ def equilibrium(cell: nn.Module, params: Any, graph: GraphInputs, *,
     h_star = attach_loss_gradient(h_star, jac / batch, config.jac_reg_weight)
   stats = EquilibriumStats(solver=stats,
                            jac_frobenius=jax.lax.stop_gradient(jac))
-  return h_star, stats
+  return h_star, stats, samples
+
+
+def _sample_trajectory(f, params, inputs, trajectory: jax.Array,
+                       iterations: jax.Array, key: jax.Array,
+                       slots: int) -> TrajectorySamples:
+  """Samples each graph's recorded iterates ([B, cap, N, D]) and applies
+  the map once to each, with gradients (see :class:`TrajectorySamples`)."""
+  batch, cap = trajectory.shape[:2]
+  idx, valid = jax.vmap(
+      lambda k, its: alignment.sample_indices(k, its, slots, cap))(
+          jax.random.split(key, batch), iterations)
+  picked = jnp.take_along_axis(trajectory, idx[:, :, None, None], axis=1)
+
+  def per_graph(states, inputs):
+    return jax.vmap(lambda h: f(jax.lax.stop_gradient(h), params, inputs))(
+        states)
+
+  return TrajectorySamples(states=jax.vmap(per_graph)(picked, inputs),
+                           valid=valid)
 
 
 class EquilibriumModule(nn.Module):
@@ -234,8 +307,10 @@ class EquilibriumModule(nn.Module):
   @nn.compact
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
                graph_fts: jax.Array, adj_mat: jax.Array
-               ) -> tuple[jax.Array, EquilibriumStats]:
-    """Returns ``(H* [B, N, D], stats)`` for the encoded inputs."""
+               ) -> tuple[jax.Array, EquilibriumStats,
+                          TrajectorySamples | None]:
+    """Returns ``(H* [B, N, D], stats, samples)`` for the encoded inputs
+    (see :func:`equilibrium_and_samples`)."""
     cell = self.make_cell()
     h0 = jnp.zeros(node_fts.shape[:2] + (self.out_size,), node_fts.dtype)
     params = self.param(
@@ -243,8 +318,67 @@ class EquilibriumModule(nn.Module):
         lambda key: cell.init(key, node_fts, edge_fts, graph_fts, adj_mat,
                               h0).get('params', {}))
     needs_rng = (self.config.uses_noise(self.training)
-                 or self.config.uses_jac_reg(self.training))
+                 or self.config.uses_jac_reg(self.training)
+                 or (self.training and self.config.trajectory_samples > 0))
     rng = self.make_rng('noise') if needs_rng else None
     graph = GraphInputs(node_fts, edge_fts, graph_fts, adj_mat)
-    return equilibrium(cell, params, graph, config=self.config,
-                       training=self.training, rng=rng)
+    return equilibrium_and_samples(cell, params, graph, config=self.config,
+                                   training=self.training, rng=rng)
+
+
+def rollout(cell: nn.Module, params: Any, graph: GraphInputs,
+            steps: int) -> jax.Array:
+  """The states of ``steps`` plain applications of a cell from H(0) = 0.
+
+  This is how a step-by-step (NAR) processor without hints moves: its
+  encoded inputs are the same at every step, so its state after step ``t``
+  is ``P^t(0)``.
+
+  Args:
+    cell: an unbound Flax cell with attribute ``out_size`` D.
+    params: the cell's ``'params'`` collection.
+    graph: encoded inputs of B graphs of N nodes.
+    steps: static number of steps T (at least 1).
+
+  Returns:
+    [B, T, N, D]: entry ``t`` is the state after step ``t + 1``.
+  """
+  if steps < 1:
+    raise ValueError(f'rollout needs steps >= 1, got {steps}')
+  h0 = jnp.zeros(graph.node_fts.shape[:2] + (cell.out_size,),
+                 graph.node_fts.dtype)
+
+  def step(h, _):
+    h = cell.apply({'params': params}, *graph, h)
+    return h, h
+
+  _, states = jax.lax.scan(step, h0, None, length=steps)
+  return jnp.moveaxis(states, 0, 1)
+
+
+class RolloutModule(nn.Module):
+  """Flax wrapper of :func:`rollout` with :class:`EquilibriumModule`'s
+  parameter layout (one entry ``'cell'``), so that a trained processor's
+  cell parameters can be used by either.
+
+  Attributes:
+    cell_config: which cell to build.
+    out_size: node-state size D.
+    steps: number of steps T.
+  """
+  cell_config: cells_lib.CellConfig
+  out_size: int
+  steps: int
+
+  @nn.compact
+  def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
+               graph_fts: jax.Array, adj_mat: jax.Array) -> jax.Array:
+    """Returns the states [B, T, N, D] after steps 1 .. T."""
+    cell = self.cell_config.build(self.out_size)
+    h0 = jnp.zeros(node_fts.shape[:2] + (self.out_size,), node_fts.dtype)
+    params = self.param(
+        'cell',
+        lambda key: cell.init(key, node_fts, edge_fts, graph_fts, adj_mat,
+                              h0).get('params', {}))
+    graph = GraphInputs(node_fts, edge_fts, graph_fts, adj_mat)
+    return rollout(cell, params, graph, self.steps)

@@ -1,5 +1,7 @@
 """Tests of the equilibrium layer on small random graphs."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -285,3 +287,80 @@ def test_jacobian_regulariser_reaches_the_parameters():
   for a, b in zip(jax.tree_util.tree_leaves(diff),
                   jax.tree_util.tree_leaves(g_reg)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _iterates(cell, params, graph, count):
+  """``P^1(0) .. P^count(0)``: [count, B, N, D]."""
+  h = jnp.zeros(graph.node_fts.shape[:2] + (cell.out_size,))
+  out = []
+  for _ in range(count):
+    h = cell.apply({'params': params}, *graph, h)
+    out.append(h)
+  return jnp.stack(out)
+
+
+def test_trajectory_samples_are_later_iterates_with_gradients():
+  graph = random_graph()
+  cell = ContractiveGraphCell(out_size=D)
+  params = init_params(cell, graph)
+  config = deq.DEQConfig(
+      solver=solvers.SolverConfig(method='fixed_point', rel_tol=1e-6,
+                                  max_iter=40),
+      noise_std=0.0, jac_reg_weight=0.0, trajectory_samples=3)
+  h, stats, samples = deq.equilibrium_and_samples(
+      cell, params, graph, config=config, training=True,
+      rng=jax.random.PRNGKey(3))
+  assert samples.states.shape == (B, 3, N, D)
+  iterations = np.asarray(stats.solver.iterations)
+  plain = _iterates(cell, params, graph, int(iterations.max()) + 1)
+  for b in range(B):
+    valid = np.asarray(samples.valid[b])
+    want = min(3, iterations[b] - 1, max(1, (iterations[b] - 2) // 10))
+    assert valid.sum() == want
+    # The map applied to iterate i (i = 0 .. K - 2) is iterate i + 1:
+    # P^j(0) with j in 2 .. K, in solver order.
+    found = []
+    for s in np.flatnonzero(valid):
+      dist = jnp.abs(plain[:, b] - samples.states[b, s]).max(axis=(1, 2))
+      found.append(int(jnp.argmin(dist)) + 1)
+      assert float(dist.min()) < 1e-5
+    assert found == sorted(set(found))
+    assert all(2 <= j <= iterations[b] for j in found)
+  # The samples carry gradients to the parameters; without samples the
+  # layer returns none.
+  grad = jax.grad(lambda p: jnp.sum(deq.equilibrium_and_samples(
+      cell, p, graph, config=config, training=True,
+      rng=jax.random.PRNGKey(3))[2].states))(params)
+  assert sum(float(jnp.abs(g).sum())
+             for g in jax.tree_util.tree_leaves(grad)) > 0
+  off = dataclasses.replace(config, trajectory_samples=0)
+  assert deq.equilibrium_and_samples(cell, params, graph, config=off,
+                                     training=True)[2] is None
+  # At evaluation there are none either.
+  assert deq.equilibrium_and_samples(cell, params, graph, config=config,
+                                     training=False)[2] is None
+
+
+def test_trajectory_samples_need_the_phantom_gradient():
+  with pytest.raises(ValueError, match='phantom'):
+    deq.DEQConfig(trajectory_samples=1,
+                  backward=solvers.BackwardConfig(mode='implicit'))
+
+
+def test_rollout_is_the_cell_applied_step_by_step():
+  graph = random_graph()
+  cell = cells.GatedMPNNCell(out_size=D)
+  params = init_params(cell, graph)
+  states = deq.rollout(cell, params, graph, 4)
+  assert states.shape == (B, 4, N, D)
+  np.testing.assert_allclose(states, jnp.moveaxis(
+      _iterates(cell, params, graph, 4), 0, 1), atol=1e-6)
+  # The module keeps the equilibrium module's parameter layout.
+  module = deq.RolloutModule(cell_config=cells.CellConfig(), out_size=D,
+                             steps=2)
+  variables = module.init(jax.random.PRNGKey(0), *graph)
+  layer = deq.EquilibriumModule(cell_config=cells.CellConfig(), out_size=D,
+                                config=deq.DEQConfig(noise_std=0.0),
+                                training=False)
+  assert (jax.tree_util.tree_structure(variables) == jax.tree_util
+          .tree_structure(layer.init(jax.random.PRNGKey(0), *graph)))

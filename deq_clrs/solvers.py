@@ -244,31 +244,62 @@ def forward_solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree,
   Returns:
     ``(h, stats)`` with ``h`` shaped like ``h0`` and scalar ``stats`` fields.
   """
+  h, stats, _ = _solve_loop(f, h0, params, inputs, config, max_iter,
+                            inputs_at, record=False)
+  return h, stats
+
+
+def forward_trajectory(f: FixedPointFn, h0: PyTree, params: PyTree,
+                       inputs: PyTree, config: SolverConfig, max_iter: int,
+                       inputs_at: InputsAt | None = None
+                       ) -> tuple[PyTree, SolverStats, PyTree]:
+  """:func:`forward_solve` that also returns the iterates it went through.
+
+  Returns:
+    ``(h, stats, trajectory)``: as :func:`forward_solve`, and every leaf of
+    ``trajectory`` has shape ``[max_iter, *leaf.shape]``: entry ``i`` is
+    the ``(i + 1)``-th iterate (the output of the ``(i + 1)``-th call of
+    ``f``; entry ``stats.iterations - 1`` is ``h``), zeros after the last.
+  """
+  return _solve_loop(f, h0, params, inputs, config, max_iter, inputs_at,
+                     record=True)
+
+
+def _solve_loop(f, h0, params, inputs, config, max_iter, inputs_at, record):
+  """The loop of :func:`forward_solve`; with ``record``, the iterates too
+  (else ``None``)."""
   solver = _jaxopt_solver(f, config)
   at = (lambda i: inputs) if inputs_at is None else (
       lambda i: inputs_at(inputs, i))
   state = solver.init_state(h0, params, at(jnp.zeros((), jnp.int32)))
+  trajectory = None
+  if record:
+    trajectory = jax.tree_util.tree_map(
+        lambda x: jnp.zeros((max_iter,) + x.shape, x.dtype), h0)
 
   def cond(carry):
-    _, state, done = carry
+    _, state, done, _ = carry
     return jnp.logical_and(jnp.logical_not(done), state.iter_num < max_iter)
 
   def body(carry):
-    h, state, _ = carry
+    h, state, _, trajectory = carry
     # Both jaxopt solvers return next = f(x) and state.error = ||f(x) - x||,
     # where x is h (fixed point) or Anderson's extrapolation of the history.
     h, state = solver.update(h, state, params, at(state.iter_num))
+    if record:
+      trajectory = jax.tree_util.tree_map(
+          lambda buf, x: buf.at[state.iter_num - 1].set(x), trajectory, h)
     rel = relative_residual(state.error, h)
-    return h, state, _is_converged(state.error, rel, config)
+    return h, state, _is_converged(state.error, rel, config), trajectory
 
-  h, state, done = jax.lax.while_loop(
-      cond, body, (h0, state, jnp.zeros((), bool)))
+  h, state, done, trajectory = jax.lax.while_loop(
+      cond, body, (h0, state, jnp.zeros((), bool), trajectory))
   stats = SolverStats(
       iterations=state.iter_num.astype(jnp.int32),
       abs_residual=state.error,
       rel_residual=relative_residual(state.error, h),
       converged=done)
-  return h, stats
+  return h, stats, trajectory
 
 
 def _stop(tree: PyTree) -> PyTree:
@@ -319,16 +350,18 @@ def phantom_steps(f: FixedPointFn, h: PyTree, params: PyTree, inputs: PyTree,
 
 
 def _phantom_solve(f, h0, params, inputs, config, max_iter, backward,
-                   inputs_at=None, training=True):
-  h_star, stats = forward_solve(f, _stop(h0), _stop(params), _stop(inputs),
-                                config, max_iter, inputs_at)
-  if not training and not backward.phantom_in_eval:
-    return h_star, stats
-  # The phantom steps are the next calls of f after the solver's.
-  h = phantom_steps(f, _stop(h_star), params, inputs, backward.phantom_steps,
-                    backward.phantom_damping, inputs_at,
-                    first_call=stats.iterations + 1)
-  return h, stats
+                   inputs_at=None, training=True, record=False):
+  h_star, stats, trajectory = _solve_loop(
+      f, _stop(h0), _stop(params), _stop(inputs), config, max_iter,
+      inputs_at, record)
+  if training or backward.phantom_in_eval:
+    # The phantom steps are the next calls of f after the solver's.
+    h_star = phantom_steps(f, _stop(h_star), params, inputs,
+                           backward.phantom_steps, backward.phantom_damping,
+                           inputs_at, first_call=stats.iterations + 1)
+  if record:
+    return h_star, stats, trajectory
+  return h_star, stats
 
 
 def _unrolled_solve(f, h0, params, inputs, config, backward, inputs_at=None):
@@ -354,7 +387,8 @@ def solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree, *,
           config: SolverConfig = SolverConfig(),
           backward: BackwardConfig = BackwardConfig(),
           training: bool = True,
-          inputs_at: InputsAt | None = None) -> tuple[PyTree, SolverStats]:
+          inputs_at: InputsAt | None = None,
+          record_trajectory: bool = False) -> tuple[PyTree, SolverStats]:
   """Finds the fixed point of ``f`` for every example of a batch.
 
   Args:
@@ -370,12 +404,20 @@ def solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree, *,
       the phantom steps are applied.
     inputs_at: optional ``(inputs, i) -> inputs_i`` of ONE example: the data
       of the ``i``-th call of ``f`` (see :func:`forward_solve`).
+    record_trajectory: also return the solver's iterates (``phantom`` mode
+      only: the other modes differentiate through the solve itself).
 
   Returns:
     ``(h_star, stats)``: ``h_star`` shaped like ``h0``; ``stats`` a
-    :class:`SolverStats` whose fields have shape [B].
+    :class:`SolverStats` whose fields have shape [B]. With
+    ``record_trajectory``, ``(h_star, stats, trajectory)``: every leaf of
+    ``trajectory`` is ``[B, cap, ...]``, each example's iterates as
+    :func:`forward_trajectory` gives them (no gradient flows into them).
   """
   max_iter = config.cap(training)
+  if record_trajectory and backward.mode != 'phantom':
+    raise ValueError(f'recording the solver trajectory needs the phantom '
+                     f'backward mode, got {backward.mode!r}')
   if backward.mode == 'implicit':
     one = functools.partial(_implicit_solve, f, config=config,
                             max_iter=max_iter, backward=backward,
@@ -383,7 +425,8 @@ def solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree, *,
   elif backward.mode == 'phantom':
     one = functools.partial(_phantom_solve, f, config=config,
                             max_iter=max_iter, backward=backward,
-                            inputs_at=inputs_at, training=training)
+                            inputs_at=inputs_at, training=training,
+                            record=record_trajectory)
   else:
     one = functools.partial(_unrolled_solve, f, config=config,
                             backward=backward, inputs_at=inputs_at)

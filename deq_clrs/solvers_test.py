@@ -209,6 +209,41 @@ def test_phantom_forward_value_is_the_fixed_point():
   np.testing.assert_allclose(h_ph, h_imp, atol=1e-5)
 
 
+@pytest.mark.parametrize('method', solvers.FORWARD_METHODS)
+def test_the_recorded_trajectory_is_the_solver_iterates(method):
+  params, inputs = make_problem([0.3, 0.9])
+  config = solvers.SolverConfig(method=method, rel_tol=1e-3, max_iter=30)
+  h0 = jnp.zeros_like(inputs['b'])
+  h, stats, traj = solvers.solve(tanh_map, h0, params, inputs, config=config,
+                                 record_trajectory=True)
+  assert traj.shape == (2, 30, N)
+  h_plain, stats_plain = solvers.solve(tanh_map, h0, params, inputs,
+                                       config=config)
+  np.testing.assert_array_equal(stats.iterations, stats_plain.iterations)
+  np.testing.assert_allclose(h, h_plain, atol=1e-6)
+  for b, k in enumerate(np.asarray(stats.iterations)):
+    one = jax.tree_util.tree_map(lambda x, b=b: x[b], inputs)
+    # Each example alone records the same; slots after its last are 0.
+    _, _, alone = solvers.forward_trajectory(tanh_map, h0[b], params, one,
+                                             config, 30)
+    np.testing.assert_allclose(traj[b], alone, atol=1e-6)
+    assert not np.any(np.asarray(traj[b, k:]))
+    if method == 'fixed_point':
+      # Plain iteration: iterate i is f applied i + 1 times to h0.
+      x = h0[b]
+      for i in range(k):
+        x = tanh_map(x, params, one)
+        np.testing.assert_allclose(traj[b, i], x, atol=1e-6)
+
+
+def test_recording_the_trajectory_needs_the_phantom_mode():
+  params, inputs = make_problem([0.5])
+  h0 = jnp.zeros_like(inputs['b'])
+  with pytest.raises(ValueError, match='phantom'):
+    solvers.solve(tanh_map, h0, params, inputs, record_trajectory=True,
+                  backward=solvers.BackwardConfig(mode='implicit'))
+
+
 def test_solve_jits_and_unrolled_stats():
   params, inputs = make_problem([0.5, 0.9])
   h0 = jnp.zeros_like(inputs['b'])

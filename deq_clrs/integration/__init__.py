@@ -13,16 +13,22 @@ that is :mod:`deq_clrs.training`.
 
 from deq_clrs.integration.one_shot import one_shot_features
 from deq_clrs.integration.one_shot import one_shot_feedback
+from deq_clrs.integration.processors import DEQ_STATE_SCOPE
 from deq_clrs.integration.processors import PROCESSOR_KINDS
 from deq_clrs.integration.processors import NotOneShotError
 from deq_clrs.integration.processors import ProcessorFactory
+from deq_clrs.integration.processors import RolloutFactory
+from deq_clrs.integration.processors import cell_params_as_equilibrium
 from deq_clrs.integration.processors import get_processor_factory
 from deq_clrs.integration.processors import option_defaults
 
 __all__ = [
+    'DEQ_STATE_SCOPE',
     'PROCESSOR_KINDS',
     'NotOneShotError',
     'ProcessorFactory',
+    'RolloutFactory',
+    'cell_params_as_equilibrium',
     'get_processor_factory',
     'one_shot_features',
     'one_shot_feedback',

@@ -54,8 +54,10 @@ _SOLVER_OPTIONS = {'solver': 'method', **{
 _BACKWARD_OPTIONS = {'backward': 'mode', **{
     f.name: f.name for f in dataclasses.fields(solvers.BackwardConfig)
     if f.name != 'mode'}}
+# trajectory_samples is set by the training loop's alignment regulariser
+# (it writes Haiku state, which BaselineModel's hk.transform cannot hold).
 _DEQ_OPTIONS = {f.name: f.name for f in dataclasses.fields(deq_lib.DEQConfig)
-                if f.name not in ('solver', 'backward')}
+                if f.name not in ('solver', 'backward', 'trajectory_samples')}
 _EQUILIBRIUM_ONLY = {**_SOLVER_OPTIONS, **_BACKWARD_OPTIONS, **_DEQ_OPTIONS}
 
 
@@ -131,11 +133,72 @@ class DEQProcessor(clrs.processors.Processor):
       jax.debug.callback(_not_one_shot, jnp.sum(hidden))
     del hidden  # The equilibrium does not depend on an initial state.
     layer = hk.experimental.flax.lift(self._module, name='equilibrium')
-    h_star, stats = layer(node_fts, edge_fts, graph_fts, adj_mat,
-                          rngs={'noise': hk.next_rng_key()})
+    h_star, stats, samples = layer(node_fts, edge_fts, graph_fts, adj_mat,
+                                   rngs={'noise': hk.next_rng_key()})
     if self._stats_log is not None and not hk.running_init():
       jax.debug.callback(self._stats_log.record, stats)
+    if samples is not None:
+      # For the alignment regulariser (a network under
+      # hk.transform_with_state): see DEQ_STATE_SCOPE.
+      hk.set_state('samples', samples.states)
+      hk.set_state('samples_valid', samples.valid)
+      hk.set_state('output', h_star)
     return h_star, None
+
+
+# Haiku state a training DEQProcessor with trajectory samples writes (under
+# its module name): 'samples' [B, S, N, D] and 'samples_valid' [B, S]
+# (deq.TrajectorySamples) and 'output' [B, N, D] (H*); a RolloutProcessor
+# writes 'states' [B, T, N, D].
+DEQ_STATE_SCOPE = 'deq_clrs_processor'
+# Where each processor's cell parameters live, below the network's name.
+CELL_PARAMS_SCOPE = 'cell_clrs_processor/step'
+DEQ_PARAMS_SCOPE = 'deq_clrs_processor/equilibrium/cell'
+
+
+def cell_params_as_equilibrium(params: dict[str, Any]) -> dict[str, Any]:
+  """A ``CellProcessor`` network's parameters renamed for the equilibrium
+  (or rollout) processor of the same cell: the encoders and decoders keep
+  their names, the cell moves from ``CELL_PARAMS_SCOPE`` to
+  ``DEQ_PARAMS_SCOPE``."""
+  return {name.replace(f'/{CELL_PARAMS_SCOPE}/', f'/{DEQ_PARAMS_SCOPE}/'):
+          value for name, value in params.items()}
+
+
+class RolloutProcessor(clrs.processors.Processor):
+  """Runs a cell ``steps`` times from H(0) = 0 within one call: a NAR
+  processor's whole trajectory on one-shot data.
+
+  It has an equilibrium processor's module names (parameters from a
+  ``CellProcessor`` network go through :func:`cell_params_as_equilibrium`),
+  writes the states after every step into the Haiku state ``'states'``
+  ([B, T, N, D]; the network must be under ``hk.transform_with_state``) and
+  returns the last one.
+  """
+
+  def __init__(self, out_size: int, cell_config: cells_lib.CellConfig,
+               steps: int, name: str = 'deq'):
+    super().__init__(name=name)
+    self._module = deq_lib.RolloutModule(
+        cell_config=cell_config, out_size=out_size, steps=steps, parent=None)
+
+  def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
+               **unused_kwargs):
+    del hidden
+    layer = hk.experimental.flax.lift(self._module, name='equilibrium')
+    states = layer(node_fts, edge_fts, graph_fts, adj_mat)
+    hk.set_state('states', states)
+    return states[:, -1], None
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutFactory:
+  """``out_size -> RolloutProcessor`` for a cell run ``steps`` times."""
+  cell: cells_lib.CellConfig
+  steps: int
+
+  def __call__(self, out_size: int) -> RolloutProcessor:
+    return RolloutProcessor(out_size, self.cell, self.steps)
 
 
 class CellProcessor(clrs.processors.Processor):

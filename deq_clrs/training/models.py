@@ -33,6 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from deq_clrs import alignment as alignment_lib
 from deq_clrs import integration
 from deq_clrs import stats as stats_lib
 from deq_clrs.training import data as data_lib
@@ -200,6 +201,9 @@ class Models:
     evaluate: ``(params, key, cached Feedback, with_loss) -> Evaluation``:
       predictions (and, with ``with_loss``, the task loss) of one batch,
       from one forward pass.
+    step_extras: maps a cached training batch to the extra keyword
+      arguments of ``stepper.train_step`` (the true lengths and steps for
+      the alignment regulariser; none otherwise).
   """
   stepper: step_lib.Stepper
   initial_state: step_lib.TrainState
@@ -207,11 +211,18 @@ class Models:
   prepare: Callable[[clrs.Feedback], clrs.Feedback]
   evaluate: Callable[[Any, jax.Array, clrs.Feedback, bool], Evaluation] = (
       None)
+  step_extras: Callable[[clrs.Feedback], dict[str, Any]] = lambda fb: {}
 
   @property
   def num_devices(self) -> int:
     """Devices the batch is sharded over (data parallel)."""
     return self.stepper.num_devices
+
+  def train_inputs(self, batch: clrs.Feedback
+                   ) -> tuple[clrs.Feedback, dict[str, Any]]:
+    """``(prepared batch, extra keyword arguments of train_step)`` of a
+    cached training batch."""
+    return self.prepare(batch), self.step_extras(batch)
 
 
 def _identity(feedback: clrs.Feedback) -> clrs.Feedback:
@@ -260,13 +271,30 @@ def _lt_evaluate(models: Models, config: ml_collections.ConfigDict):
   return evaluate
 
 
+def aligned(config: ml_collections.ConfigDict) -> bool:
+  """Whether the config trains with DEAR's alignment regulariser."""
+  return config.align.weight > 0
+
+
+def alignment_extras(feedback: clrs.Feedback) -> dict[str, Any]:
+  """What a training step with the alignment regulariser needs besides the
+  one-shot batch: the graphs' true lengths and the teacher's steps (the
+  batch's time steps - 1, so one compilation per cached pool)."""
+  steps = max(dp.data.shape[0] for dp in feedback.features.hints)
+  return {'lengths': np.asarray(feedback.features.lengths),
+          'steps': max(steps - 1, 1)}
+
+
 def build_models(config: ml_collections.ConfigDict,
-                 dummy: clrs.Feedback) -> Models:
+                 dummy: clrs.Feedback,
+                 teacher_params: Any | None = None) -> Models:
   """Builds the steps of a config's model and its initial state.
 
   Args:
     config: the run config (see ``experiments/configs/default.py``).
     dummy: a cached training batch (not yet prepared) giving shapes.
+    teacher_params: with the alignment regulariser (``config.align``): the
+      trained NAR's network parameters, as its checkpoint holds them.
 
   Returns:
     :class:`Models` with parameters initialised from ``config.seed``, data
@@ -276,10 +304,11 @@ def build_models(config: ml_collections.ConfigDict,
   prepare = preparation(config)
   dummy = prepare(dummy)
 
-  def network(factory):
+  def network(factory, with_state=False):
     return step_lib.build_network(
         spec, dummy, factory, hidden_dim=config.hidden_size,
-        encode_hints=uses_hints(config), decode_hints=decodes_hints(config))
+        encode_hints=uses_hints(config), decode_hints=decodes_hints(config),
+        with_state=with_state)
 
   train_factory = processor_factory(config)
   stats_log = None
@@ -288,17 +317,34 @@ def build_models(config: ml_collections.ConfigDict,
     # Same parameter names; it only predicts.
     stats_log = stats_lib.SolverStatsLog()
     eval_net = network(train_factory.for_evaluation(stats_log))
+  mesh = make_mesh(config)
+  alignment = None
+  if aligned(config):
+    if teacher_params is None:
+      raise ValueError('config.align needs the teacher\'s parameters')
+    slots = alignment_lib.max_samples(train_factory.deq.solver.max_iter)
+    train_factory = dataclasses.replace(
+        train_factory, deq=dataclasses.replace(train_factory.deq,
+                                               trajectory_samples=slots))
+    teacher = integration.cell_params_as_equilibrium(teacher_params)
+    alignment = step_lib.Alignment(
+        spec=spec, dummy=dummy, hidden_dim=config.hidden_size,
+        cell=train_factory.cell,
+        teacher_params=parallel.replicate(mesh, teacher),
+        weight=config.align.weight)
   stepper = step_lib.Stepper(
-      spec=spec, net=network(train_factory),
+      spec=spec, net=network(train_factory, with_state=alignment is not None),
       optimizer=step_lib.make_optimizer(config.learning_rate,
                                         config.grad_clip),
-      mesh=make_mesh(config), decode_hints=decodes_hints(config),
-      eval_net=eval_net)
+      mesh=mesh, decode_hints=decodes_hints(config), eval_net=eval_net,
+      alignment=alignment)
   models = Models(stepper=stepper,
                   initial_state=stepper.init(config.seed, dummy.features),
                   stats_log=stats_log, prepare=prepare)
   models.evaluate = (_lt_evaluate(models, config) if config.model == 'nar_lt'
                      else _plain_evaluate(models))
+  if alignment is not None:
+    models.step_extras = alignment_extras
   return models
 
 
@@ -347,6 +393,52 @@ def _check_sizes(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'val_size must be >= 4 nodes, got {config.val_size}')
 
 
+# The teacher's processor for each equilibrium processor: the same cell.
+TEACHER_PROCESSOR = {'deq_mpnn': 'mpnn', 'deq_triplet_mpnn': 'triplet_mpnn'}
+
+
+def _check_alignment(config: ml_collections.ConfigDict) -> None:
+  """The alignment regulariser's settings fit the model."""
+  weight = config.align.weight
+  if not weight >= 0:
+    raise ValueError(f'align.weight must be >= 0, got {weight}')
+  if not weight:
+    return
+  if not is_equilibrium(config):
+    raise ValueError(f'align.weight > 0 (the alignment regulariser) needs '
+                     f'--model=dear, got --model={config.model}')
+  if not config.align.teacher:
+    raise ValueError('align.weight > 0 needs align.teacher: the workdir of '
+                     'a trained --model=nar run of the same algorithm')
+  if config.deq.backward != 'phantom':
+    raise ValueError(f'align.weight > 0 needs backward=phantom (it samples '
+                     f'the forward solve), got {config.deq.backward!r}')
+
+
+def check_teacher(config: ml_collections.ConfigDict,
+                  teacher: ml_collections.ConfigDict) -> None:
+  """The NAR run ``teacher`` can be the alignment teacher of ``config``.
+
+  Raises:
+    ValueError: naming the first setting that does not fit.
+  """
+  want = {'model': 'nar', 'algorithm': config.algorithm,
+          'hidden_size': config.hidden_size,
+          'processor': TEACHER_PROCESSOR[processor_name(config)]}
+  got = {'model': teacher.model, 'algorithm': teacher.algorithm,
+         'hidden_size': teacher.hidden_size,
+         'processor': processor_name(teacher)}
+  for key, value in want.items():
+    if got[key] != value:
+      raise ValueError(
+          f'align.teacher={config.align.teacher} is not a fit teacher: its '
+          f'{key} is {got[key]!r}, this run needs {value!r}')
+  if dict(teacher.cell) != dict(config.cell):
+    raise ValueError(
+        f'align.teacher={config.align.teacher} has other cell settings '
+        f'({dict(teacher.cell)}) than this run ({dict(config.cell)})')
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Refuses configs that cannot run, with a message that says why.
 
@@ -375,5 +467,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.grad_clip < 0:
     raise ValueError(f'grad_clip must be >= 0, got {config.grad_clip}')
   _check_sizes(config)
+  _check_alignment(config)
   # Builds (and so validates) the processor options without a model.
   processor_factory(config)

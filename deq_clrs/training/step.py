@@ -19,6 +19,9 @@ gradient all-reduce.
   a batch, from one forward pass of the evaluation network.
 * :meth:`Stepper.evaluate_to_stop`: the same for a model with learned
   termination, read at the first step it predicts to stop.
+* :class:`Alignment`: DEAR's alignment regulariser, which adds to the
+  training loss the cost of matching the equilibrium solver's states to a
+  frozen NAR's (:mod:`deq_clrs.alignment`).
 
 An evaluation network (DEAR's larger solver budget, its statistics log) is a
 second ``hk.transform`` with the same parameter names: it takes the training
@@ -41,6 +44,9 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from deq_clrs import alignment as alignment_lib
+from deq_clrs import cells as cells_lib
+from deq_clrs import integration
 from deq_clrs.training import losses
 from deq_clrs.training import parallel
 
@@ -86,7 +92,8 @@ def feature_dims(feedback: clrs.Feedback) -> dict[str, int]:
 def build_network(spec: clrs.Spec, dummy: clrs.Feedback,
                   processor_factory: Callable[[int], Any], *,
                   hidden_dim: int, encode_hints: bool,
-                  decode_hints: bool) -> hk.Transformed:
+                  decode_hints: bool, with_state: bool = False
+                  ) -> hk.Transformed | hk.TransformedWithState:
   """CLRS's ``Net`` for one algorithm, as ``BaselineModel`` configures it.
 
   Args:
@@ -96,6 +103,8 @@ def build_network(spec: clrs.Spec, dummy: clrs.Feedback,
     hidden_dim: latent size H.
     encode_hints: feed hints to the processor.
     decode_hints: predict hints at each step.
+    with_state: ``hk.transform_with_state`` instead, for processors that
+      write Haiku state (the alignment regulariser's).
 
   Returns:
     ``hk.transform`` of ``(features_list, repred, algorithm_index,
@@ -114,7 +123,80 @@ def build_network(spec: clrs.Spec, dummy: clrs.Feedback,
     return net(features_list, repred, algorithm_index, return_hints,
                return_all_outputs)
 
+  if with_state:
+    return hk.transform_with_state(forward)
   return hk.transform(forward)
+
+
+def processor_state(state: dict[str, dict[str, jax.Array]]
+                    ) -> dict[str, jax.Array]:
+  """The Haiku state an equilibrium or rollout processor wrote (see
+  ``integration.processors.DEQ_STATE_SCOPE``)."""
+  scope = integration.DEQ_STATE_SCOPE
+  found = [v for k, v in state.items() if k.split('/')[-1] == scope]
+  if len(found) != 1:
+    raise ValueError(f'expected the state of one {scope} module, got '
+                     f'{sorted(state)}')
+  return found[0]
+
+
+class Alignment:
+  """DEAR's alignment regulariser for the training loss.
+
+  A frozen NAR (a ``CellProcessor`` network trained for the true number of
+  steps, without hints) is rolled out on the same one-shot batch for the
+  batch's ``steps`` (:class:`integration.RolloutProcessor`), and
+  :func:`deq_clrs.alignment.alignment_loss` compares its states with the
+  equilibrium processor's sampled solver states and output. The true
+  lengths are used here, in training only.
+  """
+
+  def __init__(self, *, spec: clrs.Spec, dummy: clrs.Feedback,
+               hidden_dim: int, cell: cells_lib.CellConfig,
+               teacher_params: Params, weight: float):
+    """
+    Args:
+      spec: the algorithm's CLRS spec.
+      dummy: a one-shot batch (gives feature sizes).
+      hidden_dim: latent size H (the teacher's and the student's).
+      cell: the teacher's cell (the student's cell kind).
+      teacher_params: the NAR network's parameters, renamed with
+        :func:`integration.cell_params_as_equilibrium` (replicated).
+      weight: the regulariser's weight in the loss.
+    """
+    self.spec, self.dummy, self.hidden_dim = spec, dummy, hidden_dim
+    self.cell, self.teacher_params, self.weight = cell, teacher_params, weight
+
+  def teacher_states(self, key: jax.Array, features: clrs.Features,
+                     steps: int) -> jax.Array:
+    """The teacher's states after steps 1 .. ``steps``: [B, T, N, H]."""
+    net = build_network(
+        self.spec, self.dummy, integration.RolloutFactory(self.cell, steps),
+        hidden_dim=self.hidden_dim, encode_hints=False, decode_hints=False,
+        with_state=True)
+    _, state = net.apply(self.teacher_params, {}, key, [features],
+                         repred=True, algorithm_index=0, return_hints=False,
+                         return_all_outputs=False)
+    return jax.lax.stop_gradient(processor_state(state)['states'])
+
+  def loss(self, student_state: dict[str, Any], key: jax.Array,
+           features: clrs.Features, lengths: jax.Array,
+           steps: int) -> jax.Array:
+    """The regulariser (before its weight) of one batch.
+
+    Args:
+      student_state: the Haiku state of the equilibrium network's training
+        pass (its processor's samples and output).
+      key: PRNG key of the teacher's pass.
+      features: the one-shot features both networks see.
+      lengths: [B] the graphs' true lengths.
+      steps: static: the teacher's steps (the longest true length - 1).
+    """
+    mine = processor_state(student_state)
+    teacher = self.teacher_states(key, features, steps)
+    return alignment_lib.alignment_loss(
+        mine['samples'], mine['samples_valid'], mine['output'], teacher,
+        lengths - 1)
 
 
 def make_optimizer(learning_rate: float,
@@ -164,7 +246,8 @@ class Stepper:
 
   def __init__(self, *, spec: clrs.Spec, net: hk.Transformed,
                optimizer: optax.GradientTransformation, mesh: Mesh,
-               decode_hints: bool, eval_net: hk.Transformed | None = None):
+               decode_hints: bool, eval_net: hk.Transformed | None = None,
+               alignment: Alignment | None = None):
     """
     Args:
       spec: the algorithm's CLRS spec.
@@ -175,6 +258,10 @@ class Stepper:
         loss).
       eval_net: the network that predicts (default: ``net``); it must have
         the same parameter names.
+      alignment: adds DEAR's alignment regulariser to the training loss;
+        ``net`` must then be a ``hk.transform_with_state`` network whose
+        equilibrium processor samples its trajectory, and every training
+        step needs the true lengths.
     """
     self.spec = spec
     self.net = net
@@ -182,11 +269,15 @@ class Stepper:
     self.optimizer = optimizer
     self.mesh = mesh
     self.decode_hints = decode_hints
+    self.alignment = alignment
     replicated = self.replicated = NamedSharding(mesh, P())
     self._train_step = jax.jit(self._train_step_fn, donate_argnums=0,
+                               static_argnames=('steps',),
                                out_shardings=replicated)
-    self._loss = jax.jit(self._loss_fn, out_shardings=replicated)
+    self._loss = jax.jit(self._loss_fn, static_argnames=('steps',),
+                         out_shardings=replicated)
     self._loss_and_grads = jax.jit(self._loss_and_grads_fn,
+                                   static_argnames=('steps',),
                                    out_shardings=replicated)
     self._evaluate = jax.jit(self._evaluate_fn, out_shardings=replicated)
     self._predict = jax.jit(
@@ -214,6 +305,8 @@ class Stepper:
         key, feats, True, algorithm_index=-1, return_hints=False,
         return_all_outputs=False))
     params = init(jax.random.PRNGKey(seed), [features])
+    if self.alignment is not None:
+      params, _ = params  # The state is rewritten by every pass.
     return self.replicate(jax.device_get(params))
 
   def init(self, seed: int, features: clrs.Features) -> TrainState:
@@ -242,20 +335,38 @@ class Stepper:
 
   # Training.
   def _loss_fn(self, params: Params, key: jax.Array,
-               feedback: clrs.Feedback) -> jax.Array:
-    outs, hint_preds = self.net.apply(
-        params, key, [feedback.features], repred=False, algorithm_index=0,
-        return_hints=True, return_all_outputs=False)
-    return losses.task_loss(feedback, outs,
+               feedback: clrs.Feedback, lengths: jax.Array | None = None,
+               steps: int | None = None) -> jax.Array:
+    args = ([feedback.features],)
+    kwargs = dict(repred=False, algorithm_index=0, return_hints=True,
+                  return_all_outputs=False)
+    if self.alignment is None:
+      outs, hint_preds = self.net.apply(params, key, *args, **kwargs)
+    else:
+      (outs, hint_preds), net_state = self.net.apply(params, {}, key, *args,
+                                                     **kwargs)
+    loss = losses.task_loss(feedback, outs,
                             hint_preds if self.decode_hints else None)
+    if self.alignment is not None:
+      if lengths is None or steps is None:
+        raise ValueError('the alignment regulariser needs the true lengths '
+                         'and steps of every training batch')
+      loss = loss + self.alignment.weight * self.alignment.loss(
+          net_state, jax.random.fold_in(key, 1), feedback.features, lengths,
+          steps)
+    return loss
 
-  def _loss_and_grads_fn(self, params, key, feedback):
-    return jax.value_and_grad(self._loss_fn)(params, key, feedback)
+  def _loss_and_grads_fn(self, params, key, feedback, lengths=None,
+                         steps=None):
+    return jax.value_and_grad(self._loss_fn)(params, key, feedback, lengths,
+                                             steps)
 
   def _train_step_fn(self, state: TrainState, key: jax.Array,
-                     feedback: clrs.Feedback) -> TrainState:
+                     feedback: clrs.Feedback, lengths: jax.Array | None = None,
+                     steps: int | None = None) -> TrainState:
     key = jax.random.fold_in(key, state.step)
-    loss, grads = self._loss_and_grads_fn(state.params, key, feedback)
+    loss, grads = self._loss_and_grads_fn(state.params, key, feedback,
+                                          lengths, steps)
     updates, opt_state = self.optimizer.update(grads, state.opt_state,
                                                state.params)
     params = optax.apply_updates(state.params, updates)
@@ -265,7 +376,8 @@ class Stepper:
                       loss_steps=state.loss_steps + 1)
 
   def train_step(self, state: TrainState, key: jax.Array,
-                 feedback: clrs.Feedback) -> TrainState:
+                 feedback: clrs.Feedback, lengths: np.ndarray | None = None,
+                 steps: int | None = None) -> TrainState:
     """One optimiser step on a global batch; does not wait for it.
 
     Args:
@@ -274,24 +386,40 @@ class Stepper:
       key: base PRNG key; the step uses ``fold_in(key, state.step)``.
       feedback: a global batch (``[B, ...]``, hints ``[T, B, ...]``); the
         devices must divide B.
+      lengths: with :class:`Alignment` only: the graphs' true lengths [B].
+      steps: with :class:`Alignment` only: the teacher's steps (the longest
+        true length - 1; one compilation per value).
 
     Returns:
       The next state; ``state.loss`` is this step's loss.
     """
+    if lengths is not None:
+      lengths = parallel.shard(self.mesh, np.asarray(lengths))
     return self._train_step(state, self.replicate(key),
-                            parallel.shard(self.mesh, feedback))
+                            parallel.shard(self.mesh, feedback), lengths,
+                            steps=steps)
 
-  def loss(self, params: Params, key: jax.Array,
-           feedback: clrs.Feedback) -> jax.Array:
-    """The training loss (replicated), without gradients."""
+  def loss(self, params: Params, key: jax.Array, feedback: clrs.Feedback,
+           lengths: np.ndarray | None = None,
+           steps: int | None = None) -> jax.Array:
+    """The training loss (replicated), without gradients (``lengths`` and
+    ``steps`` as for :meth:`train_step`)."""
+    if lengths is not None:
+      lengths = parallel.shard(self.mesh, np.asarray(lengths))
     return self._loss(params, self.replicate(key),
-                      parallel.shard(self.mesh, feedback))
+                      parallel.shard(self.mesh, feedback), lengths,
+                      steps=steps)
 
   def loss_and_grads(self, params: Params, key: jax.Array,
-                     feedback: clrs.Feedback) -> tuple[jax.Array, Params]:
+                     feedback: clrs.Feedback,
+                     lengths: np.ndarray | None = None,
+                     steps: int | None = None) -> tuple[jax.Array, Params]:
     """The training loss and its gradients (replicated), without a step."""
+    if lengths is not None:
+      lengths = parallel.shard(self.mesh, np.asarray(lengths))
     return self._loss_and_grads(params, self.replicate(key),
-                                parallel.shard(self.mesh, feedback))
+                                parallel.shard(self.mesh, feedback), lengths,
+                                steps=steps)
 
   def _read_metrics_fn(self, state: TrainState):
     mean = state.loss_sum / jnp.maximum(state.loss_steps, 1)

@@ -37,6 +37,20 @@ from deq_clrs.training.errors import UserError
 # the run being resumed.
 RESUMABLE_CHANGES = frozenset({'train_steps', 'test_sizes', 'data_dir',
                                'log_every'})
+# Settings added to the configs after runs were made with them, and their
+# value in those runs (the setting switched off): a run without one resumes
+# and is scored as if it had that value.
+ADDED_SETTINGS = {'align': {'weight': 0.0, 'teacher': ''}}
+
+
+def with_added_settings(config: ml_collections.ConfigDict
+                        ) -> ml_collections.ConfigDict:
+  """``config`` with every missing :data:`ADDED_SETTINGS` entry filled in
+  (in place; returned for convenience)."""
+  for key, value in ADDED_SETTINGS.items():
+    if key not in config:
+      config[key] = ml_collections.ConfigDict(value)
+  return config
 
 
 def quiet_orbax_logs() -> None:
@@ -180,6 +194,8 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
     except (OSError, ValueError) as error:
       raise UserError(f'cannot read {path} ({error}); restore it, or use a '
                       f'new --workdir') from error
+    for key, value in ADDED_SETTINGS.items():
+      saved.setdefault(key, value)
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k)
                      and k not in RESUMABLE_CHANGES)
@@ -607,8 +623,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       with_hints=models_lib.uses_hints(config),
       er_probs=tuple(config.er_probs))
   val_set = load_eval_set(config, 'val', config.val_size)
-  models = models_lib.build_models(
-      config, data_lib.subsample(val_set, np.arange(1)))
+  models = _build_models(config, val_set)
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   stepper = models.stepper
   # The checkpoint, on the host; the training state and the best
@@ -634,11 +649,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   eta = _Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
     tick = time.perf_counter()
-    feedback = models.prepare(stream.batch(step))
+    feedback, extras = models.train_inputs(stream.batch(step))
     eta.start_step(feedback)
     # Dispatched, not waited for: the host prepares the next batch while
     # the devices train on this one.
-    train_state = stepper.train_step(train_state, train_key, feedback)
+    train_state = stepper.train_step(train_state, train_key, feedback,
+                                     **extras)
     step += 1
     last = step == config.train_steps
     if step % config.log_every == 0 or last:
@@ -674,6 +690,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       f', TensorBoard logs in {os.path.join(workdir, "tensorboard")}'
       if config.tensorboard else '')
   return results
+
+
+def _build_models(config: ml_collections.ConfigDict,
+                  val_set: clrs.Feedback) -> models_lib.Models:
+  """The config's models (shapes from one validation graph), with the
+  alignment teacher's parameters when the config asks for them."""
+  dummy = data_lib.subsample(val_set, np.arange(1))
+  teacher = load_teacher(config, dummy) if models_lib.aligned(config) else None
+  return models_lib.build_models(config, dummy, teacher)
+
+
+def load_teacher(config: ml_collections.ConfigDict,
+                 dummy: clrs.Feedback) -> Any:
+  """The alignment teacher's parameters: the best-by-validation parameters
+  of the ``nar`` run in ``config.align.teacher`` (host arrays).
+
+  Raises:
+    UserError: the teacher workdir is not a fitting ``nar`` run (another
+      algorithm, hidden size or cell) or has no readable checkpoint.
+  """
+  workdir = os.path.expanduser(config.align.teacher)
+  teacher = with_added_settings(
+      ml_collections.ConfigDict(_saved_config(workdir)))
+  try:
+    models_lib.check_teacher(config, teacher)
+  except ValueError as error:
+    raise UserError(str(error)) from error
+  teacher.num_devices = config.num_devices
+  models = models_lib.build_models(teacher, dummy)
+  state = _restore_for_evaluation(models, workdir, teacher, None)
+  logging.info('alignment teacher: %s (parameters of step %d)', workdir,
+               int(state['best_step']))
+  return state['best_params']
 
 
 def _saved_config(workdir: str) -> dict[str, Any]:
@@ -759,7 +808,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-  config = ml_collections.ConfigDict(_saved_config(workdir))
+  config = with_added_settings(
+      ml_collections.ConfigDict(_saved_config(workdir)))
   steps = ckpt_lib.saved_steps(workdir)
   if not steps:
     raise UserError(
@@ -781,10 +831,11 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     _override_solver(config, solver_overrides)
   if data_dir:
     config.data_dir = data_dir
+  # A training-loss term: scoring needs neither it nor its teacher.
+  config.align.weight = 0.0
   models_lib.check_config(config)
   val_set = load_eval_set(config, 'val', config.val_size)
-  models = models_lib.build_models(
-      config, data_lib.subsample(val_set, np.arange(1)))
+  models = _build_models(config, val_set)
   state = _restore_for_evaluation(models, workdir, config, step)
   params = state['best_params' if which == 'best' else 'params']
   writer = _summary_writer(workdir, config.get('tensorboard', True))

@@ -530,3 +530,83 @@ def test_eta_counts_only_steps_that_compiled_nothing():
   step(8, 90.0, validate=True)  # the first validation compiles
   step(9, 3.0, validate=True)  # later validations are part of the cost
   assert eta.text(5) == f'{5 * (1.0 + 3.0) / 2:.0f} s'
+
+
+def _aligned(data_dir, teacher, **overrides):
+  config = tiny_config(data_dir, **overrides)
+  config.align.weight = 0.01
+  config.align.teacher = teacher
+  return config
+
+
+@pytest.mark.parametrize('overrides, align, message', [
+    (dict(model='nar'), dict(weight=0.01, teacher='/x'),
+     'needs --model=dear, got --model=nar'),
+    ({}, dict(weight=0.01, teacher=''), 'needs align.teacher'),
+    ({}, dict(weight=-1.0, teacher=''), 'align.weight must be >= 0'),
+])
+def test_bad_alignment_settings_are_refused(data_dir, overrides, align,
+                                            message):
+  config = tiny_config(data_dir, **overrides)
+  config.align.update(align)
+  with pytest.raises(ValueError, match=message):
+    models_lib.check_config(config)
+  config = tiny_config(data_dir)
+  config.align.update(weight=0.01, teacher='/x')
+  config.deq.backward = 'implicit'
+  with pytest.raises(ValueError, match='needs backward=phantom'):
+    models_lib.check_config(config)
+
+
+@pytest.mark.parametrize('teacher_overrides, message', [
+    (dict(model='dear'), "its model is 'dear', this run needs 'nar'"),
+    (dict(model='nar', algorithm='dfs'), "its algorithm is 'dfs'"),
+    (dict(model='nar', hidden_size=32), 'its hidden_size is 32'),
+])
+def test_an_unfit_teacher_is_refused_in_one_line(data_dir, tmp_path,
+                                                 teacher_overrides, message):
+  teacher = tmp_path / 'teacher'
+  os.makedirs(teacher)
+  (teacher / 'config.json').write_text(
+      tiny_config(data_dir, **teacher_overrides).to_json())
+  with pytest.raises(training.UserError, match=message):
+    training.train_and_evaluate(_aligned(data_dir, str(teacher)),
+                                str(tmp_path / 'run'))
+  with pytest.raises(training.UserError, match='does not exist'):
+    training.train_and_evaluate(_aligned(data_dir, str(tmp_path / 'none')),
+                                str(tmp_path / 'run2'))
+
+
+def test_a_run_from_before_the_alignment_settings_resumes(data_dir, tmp_path):
+  # config.json of a run made before config.align existed.
+  saved = json.loads(tiny_config(data_dir, train_steps=2).to_json())
+  del saved['align']
+  workdir = tmp_path / 'run'
+  os.makedirs(workdir)
+  (workdir / 'config.json').write_text(json.dumps(saved))
+  results = training.train_and_evaluate(
+      tiny_config(data_dir, train_steps=2), str(workdir))
+  assert results['train_steps'] == 2
+  # A run that asks for the regulariser is a different run.
+  with pytest.raises(ValueError, match="different config \\(keys \\['align'"):
+    training.train_and_evaluate(_aligned(data_dir, '/x', train_steps=4),
+                                str(workdir))
+
+
+@pytest.mark.slow
+def test_dear_trains_with_a_nar_teacher(data_dir, tmp_path):
+  teacher = str(tmp_path / 'nar')
+  training.train_and_evaluate(tiny_config(data_dir, model='nar'), teacher)
+  plain = training.train_and_evaluate(tiny_config(data_dir),
+                                      str(tmp_path / 'plain'))
+  workdir = str(tmp_path / 'aligned')
+  aligned = training.train_and_evaluate(_aligned(data_dir, teacher), workdir)
+  assert aligned['config']['align'] == {'weight': 0.01, 'teacher': teacher}
+  # The regulariser joins the training loss (not the validation loss).
+  assert aligned['final_train_loss'] != plain['final_train_loss']
+  assert np.isfinite(aligned['final_train_loss'])
+  assert 0.0 <= aligned['test_scores']['12']['score'] <= 1.0
+  # Scoring it again needs no teacher.
+  evaluated = training.evaluate_checkpoint(workdir)
+  assert (evaluated['test_scores']['12']['score']
+          == aligned['test_scores']['12']['score'])

@@ -78,4 +78,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.deq = deq_config()
   # nar_lt: the test-time cap on processor steps is cap_per_node * N.
   config.nar_lt = ml_collections.ConfigDict(dict(cap_per_node=5.0))
+  # dear: DEAR's alignment regulariser (off: weight 0). The paper's weight
+  # is 0.01 (0.1 with the Cayley graph); the teacher is the workdir of a
+  # trained nar run of the same algorithm, hidden size and cell.
+  config.align = ml_collections.ConfigDict(dict(weight=0.0, teacher=''))
   return config

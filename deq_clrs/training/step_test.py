@@ -1,0 +1,147 @@
+"""Tests of the training step's alignment regulariser: the teacher network
+is the trained NAR, and the loss adds exactly the weighted alignment cost."""
+
+import clrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deq_clrs import alignment as alignment_lib
+from deq_clrs import integration
+from deq_clrs.training import data as data_lib
+from deq_clrs.training import models as models_lib
+from deq_clrs.training import parallel
+from deq_clrs.training import step as step_lib
+from experiments.configs import test as test_config
+
+ALGORITHM = 'bfs'
+
+
+def _config(model, weight=0.0):
+  config = test_config.get_config()
+  config.algorithm = ALGORITHM
+  config.model = model
+  config.hidden_size = 8
+  config.deq.max_iter = 12
+  if weight:
+    config.align.weight = weight
+    config.align.teacher = '(unused: parameters given directly)'
+  return config
+
+
+@pytest.fixture(scope='module')
+def batch():
+  feedback = data_lib.generate(ALGORITHM, 6, 4, seed=1)
+  # Graphs of different true lengths, so the per-graph steps matter.
+  assert len(set(np.asarray(feedback.features.lengths).tolist())) > 1
+  return feedback
+
+
+@pytest.fixture(scope='module')
+def nar(batch):
+  models = models_lib.build_models(_config('nar'), batch)
+  return models, parallel.to_host(models.initial_state.params)
+
+
+def _truncated(feedback, steps):
+  """The batch with hints cut to ``steps`` time steps and every length
+  ``steps``."""
+  features = feedback.features
+  hints = tuple(clrs.DataPoint(name=dp.name, location=dp.location,
+                               type_=dp.type_, data=dp.data[:steps])
+                for dp in features.hints)
+  return feedback._replace(features=features._replace(
+      hints=hints, lengths=np.full_like(features.lengths, steps)))
+
+
+def test_the_teacher_network_is_the_nar(batch, nar):
+  nar_models, params = nar
+  spec = models_lib.model_spec(_config('nar'))
+  one_shot = integration.one_shot_feedback(batch)
+  renamed = integration.cell_params_as_equilibrium(params)
+  # The renamed parameters are an equilibrium network's, name for name.
+  dear = models_lib.build_models(_config('dear'), batch)
+  dear_params = parallel.to_host(dear.initial_state.params)
+  assert ({k: jax.tree_util.tree_map(np.shape, v) for k, v in renamed.items()}
+          == {k: jax.tree_util.tree_map(np.shape, v)
+              for k, v in dear_params.items()})
+  # One step of the teacher decodes to the NAR's outputs on graphs of true
+  # length 2 (both decode from [inputs, 0, state after step 1]).
+  key = jax.random.PRNGKey(0)
+  two = _truncated(batch, 2)
+  want, _ = nar_models.stepper.net.apply(
+      params, key, [two.features], repred=True, algorithm_index=0,
+      return_hints=False, return_all_outputs=False)
+  teacher = step_lib.build_network(
+      spec, one_shot, integration.RolloutFactory(
+          models_lib.processor_factory(_config('nar')).cell, 1),
+      hidden_dim=8, encode_hints=False, decode_hints=False, with_state=True)
+  (got, _), state = teacher.apply(
+      renamed, {}, key, [one_shot.features], repred=True, algorithm_index=0,
+      return_hints=False, return_all_outputs=False)
+  for name in want:
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+  # A longer rollout starts with the same state.
+  align = step_lib.Alignment(spec=spec, dummy=one_shot, hidden_dim=8,
+                             cell=models_lib.processor_factory(
+                                 _config('nar')).cell,
+                             teacher_params=renamed, weight=1.0)
+  three = align.teacher_states(key, one_shot.features, 3)
+  assert three.shape == (4, 3, 6, 8)
+  np.testing.assert_allclose(
+      three[:, 0], step_lib.processor_state(state)['states'][:, 0],
+      rtol=1e-5, atol=1e-6)
+
+
+def test_the_loss_adds_the_weighted_alignment_cost(batch, nar):
+  _, teacher = nar
+  plain = models_lib.build_models(_config('dear'), batch)
+  params = plain.initial_state.params
+  key = jax.random.PRNGKey(5)
+  losses, grads = {}, {}
+  for weight in (0.01, 0.03):
+    models = models_lib.build_models(_config('dear', weight), batch, teacher)
+    feedback, extras = models.train_inputs(batch)
+    assert set(extras) == {'lengths', 'steps'}
+    assert extras['steps'] == max(dp.data.shape[0]
+                                  for dp in batch.features.hints) - 1
+    losses[weight], grads[weight] = models.stepper.loss_and_grads(
+        params, key, feedback, **extras)
+  feedback = plain.prepare(batch)
+  task, task_grads = plain.stepper.loss_and_grads(params, key, feedback)
+  # Noise and samples use separate keys: the task term is unchanged.
+  cost = (float(losses[0.03]) - float(losses[0.01])) / 0.02
+  assert cost > 0
+  np.testing.assert_allclose(float(losses[0.01]) - float(task), 0.01 * cost,
+                             rtol=1e-3)
+
+  # The cost is alignment_loss of the processor's samples against the
+  # teacher's states, with L = true length - 1 per graph.
+  (_, _), state = models.stepper.net.apply(
+      params, {}, key, [feedback.features],
+      repred=False, algorithm_index=0, return_hints=True,
+      return_all_outputs=False)
+  mine = step_lib.processor_state(state)
+  assert mine['samples'].shape[:2] == (4, alignment_lib.max_samples(12))
+  teacher_states = models.stepper.alignment.teacher_states(
+      jax.random.fold_in(key, 1), feedback.features, extras['steps'])
+  want = alignment_lib.alignment_loss(
+      mine['samples'], mine['samples_valid'], mine['output'],
+      teacher_states, jnp.asarray(extras['lengths']) - 1)
+  np.testing.assert_allclose(cost, float(want), rtol=1e-3)
+  # And it moves the gradient of the processor's cell.
+  cell = [k for k in task_grads if integration.DEQ_STATE_SCOPE in k]
+  assert cell
+  diff = sum(float(jnp.abs(grads[0.01][k][p] - task_grads[k][p]).sum())
+             for k in cell for p in task_grads[k])
+  assert diff > 0
+
+
+def test_the_training_step_needs_the_lengths(batch, nar):
+  _, teacher = nar
+  models = models_lib.build_models(_config('dear', 0.01), batch, teacher)
+  feedback, _ = models.train_inputs(batch)
+  with pytest.raises(ValueError, match='true lengths'):
+    models.stepper.loss(models.initial_state.params, jax.random.PRNGKey(0),
+                        feedback)
