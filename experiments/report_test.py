@@ -62,6 +62,11 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   write_run(runs / 'd0', fake_run('dear', 0, 0.8, solver))
   write_run(runs / 'd1', fake_run('dear', 1, 0.6, solver))
   write_run(runs / 'short', fake_run('dear', 0, 0.1, solver, train_steps=5))
+  # A run made after config.align existed, with it off, is another seed of
+  # the runs made before.
+  later = fake_run('dear', 2, 0.7, solver)
+  later['config']['align'] = {'weight': 0.0, 'teacher': ''}
+  write_run(runs / 'd2', later)
   # Today's fields (learning curve, selection) and the nar_lt model.
   lt = fake_run('nar_lt', 0, 0.4, {'iterations_mean': 3.0,
                                    'iterations_max': 5,
@@ -79,13 +84,13 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   out = tmp_path / 'out'
   printed = []
   gathered = report.write_report(str(runs), str(out), log=printed.append)
-  assert len(gathered) == 4
+  assert len(gathered) == 5
   table = (out / 'table.md').read_text()
   rows = {line.split(' | ')[1]: line for line in table.splitlines()[2:]}
   assert set(rows) == {'dear (train_steps=200)', 'dear (train_steps=5)',
                        'nar_lt'}
-  assert '| 0,1 |' in rows['dear (train_steps=200)']
-  assert '0.700 ± 0.100' in rows['dear (train_steps=200)']
+  assert '| 0,1,2 |' in rows['dear (train_steps=200)']
+  assert '0.700 ± 0.082' in rows['dear (train_steps=200)']
   assert '| 0 | 0.900 | 0.100 |' in rows['dear (train_steps=5)']
   assert '3.0 / 5' in rows['nar_lt']
   reasons = dict(line.split(': ', 1) for line in printed)
@@ -97,7 +102,7 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
       'unreadable')
   assert len(printed) == 3  # the loop is searched once, silently
   copies = sorted(os.listdir(out / 'runs'))
-  assert len(copies) == 4
+  assert len(copies) == 5
 
   # A second report never overwrites a copy that now differs.
   write_run(runs / 'd1', fake_run('dear', 1, 0.2, solver))
@@ -106,4 +111,4 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   assert sorted(os.listdir(out / 'runs')) == copies
   (note,) = [line for line in printed if line.startswith('not overwriting')]
   assert f'differs from {runs / "d1" / "results.json"}' in note
-  assert '0.500 ± 0.300' in (out / 'table.md').read_text()
+  assert '0.567 ± 0.262' in (out / 'table.md').read_text()
