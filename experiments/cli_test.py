@@ -118,7 +118,7 @@ def test_config_field_problems_name_the_valid_fields():
   assert cli.field_problem(config, 'hiden_size').startswith(
       'unknown config field --config.hiden_size (did you mean '
       '--config.hidden_size?); the fields of config are: algorithm, '
-      'batch_size, cell.*,')
+      'align.*, batch_size, cell.*,')
   assert 'config.seed is a value' in cli.field_problem(config, 'seed.x')
   argv = ['train', '--config.seed=1', '--noconfig.tensorboard',
           '--config.cell.gate_bais=1']

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Scores the finished dear and nar runs of the table at larger test sizes
+# (default 128 nodes), one run at a time on one CPU core, writing each run's
+# eval_results.json (which experiments.report merges into its row). Runs
+# already scored, unfinished runs and runs another process holds (flock on
+# the workdir's .lock, as the sweep worker takes it) are skipped, so it can
+# be rerun at any time:
+#
+#   CORE=0 bash results/eval_table.sh
+#
+# RUNS (default /work/runs/dear_cpu) holds the workdirs; DATA (if set) the
+# dataset cache; SIZES the test sizes (default 128). nar_lt is left out: it
+# runs up to 5N steps per graph (640 at 128 nodes), hours on one core.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+runs="${RUNS:-/work/runs/dear_cpu}"
+args=(--test_sizes="${SIZES:-128}")
+[ -n "${DATA:-}" ] && args+=(--data_dir="$DATA")
+for workdir in "$runs"/*-dear-s* "$runs"/*-nar-s*; do
+  [ -f "$workdir/results.json" ] || continue
+  [ -f "$workdir/eval_results.json" ] && continue
+  echo "scoring $workdir"
+  flock -n "$workdir/.lock" \
+    taskset -c "${CORE:-0}" env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
+    OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
+    --workdir="$workdir" "${args[@]}" >"$workdir/eval.log" 2>&1 \
+    || echo "not scored: $workdir (held, or see $workdir/eval.log)"
+done
