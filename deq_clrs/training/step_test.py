@@ -44,6 +44,11 @@ def nar(batch):
   return models, parallel.to_host(models.initial_state.params)
 
 
+@pytest.fixture(scope='module')
+def aligned(batch, nar):
+  return models_lib.build_models(_config('dear', 0.01), batch, nar[1])
+
+
 def _truncated(feedback, steps):
   """The batch with hints cut to ``steps`` time steps and every length
   ``steps``."""
@@ -94,54 +99,51 @@ def test_the_teacher_network_is_the_nar(batch, nar):
       rtol=1e-5, atol=1e-6)
 
 
-def test_the_loss_adds_the_weighted_alignment_cost(batch, nar):
-  _, teacher = nar
+def test_the_loss_adds_the_weighted_alignment_cost(batch, aligned):
   plain = models_lib.build_models(_config('dear'), batch)
   params = plain.initial_state.params
   key = jax.random.PRNGKey(5)
-  losses, grads = {}, {}
-  for weight in (0.01, 0.03):
-    models = models_lib.build_models(_config('dear', weight), batch, teacher)
-    feedback, extras = models.train_inputs(batch)
-    assert set(extras) == {'lengths', 'steps'}
-    assert extras['steps'] == max(dp.data.shape[0]
-                                  for dp in batch.features.hints) - 1
-    losses[weight], grads[weight] = models.stepper.loss_and_grads(
-        params, key, feedback, **extras)
-  feedback = plain.prepare(batch)
-  task, task_grads = plain.stepper.loss_and_grads(params, key, feedback)
-  # Noise and samples use separate keys: the task term is unchanged.
-  cost = (float(losses[0.03]) - float(losses[0.01])) / 0.02
-  assert cost > 0
-  np.testing.assert_allclose(float(losses[0.01]) - float(task), 0.01 * cost,
-                             rtol=1e-3)
+  weight = 0.01
+  models = aligned
+  feedback, extras = models.train_inputs(batch)
+  assert set(extras) == {'lengths', 'steps'}
+  assert extras['steps'] == max(dp.data.shape[0]
+                                for dp in batch.features.hints) - 1
+  loss, grads = models.stepper.loss_and_grads(params, key, feedback,
+                                              **extras)
+  task, task_grads = plain.stepper.loss_and_grads(
+      params, key, plain.prepare(batch))
 
-  # The cost is alignment_loss of the processor's samples against the
-  # teacher's states, with L = true length - 1 per graph.
-  (_, _), state = models.stepper.net.apply(
-      params, {}, key, [feedback.features],
-      repred=False, algorithm_index=0, return_hints=True,
-      return_all_outputs=False)
-  mine = step_lib.processor_state(state)
-  assert mine['samples'].shape[:2] == (4, alignment_lib.max_samples(12))
-  teacher_states = models.stepper.alignment.teacher_states(
-      jax.random.fold_in(key, 1), feedback.features, extras['steps'])
-  want = alignment_lib.alignment_loss(
-      mine['samples'], mine['samples_valid'], mine['output'],
-      teacher_states, jnp.asarray(extras['lengths']) - 1)
-  np.testing.assert_allclose(cost, float(want), rtol=1e-3)
+  # The difference is the weighted alignment_loss of the processor's
+  # samples against the teacher's states, with L = true length - 1 per
+  # graph (noise and samples use separate keys: the task term is the same).
+  @jax.jit
+  def cost(params, features, lengths):
+    (_, _), state = models.stepper.net.apply(
+        params, {}, key, [features], repred=False, algorithm_index=0,
+        return_hints=True, return_all_outputs=False)
+    mine = step_lib.processor_state(state)
+    assert mine['samples'].shape[:2] == (4, alignment_lib.max_samples(12))
+    teacher_states = models.stepper.alignment.teacher_states(
+        jax.random.fold_in(key, 1), features, extras['steps'])
+    return alignment_lib.alignment_loss(
+        mine['samples'], mine['samples_valid'], mine['output'],
+        teacher_states, lengths - 1)
+
+  want = float(cost(params, feedback.features, jnp.asarray(extras['lengths'])))
+  assert want > 0
+  np.testing.assert_allclose(float(loss) - float(task), weight * want,
+                             rtol=1e-3)
   # And it moves the gradient of the processor's cell.
   cell = [k for k in task_grads if integration.DEQ_STATE_SCOPE in k]
   assert cell
-  diff = sum(float(jnp.abs(grads[0.01][k][p] - task_grads[k][p]).sum())
+  diff = sum(float(jnp.abs(grads[k][p] - task_grads[k][p]).sum())
              for k in cell for p in task_grads[k])
   assert diff > 0
 
 
-def test_the_training_step_needs_the_lengths(batch, nar):
-  _, teacher = nar
-  models = models_lib.build_models(_config('dear', 0.01), batch, teacher)
-  feedback, _ = models.train_inputs(batch)
+def test_the_training_step_needs_the_lengths(batch, aligned):
+  feedback, _ = aligned.train_inputs(batch)
   with pytest.raises(ValueError, match='true lengths'):
-    models.stepper.loss(models.initial_state.params, jax.random.PRNGKey(0),
-                        feedback)
+    aligned.stepper.loss(aligned.initial_state.params, jax.random.PRNGKey(0),
+                         feedback)
