@@ -48,6 +48,23 @@ def test_the_cpu_table_sweep_keeps_its_order_and_overrides():
   assert cmd.index('--config.tensorboard=False') > config
 
 
+def test_the_ablation_sweep_changes_one_thing_of_the_table_run(monkeypatch):
+  monkeypatch.setenv('TABLE_RUNS', '/table')
+  jobs = sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_ablation.py')
+  table = {j.name: j for j in
+           sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_cpu.py')}
+  assert len({j.name for j in jobs}) == len(jobs) == 10 * 6
+  for job in jobs:
+    tag = job.flags['config.tag']
+    base = table[f'{job.flags["algorithm"]}-dear-s0'].flags
+    changed = {k: v for k, v in job.flags.items() if base.get(k) != v}
+    assert job.name == f'{job.flags["algorithm"]}-dear-{tag}-s0'
+    assert 'config.tag' in changed and len(changed) >= 2, changed
+    if tag == 'align':
+      assert changed['config.align.teacher'] == (
+          f'/table/{job.flags["algorithm"]}-nar-s0')
+
+
 def test_select_and_with_flags():
   jobs = [sweep_lib.Job(f'j{i}', dict(seed=i % 2, model=m))
           for i, m in enumerate(['dear', 'nar', 'dear', 'nar_lt'])]
