@@ -719,7 +719,11 @@ def load_teacher(config: ml_collections.ConfigDict,
     raise UserError(str(error)) from error
   teacher.num_devices = config.num_devices
   models = models_lib.build_models(teacher, dummy)
-  state = _restore_for_evaluation(models, workdir, teacher, None)
+  try:
+    state = _restore_for_evaluation(models, workdir, teacher, None)
+  except UserError as error:
+    raise UserError(f'align.teacher={workdir}: {error} (train the nar run '
+                    f'first)') from error
   logging.info('alignment teacher: %s (parameters of step %d)', workdir,
                int(state['best_step']))
   return state['best_params']

@@ -577,6 +577,19 @@ def test_an_unfit_teacher_is_refused_in_one_line(data_dir, tmp_path,
                                 str(tmp_path / 'run2'))
 
 
+def test_a_teacher_without_checkpoints_is_refused_in_one_line(data_dir,
+                                                              tmp_path):
+  teacher = tmp_path / 'teacher'
+  os.makedirs(teacher)
+  (teacher / 'config.json').write_text(
+      tiny_config(data_dir, model='nar').to_json())
+  with pytest.raises(training.UserError,
+                     match=f'align.teacher={teacher}: no checkpoint .* '
+                           f'\\(train the nar run first\\)'):
+    training.train_and_evaluate(_aligned(data_dir, str(teacher)),
+                                str(tmp_path / 'run'))
+
+
 def test_a_run_from_before_the_alignment_settings_resumes(data_dir, tmp_path):
   # config.json of a run made before config.align existed.
   saved = json.loads(tiny_config(data_dir, train_steps=2).to_json())
