@@ -12,7 +12,10 @@ sizes are merged in), then writes into ``--out``:
 * ``accuracy_vs_size.png``: score against graph size (16 = validation set);
 * ``iterations_vs_steps.png``: DEAR's solver iterations per graph against
   the true algorithm's number of steps;
-* ``runs/``: a copy of each gathered results file (never overwritten).
+* ``runs/``: a copy of each gathered run, ``<algorithm>.<model>.seed<seed>.
+  <config hash>.results.json``: its results.json with the extra test sizes
+  of its eval_results.json merged in (never overwritten), so that
+  ``--runs=<out>/runs`` rebuilds the same table from the copies alone.
 
 Runs are pooled as seeds of one row only when their configs agree on all
 but the seed and bookkeeping fields; results files reached twice through
@@ -25,7 +28,6 @@ import collections
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -52,8 +54,14 @@ REQUIRED = ('algorithm', 'model', 'seed', 'config', 'val_score',
             'test_scores')
 
 
+RESULTS = 'results.json'
+# The report's own copies (see write_report).
+COPY_SUFFIX = '.results.json'
+
+
 def find_results(runs_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
-  """Every ``results.json`` under ``runs_dir``, each real file once.
+  """Every ``results.json`` (and report copy, ``*.results.json``) under
+  ``runs_dir``, each real file once.
 
   Symbolic links are followed (a runs folder of links works), but a file
   or folder reached twice (a link to a folder already searched, or a loop)
@@ -70,15 +78,16 @@ def find_results(runs_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
       dirs[:] = []  # Already searched under another name: not again.
     seen_dirs.add(real)
     dirs.sort()
-    if 'results.json' not in files:
-      continue
-    path = os.path.join(folder, 'results.json')
-    real = os.path.realpath(path)
-    if real in seen_files:
-      skipped.append((path, f'the same file as {seen_files[real]}'))
-      continue
-    seen_files[real] = path
-    paths.append(path)
+    for name in sorted(files):
+      if name != RESULTS and not name.endswith(COPY_SUFFIX):
+        continue
+      path = os.path.join(folder, name)
+      real = os.path.realpath(path)
+      if real in seen_files:
+        skipped.append((path, f'the same file as {seen_files[real]}'))
+        continue
+      seen_files[real] = path
+      paths.append(path)
   return paths, skipped
 
 
@@ -92,7 +101,8 @@ def config_key(run: dict[str, Any]) -> str:
 
 def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
               ) -> list[dict[str, Any]]:
-  """Every results.json under ``runs_dir``, with eval_results.json merged.
+  """Every results.json under ``runs_dir``, with eval_results.json merged
+  (and every report copy, which holds its merged scores already).
 
   Args:
     runs_dir: searched recursively.
@@ -123,7 +133,7 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
       continue
     seen[identity] = path
     extra = os.path.join(os.path.dirname(path), 'eval_results.json')
-    if os.path.exists(extra):
+    if os.path.basename(path) == RESULTS and os.path.exists(extra):
       try:
         with open(extra) as f:
           more = json.load(f)
@@ -322,15 +332,17 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
 
 
 def _copy_name(run: dict[str, Any]) -> str:
-  """``<algorithm>.<model label>.seed<seed>.<config hash>.json``."""
+  """``<algorithm>.<model label>.seed<seed>.<config hash>.results.json``."""
   digest = hashlib.sha1(config_key(run).encode()).hexdigest()[:8]
-  name = f'{run["algorithm"]}.{label(run)}.seed{run["seed"]}.{digest}.json'
+  name = (f'{run["algorithm"]}.{label(run)}.seed{run["seed"]}.{digest}'
+          f'{COPY_SUFFIX}')
   return name.replace(':', '.').replace(os.sep, '_')
 
 
-def _same_file(a: str, b: str) -> bool:
-  with open(a, 'rb') as f, open(b, 'rb') as g:
-    return f.read() == g.read()
+def _copy_text(run: dict[str, Any]) -> str:
+  """A run as its copy holds it (the merged scores, without ``_path``)."""
+  return json.dumps({k: v for k, v in run.items() if k != '_path'},
+                    indent=2, sort_keys=True) + '\n'
 
 
 def write_report(runs_dir: str, out_dir: str,
@@ -358,11 +370,15 @@ def write_report(runs_dir: str, out_dir: str,
     target = os.path.join(out_dir, 'runs', _copy_name(r))
     if os.path.realpath(target) == os.path.realpath(r['_path']):
       continue  # The report is reading its own copies.
-    if os.path.exists(target) and not _same_file(target, r['_path']):
-      log(f'not overwriting {target} (it differs from {r["_path"]}; remove '
-          f'it to refresh the copy)')
+    text = _copy_text(r)
+    if os.path.exists(target):
+      with open(target) as f:
+        if f.read() != text:
+          log(f'not overwriting {target} (it differs from {r["_path"]}; '
+              f'remove it to refresh the copy)')
       continue
-    shutil.copyfile(r['_path'], target)
+    with open(target, 'w') as f:
+      f.write(text)
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:
     f.write(markdown_table(runs))
   plot_accuracy(runs, os.path.join(out_dir, 'accuracy_vs_size.png'))

@@ -38,6 +38,12 @@ def test_report_writes_table_and_plots(tmp_path):
   out = tmp_path / 'out'
   report.write_report(str(runs), str(out))
   table = (out / 'table.md').read_text().splitlines()
+  # The copies alone (the 128-node score of n0 merged in) rebuild it.
+  again = tmp_path / 'again'
+  report.write_report(str(out / 'runs'), str(again))
+  assert (again / 'table.md').read_text().splitlines() == table
+  assert sorted(os.listdir(again / 'runs')) == sorted(
+      os.listdir(out / 'runs'))
   assert 'test (64)' in table[0] and 'test (128)' in table[0]
   dear = next(line for line in table if '| dear |' in line)
   nar = next(line for line in table if '| nar |' in line)
