@@ -35,7 +35,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from deq_clrs.training import train as train_lib
+from deq_clrs.training import run_config
 from experiments import cli
 from experiments import report_curves
 
@@ -94,7 +94,7 @@ def find_results(runs_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
 def config_key(run: dict[str, Any]) -> str:
   """The run's config without the seed and bookkeeping fields, as JSON
   (settings added after the run was made count at their value then)."""
-  config = {**train_lib.ADDED_SETTINGS, **run['config']}
+  config = {**run_config.ADDED_SETTINGS, **run['config']}
   config = {k: v for k, v in config.items() if k not in BOOKKEEPING}
   return json.dumps(config, sort_keys=True)
 

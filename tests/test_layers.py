@@ -105,3 +105,21 @@ def test_importing_the_core_never_imports_clrs():
   run = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_the_report_and_light_training_modules_never_import_clrs():
+  """experiments.report reads results files without CLRS's start-up."""
+  code = ('import sys\n'
+          'import experiments.report, deq_clrs.training.run_config\n'
+          'import deq_clrs.training.errors\n'
+          f'loaded = sorted(m for m in sys.modules if m.split(".")[0] in '
+          f'{CLRS_STACK!r})\n'
+          'assert not loaded, loaded\n'
+          # The training names stay reachable from the package.
+          'import deq_clrs.training as t\n'
+          'assert t.UserError is deq_clrs.training.errors.UserError\n'
+          'assert callable(t.train_and_evaluate)\n'
+          'assert "clrs" in sys.modules\n')
+  run = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]

@@ -5,14 +5,33 @@
 * :func:`check_config`: refuse impossible configs with a reason.
 * :class:`UserError`: a bad setting, workdir or file (the entry points
   report it in one line, without a traceback).
+
+The names are imported on first use, so that the light modules of this
+package (``errors``, ``run_config``) load without CLRS.
 """
 
-from deq_clrs.training.errors import UserError
-from deq_clrs.training.models import MODELS
-from deq_clrs.training.models import check_config
-from deq_clrs.training.train import evaluate_checkpoint
-from deq_clrs.training.train import quiet_orbax_logs
-from deq_clrs.training.train import train_and_evaluate
+import importlib
+from typing import Any
 
-__all__ = ['MODELS', 'UserError', 'check_config', 'evaluate_checkpoint',
-           'quiet_orbax_logs', 'train_and_evaluate']
+# Name -> the module that defines it.
+_NAMES = {
+    'MODELS': 'models',
+    'UserError': 'errors',
+    'check_config': 'models',
+    'evaluate_checkpoint': 'train',
+    'quiet_orbax_logs': 'train',
+    'train_and_evaluate': 'train',
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+  if name in _NAMES:
+    module = importlib.import_module(f'deq_clrs.training.{_NAMES[name]}')
+    return getattr(module, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_NAMES))

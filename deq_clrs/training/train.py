@@ -31,28 +31,13 @@ from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import provenance
+from deq_clrs.training import run_config
 from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
 # the run being resumed.
 RESUMABLE_CHANGES = frozenset({'train_steps', 'test_sizes', 'data_dir',
                                'log_every'})
-# Settings added to the configs after runs were made with them, and their
-# value in those runs (the setting switched off): a run without one resumes
-# and is scored as if it had that value.
-ADDED_SETTINGS = {'align': {'weight': 0.0, 'teacher': ''}}
-
-
-def with_added_settings(config: ml_collections.ConfigDict
-                        ) -> ml_collections.ConfigDict:
-  """``config`` with every missing :data:`ADDED_SETTINGS` entry filled in
-  (in place; returned for convenience)."""
-  for key, value in ADDED_SETTINGS.items():
-    if key not in config:
-      config[key] = ml_collections.ConfigDict(value)
-  return config
-
-
 def quiet_orbax_logs() -> None:
   """Hides orbax's INFO lines (several per checkpoint) from absl's log."""
   def keep(record: pylogging.LogRecord) -> bool:
@@ -194,7 +179,7 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
     except (OSError, ValueError) as error:
       raise UserError(f'cannot read {path} ({error}); restore it, or use a '
                       f'new --workdir') from error
-    for key, value in ADDED_SETTINGS.items():
+    for key, value in run_config.ADDED_SETTINGS.items():
       saved.setdefault(key, value)
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k)
@@ -711,7 +696,7 @@ def load_teacher(config: ml_collections.ConfigDict,
       algorithm, hidden size or cell) or has no readable checkpoint.
   """
   workdir = os.path.expanduser(config.align.teacher)
-  teacher = with_added_settings(
+  teacher = run_config.with_added_settings(
       ml_collections.ConfigDict(_saved_config(workdir)))
   try:
     models_lib.check_teacher(config, teacher)
@@ -812,7 +797,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-  config = with_added_settings(
+  config = run_config.with_added_settings(
       ml_collections.ConfigDict(_saved_config(workdir)))
   steps = ckpt_lib.saved_steps(workdir)
   if not steps:
