@@ -8,7 +8,8 @@ sizes are merged in), then writes into ``--out``:
 
 * ``table.md``: per algorithm and model, the CLRS score at every test size
   (mean +- std over seeds), the validation score, solver iterations against
-  the true number of steps, inference time and training time;
+  the true number of steps, inference time, training time and the commits
+  that made the runs;
 * ``accuracy_vs_size.png``: score against graph size (16 = validation set);
 * ``iterations_vs_steps.png``: DEAR's solver iterations per graph against
   the true algorithm's number of steps;
@@ -213,6 +214,21 @@ def test_sizes(runs: list[dict[str, Any]]) -> list[str]:
   return sorted({s for r in runs for s in r['test_scores']}, key=int)
 
 
+def code_label(runs: list[dict[str, Any]]) -> str:
+  """The commits that finished a row's runs (short hashes, ``+dirty`` for a
+  checkout with changes; ``?`` for a run that did not record its code)."""
+  labels = []
+  for run in runs:
+    version = run.get('code_version') or {}
+    commit = version.get('commit')
+    name = commit[:7] if commit else '?'
+    if version.get('dirty'):
+      name += '+dirty'
+    if name not in labels:
+      labels.append(name)
+  return ','.join(labels)
+
+
 def markdown_table(runs: list[dict[str, Any]]) -> str:
   """One row per (algorithm, model, config); mean ± std over seeds."""
   sizes = test_sizes(runs)
@@ -221,7 +237,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
           + [f'true steps ({s})' for s in sizes]
           + [f'solver its mean/max ({s})' for s in sizes]
           + [f'ms/graph ({s})' for s in sizes]
-          + ['train s', 'steps'])
+          + ['train s', 'steps', 'code'])
   lines = ['| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
   for (alg, model), group_runs in group(runs).items():
@@ -246,7 +262,8 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
     row += [_fmt(get(lambda r, s=s: 1e3 * r['seconds_per_sample'][s]), 2)
             for s in sizes]
     row += [_fmt(get(lambda r: r['train_seconds']), 0),
-            ','.join(str(r.get('train_steps', '?')) for r in group_runs)]
+            ','.join(str(r.get('train_steps', '?')) for r in group_runs),
+            code_label(group_runs)]
     lines.append('| ' + ' | '.join(row) + ' |')
   return '\n'.join(lines) + '\n'
 

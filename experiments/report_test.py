@@ -72,6 +72,7 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   # the runs made before.
   later = fake_run('dear', 2, 0.7, solver)
   later['config']['align'] = {'weight': 0.0, 'teacher': ''}
+  later['code_version'] = {'commit': 'abcdef0123', 'dirty': True}
   write_run(runs / 'd2', later)
   # Today's fields (learning curve, selection) and the nar_lt model.
   lt = fake_run('nar_lt', 0, 0.4, {'iterations_mean': 3.0,
@@ -96,6 +97,8 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   assert set(rows) == {'dear (train_steps=200)', 'dear (train_steps=5)',
                        'nar_lt'}
   assert '| 0,1,2 |' in rows['dear (train_steps=200)']
+  # The row says which code made its runs (two without a record).
+  assert rows['dear (train_steps=200)'].endswith('| ?,abcdef0+dirty |')
   assert '0.700 ± 0.082' in rows['dear (train_steps=200)']
   assert '| 0 | 0.900 | 0.100 |' in rows['dear (train_steps=5)']
   assert '3.0 / 5' in rows['nar_lt']
