@@ -324,6 +324,12 @@ class Stepper:
                       loss_sum=np.float32(0), loss_steps=np.int32(0))
     return self.replicate(host)
 
+  def _shard(self, lengths: np.ndarray | None) -> jax.Array | None:
+    """Per-graph values ([B]) split over the mesh like the batch."""
+    if lengths is None:
+      return None
+    return parallel.shard(self.mesh, np.asarray(lengths))
+
   def replicate(self, tree: Any) -> Any:
     """A host (or device) pytree, copied onto every device of the mesh."""
     return parallel.replicate(self.mesh, tree)
@@ -393,33 +399,27 @@ class Stepper:
     Returns:
       The next state; ``state.loss`` is this step's loss.
     """
-    if lengths is not None:
-      lengths = parallel.shard(self.mesh, np.asarray(lengths))
     return self._train_step(state, self.replicate(key),
-                            parallel.shard(self.mesh, feedback), lengths,
-                            steps=steps)
+                            parallel.shard(self.mesh, feedback),
+                            self._shard(lengths), steps=steps)
 
   def loss(self, params: Params, key: jax.Array, feedback: clrs.Feedback,
            lengths: np.ndarray | None = None,
            steps: int | None = None) -> jax.Array:
     """The training loss (replicated), without gradients (``lengths`` and
     ``steps`` as for :meth:`train_step`)."""
-    if lengths is not None:
-      lengths = parallel.shard(self.mesh, np.asarray(lengths))
     return self._loss(params, self.replicate(key),
-                      parallel.shard(self.mesh, feedback), lengths,
-                      steps=steps)
+                      parallel.shard(self.mesh, feedback),
+                      self._shard(lengths), steps=steps)
 
   def loss_and_grads(self, params: Params, key: jax.Array,
                      feedback: clrs.Feedback,
                      lengths: np.ndarray | None = None,
                      steps: int | None = None) -> tuple[jax.Array, Params]:
     """The training loss and its gradients (replicated), without a step."""
-    if lengths is not None:
-      lengths = parallel.shard(self.mesh, np.asarray(lengths))
     return self._loss_and_grads(params, self.replicate(key),
-                                parallel.shard(self.mesh, feedback), lengths,
-                                steps=steps)
+                                parallel.shard(self.mesh, feedback),
+                                self._shard(lengths), steps=steps)
 
   def _read_metrics_fn(self, state: TrainState):
     mean = state.loss_sum / jnp.maximum(state.loss_steps, 1)
