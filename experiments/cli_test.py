@@ -305,12 +305,15 @@ print(json.dumps(calls))
 def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   import json
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w', '--test_sizes=8,12',
-                         '--rel_tol=0.3', '--solver=fixed_point')
+                         '--rel_tol=0.3', '--solver=fixed_point',
+                         '--nonoise_in_eval', '--phantom_in_eval')
   assert proc.returncode == 0, proc.stderr[-2000:]
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
   assert args == ['/w', [8, 12]]
   assert kwargs['solver_overrides'] == {'rel_tol': 0.3,
-                                        'solver': 'fixed_point'}
+                                        'solver': 'fixed_point',
+                                        'noise_in_eval': False,
+                                        'phantom_in_eval': True}
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w')
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
   assert args == ['/w', None] and kwargs['solver_overrides'] == {}

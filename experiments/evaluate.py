@@ -35,6 +35,8 @@ _SOLVER = cli.define_override_flags(default.get_config(), {
     'deq.abs_tol': 'Absolute tolerance.',
     'deq.eval_max_iter': 'Iteration cap per graph.',
     'deq.solver': 'anderson | fixed_point.',
+    'deq.noise_in_eval': 'Add the map\'s noise at evaluation.',
+    'deq.phantom_in_eval': 'Apply the phantom step(s) at evaluation.',
 })
 
 
