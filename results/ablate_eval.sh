@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Evaluation-only ablations of the table's finished dear runs: each run's
+# selected checkpoint scored again at 64 nodes with other solver settings,
+# one evaluation at a time on one CPU core, into
+# results/dear_cpu/ablations/<run>.<setting>.json (files already there are
+# kept). Then: python -m experiments.ablation_report
+#   --files=results/dear_cpu/ablations --out=results/dear_cpu/ablations.md
+#
+#   CORE=0 SEEDS="0" ALGS="bellman_ford mst_prim" bash results/ablate_eval.sh
+#
+# RUNS (default /work/runs/dear_cpu) holds the workdirs; DATA (if set) the
+# dataset cache; SEEDS and ALGS narrow the runs (default: all finished).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+runs="${RUNS:-/work/runs/dear_cpu}"
+out=results/dear_cpu/ablations
+mkdir -p "$out"
+data=()
+[ -n "${DATA:-}" ] && data=(--data_dir="$DATA")
+# setting name -> flags of experiments.evaluate
+declare -A settings=(
+  [default]=''
+  [rel_tol0.01]='--rel_tol=0.01'
+  [no_eval_noise]='--nonoise_in_eval'
+  [phantom_in_eval]='--phantom_in_eval'
+)
+for workdir in "$runs"/*-dear-s*; do
+  run=$(basename "$workdir")
+  alg=${run%-dear-s*}; seed=${run##*-s}
+  [ -f "$workdir/results.json" ] || continue
+  [ -n "${SEEDS:-}" ] && [[ " $SEEDS " != *" $seed "* ]] && continue
+  [ -n "${ALGS:-}" ] && [[ " $ALGS " != *" $alg "* ]] && continue
+  for name in default rel_tol0.01 no_eval_noise phantom_in_eval; do
+    file="$out/$run.$name.json"
+    [ -f "$file" ] && continue
+    echo "scoring $run with $name"
+    # shellcheck disable=SC2086
+    taskset -c "${CORE:-0}" env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
+      OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
+      --workdir="$workdir" --test_sizes=64 "${data[@]}" \
+      ${settings[$name]} --output="$file" >"/tmp/ablate_eval.$run.$name.log" 2>&1 \
+      || echo "failed: $run $name (see /tmp/ablate_eval.$run.$name.log)"
+  done
+done
