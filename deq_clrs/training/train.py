@@ -689,11 +689,12 @@ def _build_models(config: ml_collections.ConfigDict,
 def load_teacher(config: ml_collections.ConfigDict,
                  dummy: clrs.Feedback) -> Any:
   """The alignment teacher's parameters: the best-by-validation parameters
-  of the ``nar`` run in ``config.align.teacher`` (host arrays).
+  of the finished ``nar`` run in ``config.align.teacher`` (host arrays).
 
   Raises:
     UserError: the teacher workdir is not a fitting ``nar`` run (another
-      algorithm, hidden size or cell) or has no readable checkpoint.
+      algorithm, hidden size or cell), has not finished, or has no readable
+      checkpoint.
   """
   workdir = os.path.expanduser(config.align.teacher)
   teacher = run_config.with_added_settings(
@@ -702,6 +703,11 @@ def load_teacher(config: ml_collections.ConfigDict,
     models_lib.check_teacher(config, teacher)
   except ValueError as error:
     raise UserError(str(error)) from error
+  if not os.path.exists(os.path.join(workdir, 'results.json')):
+    # A teacher still training would change between a run and its resume.
+    raise UserError(f'align.teacher={workdir} has not finished (no '
+                    f'results.json): finish training it first, so that '
+                    f'every resume of this run aligns to the same teacher')
   teacher.num_devices = config.num_devices
   models = models_lib.build_models(teacher, dummy)
   try:

@@ -577,12 +577,16 @@ def test_an_unfit_teacher_is_refused_in_one_line(data_dir, tmp_path,
                                 str(tmp_path / 'run2'))
 
 
-def test_a_teacher_without_checkpoints_is_refused_in_one_line(data_dir,
-                                                              tmp_path):
+def test_an_unfinished_teacher_is_refused_in_one_line(data_dir, tmp_path):
   teacher = tmp_path / 'teacher'
   os.makedirs(teacher)
   (teacher / 'config.json').write_text(
       tiny_config(data_dir, model='nar').to_json())
+  with pytest.raises(training.UserError,
+                     match=f'align.teacher={teacher} has not finished'):
+    training.train_and_evaluate(_aligned(data_dir, str(teacher)),
+                                str(tmp_path / 'run'))
+  (teacher / 'results.json').write_text('{}')
   with pytest.raises(training.UserError,
                      match=f'align.teacher={teacher}: no checkpoint .* '
                            f'\\(train the nar run first\\)'):
