@@ -9,11 +9,12 @@
 #   CORE=0 SEEDS="0" ALGS="bellman_ford mst_prim" bash results/ablate_eval.sh
 #
 # RUNS (default /work/runs/dear_cpu) holds the workdirs; DATA (if set) the
-# dataset cache; SEEDS and ALGS narrow the runs (default: all finished).
+# dataset cache; SEEDS and ALGS narrow the runs (default: all finished);
+# OUT (default results/dear_cpu/ablations) receives the files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-/work/runs/dear_cpu}"
-out=results/dear_cpu/ablations
+out="${OUT:-results/dear_cpu/ablations}"
 mkdir -p "$out"
 data=()
 [ -n "${DATA:-}" ] && data=(--data_dir="$DATA")

@@ -1,0 +1,94 @@
+"""results/eval_table.sh and results/ablate_eval.sh pick the right runs.
+
+``taskset`` is replaced by a stub on PATH that records the command it was
+given (and writes the output file the real evaluation would), so the
+scripts' choices are checked without training or scoring anything.
+"""
+
+import fcntl
+import os
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+STUB = '''#!/usr/bin/env bash
+# Records its arguments; writes what --output (or the workdir's
+# eval_results.json) would hold.
+echo "$*" >> "$CALLS"
+out=""; workdir=""
+for a in "$@"; do
+  case "$a" in
+    --output=*) out="${a#--output=}";;
+    --workdir=*) workdir="${a#--workdir=}";;
+  esac
+done
+[ -n "$out" ] || out="$workdir/eval_results.json"
+echo '{}' > "$out"
+'''
+
+
+def _runs(root: pathlib.Path, names: dict[str, bool]) -> None:
+  for name, finished in names.items():
+    (root / name).mkdir(parents=True)
+    if finished:
+      (root / name / 'results.json').write_text('{}')
+
+
+def _run(script: str, tmp_path: pathlib.Path, **env) -> list[str]:
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir(exist_ok=True)
+  (bin_dir / 'taskset').write_text(STUB)
+  (bin_dir / 'taskset').chmod(0o755)
+  calls = tmp_path / 'calls'
+  calls.write_text('')
+  proc = subprocess.run(
+      ['bash', str(ROOT / 'results' / script)], capture_output=True,
+      text=True, check=False, timeout=120,
+      env=dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
+               CALLS=str(calls), **env))
+  assert proc.returncode == 0, proc.stderr
+  return [line for line in calls.read_text().splitlines() if line]
+
+
+def test_eval_table_scores_finished_dear_and_nar_runs_once(tmp_path):
+  root = tmp_path / 'runs'
+  _runs(root, {'bfs-dear-s0': True, 'bfs-nar-s0': True,
+               'bfs-nar_lt-s0': True, 'dfs-dear-s0': False,
+               'mst_prim-nar-s1': True, 'held-dear-s0': True})
+  (root / 'mst_prim-nar-s1' / 'eval_results.json').write_text('{}')
+  with open(root / 'held-dear-s0' / '.lock', 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    calls = _run('eval_table.sh', tmp_path, RUNS=str(root), CORE='1',
+                 DATA='/data')
+  scored = sorted(c.split('--workdir=')[1].split()[0] for c in calls)
+  # Not nar_lt, not unfinished, not already scored, not held.
+  assert scored == [str(root / 'bfs-dear-s0'), str(root / 'bfs-nar-s0')]
+  assert all(c.startswith('-c 1 env ') for c in calls)
+  assert all('--test_sizes=128' in c and '--data_dir=/data' in c
+             for c in calls)
+  # A second pass scores the run that was held, and nothing else.
+  (call,) = _run('eval_table.sh', tmp_path, RUNS=str(root))
+  assert f'--workdir={root / "held-dear-s0"} ' in call
+  assert _run('eval_table.sh', tmp_path, RUNS=str(root)) == []
+
+
+def test_ablate_eval_scores_each_setting_of_the_chosen_dear_runs(tmp_path):
+  root = tmp_path / 'runs'
+  _runs(root, {'bfs-dear-s0': True, 'bfs-dear-s1': True,
+               'dfs-dear-s0': True, 'mst_prim-dear-s0': False,
+               'bfs-nar-s0': True})
+  out = tmp_path / 'ablations'
+  calls = _run('ablate_eval.sh', tmp_path, RUNS=str(root), SEEDS='0',
+               ALGS='bfs mst_prim', OUT=str(out))
+  assert set(os.listdir(out)) == {f'bfs-dear-s0.{s}.json' for s in (
+      'default', 'rel_tol0.01', 'no_eval_noise', 'phantom_in_eval')}
+  flags = {c.split('--output=')[1].split('/')[-1]: c for c in calls}
+  assert '--rel_tol' not in flags['bfs-dear-s0.default.json']
+  assert '--rel_tol=0.01' in flags['bfs-dear-s0.rel_tol0.01.json']
+  assert '--nonoise_in_eval' in flags['bfs-dear-s0.no_eval_noise.json']
+  assert '--phantom_in_eval' in flags['bfs-dear-s0.phantom_in_eval.json']
+  assert all('--test_sizes=64' in c for c in calls)
+  # Files already there are kept.
+  assert _run('ablate_eval.sh', tmp_path, RUNS=str(root), SEEDS='0',
+              ALGS='bfs', OUT=str(out)) == []
