@@ -38,6 +38,8 @@ from deq_clrs.training.errors import UserError
 # the run being resumed.
 RESUMABLE_CHANGES = frozenset({'train_steps', 'test_sizes', 'data_dir',
                                'log_every'})
+
+
 def quiet_orbax_logs() -> None:
   """Hides orbax's INFO lines (several per checkpoint) from absl's log."""
   def keep(record: pylogging.LogRecord) -> bool:
