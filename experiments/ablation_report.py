@@ -8,80 +8,22 @@ under ``--files`` (one checkpoint scored with other solver settings) and
 writes one row per (algorithm, seed, settings, test size): the score, the
 solver's iterations (mean / max) and the fraction of graphs that met the
 tolerance, with the scores' difference from the same checkpoint scored as
-trained (no overrides) when that file is there too.
+trained (no overrides) when that file is there too. The logic is
+:mod:`experiments.report_ablations`.
 """
 
-from __future__ import annotations
-
-import json
 import os
-from typing import Any
 
 from absl import app
 from absl import flags
 
 from experiments import cli
+from experiments import report_ablations
 
 _FILES = flags.DEFINE_string('files', None, 'Folder of evaluate outputs.',
                              required=True)
 _OUT = flags.DEFINE_string('out', None, 'Markdown file to write.',
                            required=True)
-
-REQUIRED = ('algorithm', 'model', 'seed', 'test_scores', 'solver_overrides')
-
-
-def load(folder: str) -> tuple[list[dict[str, Any]], list[str]]:
-  """The evaluation files of ``folder`` and the names of those left out."""
-  found, skipped = [], []
-  for name in sorted(os.listdir(folder)):
-    if not name.endswith('.json'):
-      continue
-    try:
-      with open(os.path.join(folder, name)) as f:
-        result = json.load(f)
-    except (OSError, ValueError):
-      skipped.append(name)
-      continue
-    if not isinstance(result, dict) or any(k not in result for k in REQUIRED):
-      skipped.append(name)
-      continue
-    found.append(result)
-  return found, skipped
-
-
-def settings_label(overrides: dict[str, Any]) -> str:
-  """``as trained`` or the overrides, e.g. ``rel_tol=0.01``."""
-  if not overrides:
-    return 'as trained'
-  return ', '.join(f'{k}={v}' for k, v in sorted(overrides.items()))
-
-
-def markdown(results: list[dict[str, Any]]) -> str:
-  """One row per (algorithm, seed, settings, test size), grouped by run."""
-  head = ['algorithm', 'seed', 'settings', 'size', 'test', 'vs as trained',
-          'solver its mean / max', 'converged']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  base = {(r['algorithm'], r['seed'], size): v['score']
-          for r in results if not r['solver_overrides']
-          for size, v in r['test_scores'].items()}
-  key = lambda r: (r['algorithm'], r['seed'],
-                   bool(r['solver_overrides']),
-                   settings_label(r['solver_overrides']))
-  for r in sorted(results, key=key):
-    for size, scores in sorted(r['test_scores'].items(),
-                               key=lambda kv: int(kv[0])):
-      solver = (r.get('solver') or {}).get(size, {})
-      ref = base.get((r['algorithm'], r['seed'], size))
-      delta = ('-' if ref is None or not r['solver_overrides']
-               else f'{scores["score"] - ref:+.3f}')
-      its = (f'{solver["iterations_mean"]:.1f} / {solver["iterations_max"]}'
-             if solver else '-')
-      converged = (f'{solver["converged_fraction"]:.2f}' if solver else '-')
-      lines.append('| ' + ' | '.join([
-          r['algorithm'], str(r['seed']),
-          settings_label(r['solver_overrides']), size,
-          f'{scores["score"]:.3f}', delta, its, converged]) + ' |')
-  return '\n'.join(lines) + '\n'
 
 
 def main(argv):
@@ -89,13 +31,13 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not os.path.isdir(_FILES.value):
     cli.fail(f'--files={_FILES.value} is not a directory')
-  results, skipped = load(_FILES.value)
+  results, skipped = report_ablations.load(_FILES.value)
   for name in skipped:
     print(f'skipped {name}: not an output of experiments.evaluate')
   if not results:
     cli.fail(f'no evaluation results under {_FILES.value}')
   with open(_OUT.value, 'w') as f:
-    f.write(markdown(results))
+    f.write(report_ablations.markdown(results))
   print(f'{len(results)} evaluations -> {_OUT.value}')
 
 

@@ -317,3 +317,27 @@ def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w')
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
   assert args == ['/w', None] and kwargs['solver_overrides'] == {}
+
+
+def test_ablation_report_writes_the_table_or_fails_in_one_line(tmp_path):
+  import json
+  files = tmp_path / 'files'
+  files.mkdir()
+  (files / 'bfs.json').write_text(json.dumps({
+      'algorithm': 'bfs', 'model': 'dear', 'seed': 0,
+      'solver_overrides': {}, 'test_scores': {'64': {'score': 0.5}},
+      'solver': None}))
+  out = tmp_path / 'ablations.md'
+  proc = run_module('experiments.ablation_report', f'--files={files}',
+                    f'--out={out}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert '| bfs | 0 | as trained | 64 | 0.500 | - | - | - |' in (
+      out.read_text())
+  proc = run_module('experiments.ablation_report',
+                    f'--files={tmp_path / "none"}', f'--out={out}')
+  assert_one_line_error(proc, f'--files={tmp_path / "none"} is not a '
+                              f'directory')
+  (files / 'bfs.json').unlink()
+  proc = run_module('experiments.ablation_report', f'--files={files}',
+                    f'--out={out}')
+  assert_one_line_error(proc, 'no evaluation results under')

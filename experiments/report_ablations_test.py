@@ -1,8 +1,8 @@
-"""experiments.ablation_report: evaluation-only ablations as one table."""
+"""experiments.report_ablations: evaluation-only ablations as one table."""
 
 import json
 
-from experiments import ablation_report
+from experiments import report_ablations
 
 
 def _result(algorithm, overrides, score, its=(5.0, 9), converged=1.0):
@@ -26,9 +26,9 @@ def test_rows_compare_each_setting_with_the_run_as_trained(tmp_path):
   for name, content in files.items():
     (tmp_path / name).write_text(json.dumps(content))
   (tmp_path / 'broken.json').write_text('{')
-  results, skipped = ablation_report.load(str(tmp_path))
+  results, skipped = report_ablations.load(str(tmp_path))
   assert sorted(skipped) == ['broken.json', 'notes.json']
-  lines = ablation_report.markdown(results).splitlines()
+  lines = report_ablations.markdown(results).splitlines()
   rows = [line.split(' | ') for line in lines[2:]]
   assert [(r[0].strip('| '), r[2]) for r in rows] == [
       ('bfs', 'as trained'), ('bfs', 'eval_max_iter=20'),
