@@ -306,10 +306,11 @@ def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   import json
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w', '--test_sizes=8,12',
                          '--rel_tol=0.3', '--solver=fixed_point',
-                         '--nonoise_in_eval', '--phantom_in_eval')
+                         '--nonoise_in_eval', '--phantom_in_eval',
+                         '--eval_batch_size=4')
   assert proc.returncode == 0, proc.stderr[-2000:]
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert args == ['/w', [8, 12]]
+  assert args == ['/w', [8, 12]] and kwargs['eval_batch_size'] == 4
   assert kwargs['solver_overrides'] == {'rel_tol': 0.3,
                                         'solver': 'fixed_point',
                                         'noise_in_eval': False,
@@ -317,6 +318,11 @@ def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w')
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
   assert args == ['/w', None] and kwargs['solver_overrides'] == {}
+  assert kwargs['eval_batch_size'] is None
+  proc = run_module('experiments.evaluate', '--workdir=/w',
+                    '--eval_batch_size=0')
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert '--eval_batch_size=0: 0 is not a positive integer' in proc.stderr
 
 
 def test_ablation_report_writes_the_table_or_fails_in_one_line(tmp_path):

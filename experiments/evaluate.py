@@ -27,6 +27,9 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: last).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Dataset cache (default: '
                                 'the run\'s).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output JSON path.')
+_EVAL_BATCH_SIZE = flags.DEFINE_integer(
+    'eval_batch_size', None, 'Graphs per evaluation call (default: the '
+    'run\'s); fewer need less memory at large test sizes.', lower_bound=1)
 # Equilibrium runs only: evaluate with other solver settings, e.g. a looser
 # tolerance for speed (accuracy against speed). Typed by the config's fields;
 # not given, the run's value stays.
@@ -51,7 +54,7 @@ def main(argv):
     training.evaluate_checkpoint(
         _WORKDIR.value, _TEST_SIZES.value, data_dir=_DATA_DIR.value,
         which=_WHICH.value, step=_STEP.value, output=_OUTPUT.value,
-        solver_overrides=overrides)
+        solver_overrides=overrides, eval_batch_size=_EVAL_BATCH_SIZE.value)
   except training.UserError as e:
     cli.fail(e)
   except ValueError as e:

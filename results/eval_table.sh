@@ -9,15 +9,23 @@
 #   CORE=0 bash results/eval_table.sh
 #
 # RUNS (default /work/runs/dear_cpu) holds the workdirs; DATA (if set) the
-# dataset cache; SIZES the test sizes (default 128). nar_lt is left out: it
+# dataset cache; SIZES the test sizes (default 128); EVAL_BATCH (if set) the
+# graphs per evaluation call, for runs whose default batch does not fit in
+# memory at that size (floyd_warshall at 128 nodes: EVAL_BATCH=5, with
+# ALGS=floyd_warshall); ALGS (if set) the algorithms. nar_lt is left out: it
 # runs up to 5N steps per graph (640 at 128 nodes), hours on one core.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-/work/runs/dear_cpu}"
 args=(--test_sizes="${SIZES:-128}")
 [ -n "${DATA:-}" ] && args+=(--data_dir="$DATA")
+[ -n "${EVAL_BATCH:-}" ] && args+=(--eval_batch_size="$EVAL_BATCH")
 for workdir in "$runs"/*-dear-s* "$runs"/*-nar-s*; do
   [ -f "$workdir/results.json" ] || continue
+  if [ -n "${ALGS:-}" ]; then
+    alg="$(basename "$workdir")"; alg="${alg%-*-s*}"
+    [[ " $ALGS " == *" $alg "* ]] || continue
+  fi
   [ -f "$workdir/eval_results.json" ] && continue
   echo "scoring $workdir"
   flock -n "$workdir/.lock" \

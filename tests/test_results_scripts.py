@@ -73,6 +73,20 @@ def test_eval_table_scores_finished_dear_and_nar_runs_once(tmp_path):
   assert _run('eval_table.sh', tmp_path, RUNS=str(root)) == []
 
 
+def test_eval_table_takes_algorithms_and_a_smaller_batch(tmp_path):
+  root = tmp_path / 'runs'
+  _runs(root, {'floyd_warshall-dear-s0': True, 'floyd_warshall-nar-s1': True,
+               'bfs-dear-s0': True, 'mst_prim-dear-s0': True})
+  calls = _run('eval_table.sh', tmp_path, RUNS=str(root), EVAL_BATCH='5',
+               ALGS='floyd_warshall mst_prim')
+  scored = sorted(c.split('--workdir=')[1].split()[0] for c in calls)
+  assert scored == sorted(str(root / n) for n in (
+      'floyd_warshall-dear-s0', 'mst_prim-dear-s0', 'floyd_warshall-nar-s1'))
+  assert all('--eval_batch_size=5' in c for c in calls)
+  (call,) = _run('eval_table.sh', tmp_path, RUNS=str(root))
+  assert '--eval_batch_size' not in call and 'bfs-dear-s0' in call
+
+
 def test_ablate_eval_scores_each_setting_of_the_chosen_dear_runs(tmp_path):
   root = tmp_path / 'runs'
   _runs(root, {'bfs-dear-s0': True, 'bfs-dear-s1': True,

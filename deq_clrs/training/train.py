@@ -65,6 +65,28 @@ def summarize_stats(stats: dict[str, np.ndarray]) -> dict[str, float]:
   return out
 
 
+def _evaluate_batch(models: models_lib.Models, params: Any, key: jax.Array,
+                    feedback: clrs.Feedback, with_loss: bool,
+                    batch_size: int):
+  """``models.evaluate`` on one batch; running out of memory is a UserError.
+
+  Memory grows with the batch and steeply with the graph size (node pairs,
+  or triplets for Floyd-Warshall: 128-node graphs in batches of 50 ask for
+  about 54 GB), so the message names both and the setting that fixes it.
+  """
+  try:
+    return models.evaluate(params, key, feedback, with_loss)
+  except jax.errors.JaxRuntimeError as error:
+    if 'RESOURCE_EXHAUSTED' not in str(error):
+      raise
+    graphs, nodes = data_lib.num_graphs(feedback), data_lib.num_nodes(feedback)
+    raise UserError(
+        f'out of memory scoring a batch of {graphs} graphs of {nodes} nodes '
+        f'(eval_batch_size={batch_size}): score fewer graphs at a time '
+        f'(python -m experiments.evaluate --eval_batch_size=... for a saved '
+        f'run, --config.eval_batch_size=... for a new one)') from None
+
+
 def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
              *, batch_size: int, seed: int, timed: bool = False,
              with_loss: bool = False) -> dict[str, Any]:
@@ -100,7 +122,7 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
   loss_sum = 0.0  # A device scalar once added to: read at the end.
   for fb in chunks:
     start = time.perf_counter()
-    out = models.evaluate(params, key, fb, with_loss)
+    out = _evaluate_batch(models, params, key, fb, with_loss, batch_size)
     preds.append(out.preds)
     if out.stats is not None:
       stats.append(out.stats)
@@ -781,7 +803,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
                         *, data_dir: str | None = None,
                         which: str = 'best', step: int | None = None,
                         output: str | None = None,
-                        solver_overrides: dict[str, Any] | None = None
+                        solver_overrides: dict[str, Any] | None = None,
+                        eval_batch_size: int | None = None
                         ) -> dict[str, Any]:
   """Scores a saved checkpoint on chosen test sizes, without training.
 
@@ -794,6 +817,9 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     output: where to write the JSON (default ``<workdir>/eval_results.json``).
     solver_overrides: equilibrium-solver settings for this evaluation only,
       e.g. ``{'rel_tol': 0.3}`` to trade accuracy for speed (``dear`` only).
+    eval_batch_size: graphs per evaluation call (default: the run's). Fewer
+      use less memory; a deterministic model scores the same, ``dear`` up to
+      its evaluation noise, which is drawn per batch.
 
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
@@ -826,6 +852,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     config.test_sizes = tuple(int(n) for n in test_sizes)
   if solver_overrides:
     _override_solver(config, solver_overrides)
+  if eval_batch_size is not None:
+    config.eval_batch_size = int(eval_batch_size)
   if data_dir:
     config.data_dir = data_dir
   # A training-loss term: scoring needs neither it nor its teacher.
@@ -840,6 +868,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       'algorithm': config.algorithm, 'model': config.model,
       'seed': config.seed, 'checkpoint_step': int(state['step']),
       'solver_overrides': dict(solver_overrides or {}),
+      'eval_batch_size': int(config.eval_batch_size),
       'params': which, 'params_step': int(
           state['best_step'] if which == 'best' else state['step']),
       'code_version': provenance.code_version(),

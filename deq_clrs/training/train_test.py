@@ -84,6 +84,43 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   with pytest.raises(ValueError, match='unknown solver settings'):
     training.evaluate_checkpoint(workdir, [12], output=str(
         tmp_path / 'bad.json'), solver_overrides={'tolerance': 0.1})
+  # Fewer graphs per call (less memory): all 8 are still scored, in 3 calls,
+  # and the file says how they were batched.
+  assert evaluated['eval_batch_size'] == saved['config']['eval_batch_size']
+  batched = training.evaluate_checkpoint(
+      workdir, [12], output=str(tmp_path / 'batched.json'), eval_batch_size=3)
+  assert batched['eval_batch_size'] == 3
+  assert batched['solver']['12']['graphs'] == 8
+  with pytest.raises(ValueError, match='eval_batch_size must be >= 1'):
+    training.evaluate_checkpoint(workdir, [12], output=str(
+        tmp_path / 'bad.json'), eval_batch_size=0)
+
+
+class _OutOfMemory:
+  """Models whose evaluation fails as XLA does when memory runs out."""
+
+  def __init__(self, message):
+    self.message = message
+
+  def evaluate(self, *unused_args):
+    raise jax.errors.JaxRuntimeError(self.message)
+
+
+def test_running_out_of_memory_in_evaluation_names_the_batch_and_the_fix(
+    data_dir):
+  dataset = train_lib.load_eval_set(tiny_config(data_dir), 'test', 12)
+  models = _OutOfMemory('RESOURCE_EXHAUSTED: Out of memory allocating '
+                        '54116353472 bytes.')
+  with pytest.raises(training.UserError) as raised:
+    train_lib._evaluate_batch(models, None, None, dataset, False, 50)
+  assert str(raised.value).startswith(
+      'out of memory scoring a batch of 8 graphs of 12 nodes '
+      '(eval_batch_size=50): score fewer graphs at a time '
+      '(python -m experiments.evaluate --eval_batch_size=')
+  # Other runtime errors are not disguised as memory problems.
+  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
+    train_lib._evaluate_batch(_OutOfMemory('INTERNAL: something else'), None,
+                              None, dataset, False, 50)
 
 
 @pytest.mark.parametrize('model', ['nar', 'dear'])
