@@ -92,6 +92,13 @@ def test_the_checker_sees_a_violation():
   assert _violations(integration, 'import clrs\nimport haiku\n') == []
 
 
+def _assert_runs(code: str) -> None:
+  """Runs ``code`` in a fresh interpreter (nothing imported yet)."""
+  run = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_importing_the_core_never_imports_clrs():
   code = ('import sys\n'
           'import deq_clrs, deq_clrs.solvers, deq_clrs.cells, deq_clrs.deq\n'
@@ -102,9 +109,7 @@ def test_importing_the_core_never_imports_clrs():
           # The drop-in names stay reachable from the package root.
           'assert callable(deq_clrs.get_processor_factory)\n'
           'assert "clrs" in sys.modules\n')
-  run = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
-  assert run.returncode == 0, run.stderr[-2000:]
+  _assert_runs(code)
 
 
 def test_the_report_and_light_training_modules_never_import_clrs():
@@ -120,6 +125,4 @@ def test_the_report_and_light_training_modules_never_import_clrs():
           'assert t.UserError is deq_clrs.training.errors.UserError\n'
           'assert callable(t.train_and_evaluate)\n'
           'assert "clrs" in sys.modules\n')
-  run = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
-  assert run.returncode == 0, run.stderr[-2000:]
+  _assert_runs(code)
