@@ -22,10 +22,8 @@ args=(--test_sizes="${SIZES:-128}")
 [ -n "${EVAL_BATCH:-}" ] && args+=(--eval_batch_size="$EVAL_BATCH")
 for workdir in "$runs"/*-dear-s* "$runs"/*-nar-s*; do
   [ -f "$workdir/results.json" ] || continue
-  if [ -n "${ALGS:-}" ]; then
-    alg="$(basename "$workdir")"; alg="${alg%-*-s*}"
-    [[ " $ALGS " == *" $alg "* ]] || continue
-  fi
+  alg=$(basename "$workdir"); alg=${alg%-*-s*}
+  [ -n "${ALGS:-}" ] && [[ " $ALGS " != *" $alg "* ]] && continue
   [ -f "$workdir/eval_results.json" ] && continue
   echo "scoring $workdir"
   flock -n "$workdir/.lock" \
