@@ -7,7 +7,9 @@ Reads every ``results.json`` under ``--runs`` (and, beside it, an
 sizes are merged in), then writes into ``--out``:
 
 * ``table.md``: per algorithm and model, the CLRS score at every test size
-  (mean +- std over seeds), the validation score, solver iterations against
+  (mean +- std over seeds, numpy's population std; a statistic that only
+  some of the row's seeds have names them, e.g. ``0.400 (seed 0)``), the
+  validation score, solver iterations against
   the true number of steps, inference time, training time and the commits
   that made the runs;
 * ``accuracy_vs_size.png``: score against graph size (16 = validation set);
@@ -229,6 +231,15 @@ def code_label(runs: list[dict[str, Any]]) -> str:
   return ','.join(labels)
 
 
+def _has(fn: Any, run: dict[str, Any]) -> bool:
+  """Whether ``fn(run)`` finds its field in ``run``."""
+  try:
+    fn(run)
+  except (KeyError, TypeError):
+    return False
+  return True
+
+
 def markdown_table(runs: list[dict[str, Any]]) -> str:
   """One row per (algorithm, model, config); mean ± std over seeds."""
   sizes = test_sizes(runs)
@@ -249,17 +260,29 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
         except (KeyError, TypeError):
           pass
       return out
+
+    def cell(fn, digits=3):
+      # A statistic that only some of the row's seeds have (a test size
+      # scored for seed 0 alone, say) names those seeds, so that it is not
+      # read as the row's mean.
+      text = _fmt(get(fn), digits)
+      have = [r['seed'] for r in group_runs if _has(fn, r)]
+      if text != '-' and len(have) < len(group_runs):
+        text += f' (seed{"s" if len(have) > 1 else ""} '
+        text += ','.join(str(seed) for seed in have) + ')'
+      return text
+
     row = [alg, model, ','.join(str(r['seed']) for r in group_runs),
-           _fmt(get(lambda r: r['val_score']))]
-    row += [_fmt(get(lambda r, s=s: r['test_scores'][s]['score']))
+           cell(lambda r: r['val_score'])]
+    row += [cell(lambda r, s=s: r['test_scores'][s]['score'])
             for s in sizes]
-    row += [_fmt(get(lambda r, s=s: r['gt_steps_mean'][s]), 1)
+    row += [cell(lambda r, s=s: r['gt_steps_mean'][s], 1)
             for s in sizes]
     for s in sizes:
       means = get(lambda r, s=s: r['solver'][s]['iterations_mean'])
       maxes = get(lambda r, s=s: r['solver'][s]['iterations_max'])
       row.append(f'{np.mean(means):.1f} / {max(maxes)}' if means else '-')
-    row += [_fmt(get(lambda r, s=s: 1e3 * r['seconds_per_sample'][s]), 2)
+    row += [cell(lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
             for s in sizes]
     row += [_fmt(get(lambda r: r['train_seconds']), 0),
             ','.join(str(r.get('train_steps', '?')) for r in group_runs),

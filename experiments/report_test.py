@@ -50,6 +50,17 @@ def test_report_writes_table_and_plots(tmp_path):
   assert '0.700 ± 0.100' in dear  # mean ± std over the two seeds
   assert '4.0 / 6' in dear
   assert '0.250' in nar and '0.500' in nar
+  # A test size scored for one of two seeds says so instead of passing
+  # for the row's mean.
+  with open(runs / 'd0' / 'eval_results.json', 'w') as f:
+    json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.3}},
+               'gt_steps_mean': {'128': 4.0},
+               'seconds_per_sample': {'128': 0.02}, 'solver': None}, f)
+  partial = tmp_path / 'partial'
+  report.write_report(str(runs), str(partial))
+  dear = next(line for line in (partial / 'table.md').read_text()
+              .splitlines() if '| dear |' in line).split(' | ')
+  assert dear[4:6] == ['0.700 ± 0.100', '0.300 (seed 0)']
   for name in ('accuracy_vs_size.png', 'iterations_vs_steps.png'):
     assert (out / name).stat().st_size > 1000
   assert len(os.listdir(out / 'runs')) == 3
