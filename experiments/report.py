@@ -261,16 +261,17 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
           pass
       return out
 
-    def cell(fn, digits=3):
+    def note(text, fn):
       # A statistic that only some of the row's seeds have (a test size
       # scored for seed 0 alone, say) names those seeds, so that it is not
       # read as the row's mean.
-      text = _fmt(get(fn), digits)
-      have = [r['seed'] for r in group_runs if _has(fn, r)]
-      if text != '-' and len(have) < len(group_runs):
-        text += f' (seed{"s" if len(have) > 1 else ""} '
-        text += ','.join(str(seed) for seed in have) + ')'
-      return text
+      have = [str(r['seed']) for r in group_runs if _has(fn, r)]
+      if text == '-' or len(have) == len(group_runs):
+        return text
+      return f'{text} (seed{"s" if len(have) > 1 else ""} {",".join(have)})'
+
+    def cell(fn, digits=3):
+      return note(_fmt(get(fn), digits), fn)
 
     row = [alg, model, ','.join(str(r['seed']) for r in group_runs),
            cell(lambda r: r['val_score'])]
@@ -281,7 +282,8 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
     for s in sizes:
       means = get(lambda r, s=s: r['solver'][s]['iterations_mean'])
       maxes = get(lambda r, s=s: r['solver'][s]['iterations_max'])
-      row.append(f'{np.mean(means):.1f} / {max(maxes)}' if means else '-')
+      row.append(note(f'{np.mean(means):.1f} / {max(maxes)}' if means else '-',
+                      lambda r, s=s: r['solver'][s]['iterations_mean']))
     row += [cell(lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
             for s in sizes]
     row += [_fmt(get(lambda r: r['train_seconds']), 0),

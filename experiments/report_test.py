@@ -55,12 +55,16 @@ def test_report_writes_table_and_plots(tmp_path):
   with open(runs / 'd0' / 'eval_results.json', 'w') as f:
     json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.3}},
                'gt_steps_mean': {'128': 4.0},
-               'seconds_per_sample': {'128': 0.02}, 'solver': None}, f)
+               'seconds_per_sample': {'128': 0.02},
+               'solver': {'128': {'iterations_mean': 5.0,
+                                  'iterations_max': 8,
+                                  'converged_fraction': 1.0}}}, f)
   partial = tmp_path / 'partial'
   report.write_report(str(runs), str(partial))
   dear = next(line for line in (partial / 'table.md').read_text()
               .splitlines() if '| dear |' in line).split(' | ')
   assert dear[4:6] == ['0.700 ± 0.100', '0.300 (seed 0)']
+  assert dear[8:10] == ['4.0 / 6', '5.0 / 8 (seed 0)']
   for name in ('accuracy_vs_size.png', 'iterations_vs_steps.png'):
     assert (out / name).stat().st_size > 1000
   assert len(os.listdir(out / 'runs')) == 3
