@@ -10,7 +10,9 @@
 #
 # RUNS (default /work/runs/dear_cpu) holds the workdirs; DATA (if set) the
 # dataset cache; SEEDS and ALGS narrow the runs (default: all finished);
-# OUT (default results/dear_cpu/ablations) receives the files.
+# OUT (default results/dear_cpu/ablations) receives the files; SETTINGS
+# (default "default rel_tol0.01 no_eval_noise phantom_in_eval") picks the
+# settings, e.g. SETTINGS=rel_tol0.001 ALGS="bfs insertion_sort".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-/work/runs/dear_cpu}"
@@ -22,6 +24,7 @@ data=()
 declare -A settings=(
   [default]=''
   [rel_tol0.01]='--rel_tol=0.01'
+  [rel_tol0.001]='--rel_tol=0.001'
   [no_eval_noise]='--nonoise_in_eval'
   [phantom_in_eval]='--phantom_in_eval'
 )
@@ -31,7 +34,8 @@ for workdir in "$runs"/*-dear-s*; do
   [ -f "$workdir/results.json" ] || continue
   [ -n "${SEEDS:-}" ] && [[ " $SEEDS " != *" $seed "* ]] && continue
   [ -n "${ALGS:-}" ] && [[ " $ALGS " != *" $alg "* ]] && continue
-  for name in default rel_tol0.01 no_eval_noise phantom_in_eval; do
+  for name in ${SETTINGS:-default rel_tol0.01 no_eval_noise phantom_in_eval}; do
+    [ -n "${settings[$name]+set}" ] || { echo "unknown setting: $name" >&2; exit 2; }
     file="$out/$run.$name.json"
     [ -f "$file" ] && continue
     echo "scoring $run with $name"

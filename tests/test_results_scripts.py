@@ -106,3 +106,20 @@ def test_ablate_eval_scores_each_setting_of_the_chosen_dear_runs(tmp_path):
   # Files already there are kept.
   assert _run('ablate_eval.sh', tmp_path, RUNS=str(root), SEEDS='0',
               ALGS='bfs', OUT=str(out)) == []
+  # SETTINGS picks others, e.g. the tolerance of 0.001.
+  calls = _run('ablate_eval.sh', tmp_path, RUNS=str(root), SEEDS='0',
+               ALGS='dfs', OUT=str(out), SETTINGS='rel_tol0.001')
+  assert len(calls) == 1 and '--rel_tol=0.001' in calls[0]
+  assert 'dfs-dear-s0.rel_tol0.001.json' in calls[0]
+
+
+def test_ablate_eval_refuses_an_unknown_setting_in_one_line(tmp_path):
+  root = tmp_path / 'runs'
+  _runs(root, {'bfs-dear-s0': True})
+  proc = subprocess.run(
+      ['bash', str(ROOT / 'results' / 'ablate_eval.sh')], capture_output=True,
+      text=True, check=False, timeout=120,
+      env=dict(os.environ, RUNS=str(root), OUT=str(tmp_path / 'out'),
+               SETTINGS='rel_tol0.5'))
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == 'unknown setting: rel_tol0.5'
