@@ -375,34 +375,45 @@ def _test_results(models: models_lib.Models, params: Any,
 
 
 class _Eta:
-  """Time left, from the steps that compiled nothing.
+  """Time left, from the stretches of training that compiled nothing.
 
-  A step compiles when its batch has a shape not seen before in this
-  process (a new graph size or trajectory length), and so does the first
-  validation; those steps are left out of the mean time per step (which
-  includes the validations and checkpoints that follow a step).
+  Training steps are dispatched without waiting for the device, so the
+  time of one step says little; the time between two points where the host
+  has waited for the device (the log lines, which read the loss back) says
+  how long the steps between them took, validations and checkpoints
+  included. A stretch in which some step compiled (its batch had a shape not
+  seen before in this process: a new graph size or trajectory length) or
+  the first validation ran is left out of the mean time per step, since
+  compiling is paid once.
   """
 
-  def __init__(self, total_steps: int, validated: bool):
+  def __init__(self, total_steps: int, step: int, now: float,
+               validated: bool):
     self.total_steps = total_steps
     self.shapes = set()
     self.seconds, self.steps = 0.0, 0
     self._validated = validated
-    self._warm = False
+    self._since, self._since_step, self._clean = now, step, True
 
   def start_step(self, feedback: clrs.Feedback) -> None:
+    """Notes the shape of the batch of the step about to be dispatched."""
     shape = tuple(np.shape(x) for x in jax.tree_util.tree_leaves(feedback))
-    self._warm = shape in self.shapes
+    if shape not in self.shapes:
+      self._clean = False
     self.shapes.add(shape)
 
   def validated(self) -> None:
+    """Notes a validation (the first one compiles)."""
     if not self._validated:
-      self._warm, self._validated = False, True
+      self._clean, self._validated = False, True
 
-  def end_step(self, seconds: float) -> None:
-    if self._warm:
-      self.seconds += seconds
-      self.steps += 1
+  def synced(self, step: int, now: float) -> None:
+    """Called when the device has finished the first ``step`` steps, at
+    time ``now`` (seconds, the clock of ``now`` in ``__init__``)."""
+    if self._clean and step > self._since_step:
+      self.seconds += now - self._since
+      self.steps += step - self._since_step
+    self._since, self._since_step, self._clean = now, step, True
 
   def text(self, step: int) -> str:
     if not self.steps:
@@ -541,7 +552,10 @@ class _Window:
 
   def log(self, writer, step: int, total: int, metrics: dict[str, float],
           eta: _Eta) -> None:
+    """Logs the metrics read back after ``step`` steps (the device has
+    finished them)."""
     now = time.perf_counter()
+    eta.synced(step, now)
     rate = (step - self.step) / max(now - self.start, 1e-9)
     logging.info('step %d/%d  loss %.4f (mean %.4f)  %.2f steps/s  ETA %s',
                  step, total, metrics['loss'], metrics['loss_mean'], rate,
@@ -655,9 +669,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   window = _Window(step)
   # Training seconds of earlier segments, less this segment's start.
   seconds_offset = float(state['train_seconds']) - time.perf_counter()
-  eta = _Eta(config.train_steps, validated=step == 0)
+  eta = _Eta(config.train_steps, step, time.perf_counter(),
+             validated=step == 0)
   while step < config.train_steps:
-    tick = time.perf_counter()
     feedback, extras = models.train_inputs(stream.batch(step))
     eta.start_step(feedback)
     # Dispatched, not waited for: the host prepares the next batch while
@@ -680,7 +694,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if step % config.checkpoint_every == 0 or last:
       _save(checkpointer, state, train_state, best_params, step,
             seconds_offset + time.perf_counter())
-    eta.end_step(time.perf_counter() - tick)
     for hook in hooks:
       hook(step)
   checkpointer.close()
