@@ -387,13 +387,12 @@ class _Eta:
   compiling is paid once.
   """
 
-  def __init__(self, total_steps: int, step: int, now: float,
-               validated: bool):
+  def __init__(self, total_steps: int, validated: bool):
     self.total_steps = total_steps
     self.shapes = set()
     self.seconds, self.steps = 0.0, 0
     self._validated = validated
-    self._since, self._since_step, self._clean = now, step, True
+    self._clean = True
 
   def start_step(self, feedback: clrs.Feedback) -> None:
     """Notes the shape of the batch of the step about to be dispatched."""
@@ -407,13 +406,14 @@ class _Eta:
     if not self._validated:
       self._clean, self._validated = False, True
 
-  def synced(self, step: int, now: float) -> None:
-    """Called when the device has finished the first ``step`` steps, at
-    time ``now`` (seconds, the clock of ``now`` in ``__init__``)."""
-    if self._clean and step > self._since_step:
-      self.seconds += now - self._since
-      self.steps += step - self._since_step
-    self._since, self._since_step, self._clean = now, step, True
+  def synced(self, steps: int, seconds: float) -> None:
+    """Called where the device has finished every step dispatched so far:
+    the stretch since the last such point took ``steps`` steps and
+    ``seconds`` seconds."""
+    if self._clean and steps > 0:
+      self.seconds += seconds
+      self.steps += steps
+    self._clean = True
 
   def text(self, step: int) -> str:
     if not self.steps:
@@ -555,7 +555,7 @@ class _Window:
     """Logs the metrics read back after ``step`` steps (the device has
     finished them)."""
     now = time.perf_counter()
-    eta.synced(step, now)
+    eta.synced(step - self.step, now - self.start)
     rate = (step - self.step) / max(now - self.start, 1e-9)
     logging.info('step %d/%d  loss %.4f (mean %.4f)  %.2f steps/s  ETA %s',
                  step, total, metrics['loss'], metrics['loss_mean'], rate,
@@ -669,8 +669,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   window = _Window(step)
   # Training seconds of earlier segments, less this segment's start.
   seconds_offset = float(state['train_seconds']) - time.perf_counter()
-  eta = _Eta(config.train_steps, step, time.perf_counter(),
-             validated=step == 0)
+  eta = _Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
     feedback, extras = models.train_inputs(stream.batch(step))
     eta.start_step(feedback)
