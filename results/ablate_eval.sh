@@ -11,8 +11,9 @@
 # RUNS (default /work/runs/dear_cpu) holds the workdirs; DATA (if set) the
 # dataset cache; SEEDS and ALGS narrow the runs (default: all finished);
 # OUT (default results/dear_cpu/ablations) receives the files; SETTINGS
-# (default "default rel_tol0.01 no_eval_noise phantom_in_eval") picks the
-# settings, e.g. SETTINGS=rel_tol0.001 ALGS="bfs insertion_sort".
+# (default: the list in `defaults` below) picks the settings, e.g.
+# SETTINGS=rel_tol0.001 ALGS="bfs insertion_sort". An unknown setting is
+# refused before anything is scored.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-/work/runs/dear_cpu}"
@@ -28,14 +29,18 @@ declare -A settings=(
   [no_eval_noise]='--nonoise_in_eval'
   [phantom_in_eval]='--phantom_in_eval'
 )
+defaults="default rel_tol0.01 no_eval_noise phantom_in_eval"
+chosen="${SETTINGS:-$defaults}"
+for name in $chosen; do
+  [ -n "${settings[$name]+set}" ] || { echo "unknown setting: $name" >&2; exit 2; }
+done
 for workdir in "$runs"/*-dear-s*; do
   run=$(basename "$workdir")
   alg=${run%-dear-s*}; seed=${run##*-s}
   [ -f "$workdir/results.json" ] || continue
   [ -n "${SEEDS:-}" ] && [[ " $SEEDS " != *" $seed "* ]] && continue
   [ -n "${ALGS:-}" ] && [[ " $ALGS " != *" $alg "* ]] && continue
-  for name in ${SETTINGS:-default rel_tol0.01 no_eval_noise phantom_in_eval}; do
-    [ -n "${settings[$name]+set}" ] || { echo "unknown setting: $name" >&2; exit 2; }
+  for name in $chosen; do
     file="$out/$run.$name.json"
     [ -f "$file" ] && continue
     echo "scoring $run with $name"

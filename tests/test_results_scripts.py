@@ -123,3 +123,27 @@ def test_ablate_eval_refuses_an_unknown_setting_in_one_line(tmp_path):
                SETTINGS='rel_tol0.5'))
   assert proc.returncode == 2
   assert proc.stderr.strip() == 'unknown setting: rel_tol0.5'
+
+
+def test_ablate_eval_refuses_an_unknown_setting_before_scoring_anything(
+    tmp_path):
+  # An unknown setting after a known one used to be found only once the
+  # known one had been scored (minutes per run), and never where no run had
+  # finished yet.
+  for finished in (True, False):
+    root = tmp_path / f'runs{finished}'
+    _runs(root, {'bfs-dear-s0': finished})
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / 'taskset').write_text(STUB)
+    (bin_dir / 'taskset').chmod(0o755)
+    calls = tmp_path / f'calls{finished}'
+    proc = subprocess.run(
+        ['bash', str(ROOT / 'results' / 'ablate_eval.sh')],
+        capture_output=True, text=True, check=False, timeout=120,
+        env=dict(os.environ, RUNS=str(root), OUT=str(tmp_path / 'out'),
+                 SETTINGS='default rel_tol0.5', CALLS=str(calls),
+                 PATH=f'{bin_dir}:{os.environ["PATH"]}'))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == 'unknown setting: rel_tol0.5'
+    assert not calls.exists()
