@@ -147,3 +147,64 @@ def test_ablate_eval_refuses_an_unknown_setting_before_scoring_anything(
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == 'unknown setting: rel_tol0.5'
     assert not calls.exists()
+
+
+def _carry(tmp_path: pathlib.Path, *args: str, **env) -> str:
+  proc = subprocess.run(
+      ['bash', str(ROOT / 'results' / 'carry_runs.sh'), *args],
+      capture_output=True, text=True, check=False, timeout=120,
+      env=dict(os.environ, CARRY=str(tmp_path / 'carry'), **env))
+  assert proc.returncode == 0, proc.stderr
+  return proc.stdout
+
+
+def _checkpoint(workdir: pathlib.Path, step: int, committed=True) -> None:
+  step_dir = workdir / 'checkpoints' / str(step) / 'default'
+  step_dir.mkdir(parents=True)
+  (step_dir / 'blob').write_text(f'state at {step}')
+  if committed:
+    (step_dir.parent / 'commit_success.txt').write_text('')
+
+
+def test_carry_runs_packs_the_newest_checkpoint_of_unfinished_runs(tmp_path):
+  runs = tmp_path / 'runs'
+  _runs(runs, {'dfs-nar-s0': False, 'bfs-dear-s1': True, 'empty-nar-s0': False})
+  dfs = runs / 'dfs-nar-s0'
+  (dfs / 'config.json').write_text('{"seed": 0}')
+  (dfs / 'history.jsonl').write_text('{"step": 250}\n')
+  (dfs / 'job.log').write_text('not carried')
+  _checkpoint(dfs, 250)
+  _checkpoint(dfs, 2750)
+  _checkpoint(dfs, 3000, committed=False)  # Cut short by a kill.
+  (dfs / 'checkpoints' / '2750.orbax-checkpoint-tmp-1').mkdir()
+  (runs / 'bfs-dear-s1' / 'config.json').write_text('{}')
+  _checkpoint(runs / 'bfs-dear-s1', 5000)
+  carry = tmp_path / 'carry'
+  carry.mkdir()
+  (carry / 'bfs-dear-s1.tar.gz').write_text('stale: the run has finished')
+  out = _carry(tmp_path, 'pack', RUNS=str(runs))
+  assert 'packed dfs-nar-s0 at step 2750' in out
+  assert sorted(os.listdir(carry)) == ['dfs-nar-s0.tar.gz']
+
+  fresh = tmp_path / 'fresh'
+  out = _carry(tmp_path, 'unpack', RUNS=str(fresh))
+  assert sorted(os.listdir(fresh)) == ['dfs-nar-s0']
+  restored = fresh / 'dfs-nar-s0'
+  assert sorted(os.listdir(restored)) == ['checkpoints', 'config.json',
+                                          'history.jsonl']
+  assert os.listdir(restored / 'checkpoints') == ['2750']
+  assert (restored / 'checkpoints' / '2750' / 'default' /
+          'blob').read_text() == 'state at 2750'
+  assert (restored / 'history.jsonl').read_text() == '{"step": 250}\n'
+  # A run folder already there is never overwritten.
+  (restored / 'history.jsonl').write_text('newer')
+  out = _carry(tmp_path, 'unpack', RUNS=str(fresh))
+  assert 'kept' in out and (restored / 'history.jsonl').read_text() == 'newer'
+
+
+def test_carry_runs_refuses_an_unknown_command(tmp_path):
+  proc = subprocess.run(
+      ['bash', str(ROOT / 'results' / 'carry_runs.sh'), 'push'],
+      capture_output=True, text=True, check=False, timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == 'usage: bash results/carry_runs.sh pack|unpack'
