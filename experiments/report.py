@@ -17,8 +17,9 @@ sizes are merged in), then writes into ``--out``:
   the true algorithm's number of steps;
 * ``runs/``: a copy of each gathered run, ``<algorithm>.<model>.seed<seed>.
   <config hash>.results.json``: its results.json with the extra test sizes
-  of its eval_results.json merged in (never overwritten), so that
-  ``--runs=<out>/runs`` rebuilds the same table from the copies alone.
+  of its eval_results.json merged in (updated when the run only adds test
+  sizes, never overwritten otherwise), so that ``--runs=<out>/runs``
+  rebuilds the same table from the copies alone.
 
 Runs are pooled as seeds of one row only when their configs agree on all
 but the seed and bookkeeping fields; results files reached twice through
@@ -387,6 +388,14 @@ def _copy_text(run: dict[str, Any]) -> str:
                     indent=2, sort_keys=True) + '\n'
 
 
+def _extends(new: Any, old: Any) -> bool:
+  """Whether ``new`` holds everything ``old`` does, unchanged, and maybe more
+  (nested dicts compared key by key; any other value must be equal)."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    return all(k in new and _extends(new[k], old[k]) for k in old)
+  return new == old
+
+
 def write_report(runs_dir: str, out_dir: str,
                  log: Callable[[str], None] = print
                  ) -> list[dict[str, Any]]:
@@ -397,7 +406,10 @@ def write_report(runs_dir: str, out_dir: str,
   score against training steps (``learning_curves.png``).
 
   Copies go into ``<out_dir>/runs/``, one name per (algorithm, model, seed,
-  config); an existing copy that differs is never overwritten. Every file
+  config). An existing copy is brought up to date when the run keeps all
+  the copy holds and adds to it (a test size scored since by
+  ``experiments.evaluate``), so that the table and its copies agree; a copy
+  that differs otherwise is never overwritten. Every file
   left out, and every copy not written, is reported through ``log`` with
   the reason.
   """
@@ -415,10 +427,15 @@ def write_report(runs_dir: str, out_dir: str,
     text = _copy_text(r)
     if os.path.exists(target):
       with open(target) as f:
-        if f.read() != text:
-          log(f'not overwriting {target} (it differs from {r["_path"]}; '
-              f'remove it to refresh the copy)')
-      continue
+        old = f.read()
+      if old == text:
+        continue
+      if not _extends(json.loads(text), json.loads(old)):
+        log(f'not overwriting {target} (it differs from {r["_path"]}; '
+            f'remove it to refresh the copy)')
+        continue
+      log(f'updated {target}: {r["_path"]} keeps all it held and adds '
+          f'more (test sizes scored since)')
     with open(target, 'w') as f:
       f.write(text)
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:

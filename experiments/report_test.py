@@ -136,3 +136,33 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   (note,) = [line for line in printed if line.startswith('not overwriting')]
   assert f'differs from {runs / "d1" / "results.json"}' in note
   assert '0.567 ± 0.262' in (out / 'table.md').read_text()
+
+
+def test_report_brings_a_copy_up_to_date_when_its_run_gains_a_test_size(
+    tmp_path):
+  # A run scored at 128 nodes after its copy was written: the copy used to
+  # stay as it was (with a line in the log), so the table showed a score
+  # that its copies could not rebuild.
+  runs = tmp_path / 'runs'
+  solver = {'iterations_mean': 4.0, 'iterations_max': 6,
+            'converged_fraction': 1.0}
+  write_run(runs / 'd0', fake_run('dear', 0, 0.8, solver))
+  out = tmp_path / 'out'
+  report.write_report(str(runs), str(out))
+  with open(runs / 'd0' / 'eval_results.json', 'w') as f:
+    json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.3}},
+               'gt_steps_mean': {'128': 4.0},
+               'seconds_per_sample': {'128': 0.02},
+               'solver': {'128': solver}}, f)
+  printed = []
+  report.write_report(str(runs), str(out), log=printed.append)
+  (copy,) = os.listdir(out / 'runs')
+  assert printed == [f'updated {out / "runs" / copy}: '
+                     f'{runs / "d0" / "results.json"} keeps all it held and '
+                     'adds more (test sizes scored since)']
+  with open(out / 'runs' / copy) as f:
+    assert json.load(f)['test_scores']['128'] == {'score': 0.3}
+  again = tmp_path / 'again'
+  report.write_report(str(out / 'runs'), str(again))
+  assert (again / 'table.md').read_text() == (out / 'table.md').read_text()
+  assert '0.300' in (again / 'table.md').read_text()
