@@ -430,7 +430,11 @@ def write_report(runs_dir: str, out_dir: str,
         old = f.read()
       if old == text:
         continue
-      if not _extends(json.loads(text), json.loads(old)):
+      try:
+        extends = _extends(json.loads(text), json.loads(old))
+      except ValueError:  # A copy cut short or edited by hand.
+        extends = False
+      if not extends:
         log(f'not overwriting {target} (it differs from {r["_path"]}; '
             f'remove it to refresh the copy)')
         continue

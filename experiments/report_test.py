@@ -166,3 +166,19 @@ def test_report_brings_a_copy_up_to_date_when_its_run_gains_a_test_size(
   report.write_report(str(out / 'runs'), str(again))
   assert (again / 'table.md').read_text() == (out / 'table.md').read_text()
   assert '0.300' in (again / 'table.md').read_text()
+
+
+def test_report_keeps_an_unreadable_copy_and_says_so(tmp_path):
+  # Comparing a copy with its run must not crash the report when the copy
+  # is not JSON (cut short by a kill): it is left alone, as before.
+  runs = tmp_path / 'runs'
+  write_run(runs / 'd0', fake_run('dear', 0, 0.8, None))
+  out = tmp_path / 'out'
+  report.write_report(str(runs), str(out))
+  (copy,) = os.listdir(out / 'runs')
+  (out / 'runs' / copy).write_text('{"algorithm": ')
+  printed = []
+  report.write_report(str(runs), str(out), log=printed.append)
+  (note,) = printed
+  assert note.startswith(f'not overwriting {out / "runs" / copy}')
+  assert (out / 'runs' / copy).read_text() == '{"algorithm": '
