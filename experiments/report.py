@@ -218,17 +218,22 @@ def test_sizes(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def code_label(runs: list[dict[str, Any]]) -> str:
-  """The commits that finished a row's runs (short hashes, ``+dirty`` for a
-  checkout with changes; ``?`` for a run that did not record its code)."""
+  """The commits that trained and finished a row's runs (short hashes,
+  ``+dirty`` for a checkout with changes; ``?`` for a run, or the first steps
+  of a resumed run, that did not record its code)."""
   labels = []
   for run in runs:
-    version = run.get('code_version') or {}
-    commit = version.get('commit')
-    name = commit[:7] if commit else '?'
-    if version.get('dirty'):
-      name += '+dirty'
-    if name not in labels:
-      labels.append(name)
+    segments = run.get('code_versions') or []
+    versions = segments + [run.get('code_version') or {}]
+    if segments and segments[0].get('from_step', 0) > 0:
+      versions.insert(0, {})  # Steps before the first recorded segment.
+    for version in versions:
+      commit = version.get('commit')
+      name = commit[:7] if commit else '?'
+      if version.get('dirty'):
+        name += '+dirty'
+      if name not in labels:
+        labels.append(name)
   return ','.join(labels)
 
 

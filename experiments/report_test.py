@@ -182,3 +182,18 @@ def test_report_keeps_an_unreadable_copy_and_says_so(tmp_path):
   (note,) = printed
   assert note.startswith(f'not overwriting {out / "runs" / copy}')
   assert (out / 'runs' / copy).read_text() == '{"algorithm": '
+
+
+def test_the_code_column_names_every_commit_that_trained_a_run():
+  started = {'commit': '1111111aaaa', 'dirty': False}
+  finished = {'commit': '2222222bbbb', 'dirty': False}
+  resumed = {'code_versions': [{'from_step': 0, **started},
+                               {'from_step': 3500, **finished}],
+             'code_version': finished}
+  assert report.code_label([resumed]) == '1111111,2222222'
+  # Begun before segments were recorded: its first steps' code is unknown.
+  late = {'code_versions': [{'from_step': 3500, **finished}],
+          'code_version': finished}
+  assert report.code_label([late]) == '?,2222222'
+  assert report.code_label([{'code_version': finished}]) == '2222222'
+  assert report.code_label([{}]) == '?'

@@ -12,7 +12,8 @@
 #
 # pack writes, for each run under RUNS that has a checkpoint and no
 # results.json, <run>.tar.gz into CARRY (default results/dear_cpu/unfinished)
-# holding its config.json, history.jsonl and newest checkpoint (about 5 MB),
+# holding its config.json, history.jsonl, segments.jsonl (the code of each
+# training segment) and newest checkpoint (about 5 MB),
 # and removes the archives of runs that have finished since. unpack restores
 # each archive into RUNS unless that run's folder already exists there.
 set -euo pipefail
@@ -48,7 +49,9 @@ case "${1:-}" in
       step=$(newest_step "$workdir")
       [ -n "$step" ] || continue
       files=("$run/config.json" "$run/checkpoints/$step")
-      [ -f "$workdir/history.jsonl" ] && files+=("$run/history.jsonl")
+      for extra in history.jsonl segments.jsonl; do
+        if [ -f "$workdir/$extra" ]; then files+=("$run/$extra"); fi
+      done
       tar -czf "$carry/$run.tar.gz.tmp" -C "$runs" "${files[@]}"
       mv "$carry/$run.tar.gz.tmp" "$carry/$run.tar.gz"
       echo "packed $run at step $step -> $carry/$run.tar.gz"

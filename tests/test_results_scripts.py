@@ -172,6 +172,7 @@ def test_carry_runs_packs_the_newest_checkpoint_of_unfinished_runs(tmp_path):
   dfs = runs / 'dfs-nar-s0'
   (dfs / 'config.json').write_text('{"seed": 0}')
   (dfs / 'history.jsonl').write_text('{"step": 250}\n')
+  (dfs / 'segments.jsonl').write_text('{"from_step": 0}\n')
   (dfs / 'job.log').write_text('not carried')
   _checkpoint(dfs, 250)
   _checkpoint(dfs, 2750)
@@ -191,7 +192,8 @@ def test_carry_runs_packs_the_newest_checkpoint_of_unfinished_runs(tmp_path):
   assert sorted(os.listdir(fresh)) == ['dfs-nar-s0']
   restored = fresh / 'dfs-nar-s0'
   assert sorted(os.listdir(restored)) == ['checkpoints', 'config.json',
-                                          'history.jsonl']
+                                          'history.jsonl', 'segments.jsonl']
+  assert (restored / 'segments.jsonl').read_text() == '{"from_step": 0}\n'
   assert os.listdir(restored / 'checkpoints') == ['2750']
   assert (restored / 'checkpoints' / '2750' / 'default' /
           'blob').read_text() == 'state at 2750'

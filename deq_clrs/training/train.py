@@ -271,6 +271,31 @@ def _initial_state(models: models_lib.Models) -> dict[str, Any]:
 HISTORY_FILE = 'history.jsonl'
 
 
+def _read_lines(path: str) -> list[dict[str, Any]]:
+  """The JSON lines of ``path`` (none if it does not exist), up to the first
+  line cut short by a kill."""
+  entries = []
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          entries.append(json.loads(line))
+        except json.JSONDecodeError:
+          break
+  return entries
+
+
+def _rewrite_lines(path: str, entries: list[dict[str, Any]]) -> None:
+  """Replaces ``path`` with one JSON line per entry (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    for entry in entries:
+      f.write(json.dumps(entry, sort_keys=True) + '\n')
+  os.replace(tmp, path)
+
+
 class History:
   """The learning curve: one JSON line per validation, in the workdir.
 
@@ -280,26 +305,9 @@ class History:
 
   def __init__(self, workdir: str, resume_step: int):
     self.path = os.path.join(workdir, HISTORY_FILE)
-    self.entries = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        for line in f:
-          try:
-            entry = json.loads(line)
-          except json.JSONDecodeError:
-            break  # A line cut short by a kill: the rest is recomputed.
-          if entry['step'] <= resume_step:
-            self.entries.append(entry)
-    self._rewrite()
-
-  def _rewrite(self) -> None:
-    if jax.process_index() != 0:
-      return
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      for entry in self.entries:
-        f.write(json.dumps(entry, sort_keys=True) + '\n')
-    os.replace(tmp, self.path)
+    self.entries = [e for e in _read_lines(self.path)
+                    if e['step'] <= resume_step]
+    _rewrite_lines(self.path, self.entries)
 
   def append(self, entry: dict[str, Any]) -> None:
     self.entries = [e for e in self.entries if e['step'] != entry['step']]
@@ -307,6 +315,35 @@ class History:
     if jax.process_index() == 0:
       with open(self.path, 'a') as f:
         f.write(json.dumps(entry, sort_keys=True) + '\n')
+
+
+SEGMENTS_FILE = 'segments.jsonl'
+
+
+class Segments:
+  """Which code trained which steps: one JSON line per start or resume of
+  training, ``{'from_step': s, 'commit': ..., 'dirty': ..., 'packages':
+  {...}}`` (:func:`provenance.code_version`), in the workdir.
+
+  ``results.json``'s ``code_version`` names only the code that finished a
+  run; its ``code_versions`` lists these segments, so a run resumed on
+  another commit says so. As in :class:`History`, a resume from step ``s``
+  drops the segments from ``s`` on (those steps are trained again). A first
+  segment that starts after step 0 belongs to a run begun before this
+  record existed: the code of its earlier steps is unknown.
+  """
+
+  def __init__(self, workdir: str, start_step: int, training: bool = True):
+    """Reads the record and, if ``training`` (steps are left to train),
+    starts a segment at ``start_step``; without, the record is kept as it
+    is (a run killed between its last checkpoint and ``results.json``)."""
+    path = os.path.join(workdir, SEGMENTS_FILE)
+    self.entries = [e for e in _read_lines(path)
+                    if e['from_step'] < start_step or not training]
+    if training:
+      self.entries.append({'from_step': start_step,
+                           **provenance.code_version()})
+      _rewrite_lines(path, self.entries)
 
 
 class _NoWriter:
@@ -581,8 +618,10 @@ def _save(checkpointer: ckpt_lib.Checkpointer, state: dict[str, Any],
 
 def _run_results(models: models_lib.Models,
                  config: ml_collections.ConfigDict, state: dict[str, Any],
-                 history: History, step: int, loss: float) -> dict[str, Any]:
-  """The fields of ``results.json`` that the test sets do not give."""
+                 history: History, segments: list[dict[str, Any]],
+                 step: int, loss: float) -> dict[str, Any]:
+  """The fields of ``results.json`` that the test sets do not give
+  (``segments``: :class:`Segments` entries)."""
   return {
       'algorithm': config.algorithm,
       'model': config.model,
@@ -602,9 +641,10 @@ def _run_results(models: models_lib.Models,
       'train_seconds': float(state['train_seconds']),
       'num_devices': models.num_devices,
       'num_processes': jax.process_count(),
-      # The code that finished the run (a resumed run may have started on
-      # another commit).
+      # The code that finished the run, and the code of each training
+      # segment (a resumed run may have started on another commit).
       'code_version': provenance.code_version(),
+      'code_versions': segments,
   }
 
 
@@ -661,6 +701,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   validate = _Validation(models, config, val_set, writer, history)
   loss = float('nan')
 
+  segments = Segments(workdir, step, training=step < config.train_steps)
   if step < config.train_steps:
     _log_compiling(config, stream, step)
   if step == 0:
@@ -698,7 +739,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpointer.close()
 
   # Score the parameters selected on the validation set.
-  results = _run_results(models, config, state, history, step, loss)
+  results = _run_results(models, config, state, history, segments.entries,
+                         step, loss)
   results.update(_test_results(models, best_params, config,
                                list(config.test_sizes), writer, step))
   writer.flush()

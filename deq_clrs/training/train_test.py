@@ -61,6 +61,8 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert saved['train_seconds'] > 0
   assert saved['config']['hidden_size'] == 16
   assert saved['code_version'] == provenance.code_version()
+  assert saved['code_versions'] == [{'from_step': 0,
+                                     **provenance.code_version()}]
   assert os.listdir(os.path.join(workdir, 'tensorboard'))
   assert ckpt_lib.Checkpointer(workdir).latest_step() == 4
 
@@ -158,6 +160,42 @@ def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path,
   assert any(not np.array_equal(x, y) for x, y in zip(
       jax.tree_util.tree_leaves(at_4['params']),
       jax.tree_util.tree_leaves(final['params'])))
+
+
+def test_a_run_resumed_on_other_code_records_each_segments_code(
+    data_dir, tmp_path, monkeypatch):
+  config = tiny_config(data_dir, train_steps=6, model='nar')
+  workdir = str(tmp_path / 'run')
+  here = provenance.code_version()
+  other = {'commit': 'f' * 40, 'dirty': True, 'packages': {}}
+
+  def crash(step):
+    if step == 5:  # after the checkpoint at step 4
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    training.train_and_evaluate(config, workdir, hooks=[crash])
+  # Resumed from step 4 on other code, killed again before step 6: its
+  # steps 4..5 are trained again, so that segment is replaced.
+  monkeypatch.setattr(provenance, 'code_version', lambda: other)
+  with pytest.raises(Interrupted):
+    training.train_and_evaluate(config, workdir, hooks=[crash])
+  monkeypatch.setattr(provenance, 'code_version', lambda: here)
+  results = training.train_and_evaluate(config, workdir)
+  assert results['code_versions'] == [{'from_step': 0, **here},
+                                      {'from_step': 4, **here}]
+
+  # A run begun before this record existed, finished on other code.
+  workdir = str(tmp_path / 'older')
+  with pytest.raises(Interrupted):
+    training.train_and_evaluate(config, workdir, hooks=[crash])
+  os.remove(os.path.join(workdir, train_lib.SEGMENTS_FILE))
+  monkeypatch.setattr(provenance, 'code_version', lambda: other)
+  results = training.train_and_evaluate(config, workdir)
+  assert results['code_version'] == other
+  assert results['code_versions'] == [{'from_step': 4, **other}]
+  with open(os.path.join(workdir, train_lib.SEGMENTS_FILE)) as f:
+    assert [json.loads(line) for line in f] == results['code_versions']
 
 
 def test_nar_with_hints_and_a_stock_clrs_processor(data_dir, tmp_path):
