@@ -320,30 +320,30 @@ class History:
 SEGMENTS_FILE = 'segments.jsonl'
 
 
-class Segments:
-  """Which code trained which steps: one JSON line per start or resume of
-  training, ``{'from_step': s, 'commit': ..., 'dirty': ..., 'packages':
-  {...}}`` (:func:`provenance.code_version`), in the workdir.
+def code_segments(workdir: str, start_step: int,
+                  training: bool) -> list[dict[str, Any]]:
+  """Which code trained which steps: the record in ``segments.jsonl``, one
+  JSON line per start or resume of training, ``{'from_step': s, 'commit':
+  ..., 'dirty': ..., 'packages': {...}}`` (:func:`provenance.code_version`).
 
   ``results.json``'s ``code_version`` names only the code that finished a
   run; its ``code_versions`` lists these segments, so a run resumed on
-  another commit says so. As in :class:`History`, a resume from step ``s``
-  drops the segments from ``s`` on (those steps are trained again). A first
-  segment that starts after step 0 belongs to a run begun before this
-  record existed: the code of its earlier steps is unknown.
+  another commit says so. With ``training`` (steps are left to train), a
+  segment starts at ``start_step``, replacing those from ``start_step`` on
+  (as in :class:`History`, those steps are trained again); without (a run
+  killed between its last checkpoint and ``results.json``), the record is
+  returned as it is. A first segment that starts after step 0 belongs to a
+  run begun before this record existed: the code of its earlier steps is
+  unknown.
   """
-
-  def __init__(self, workdir: str, start_step: int, training: bool = True):
-    """Reads the record and, if ``training`` (steps are left to train),
-    starts a segment at ``start_step``; without, the record is kept as it
-    is (a run killed between its last checkpoint and ``results.json``)."""
-    path = os.path.join(workdir, SEGMENTS_FILE)
-    self.entries = [e for e in _read_lines(path)
-                    if e['from_step'] < start_step or not training]
-    if training:
-      self.entries.append({'from_step': start_step,
-                           **provenance.code_version()})
-      _rewrite_lines(path, self.entries)
+  path = os.path.join(workdir, SEGMENTS_FILE)
+  entries = _read_lines(path)
+  if not training:
+    return entries
+  entries = [e for e in entries if e['from_step'] < start_step]
+  entries.append({'from_step': start_step, **provenance.code_version()})
+  _rewrite_lines(path, entries)
+  return entries
 
 
 class _NoWriter:
@@ -621,7 +621,7 @@ def _run_results(models: models_lib.Models,
                  history: History, segments: list[dict[str, Any]],
                  step: int, loss: float) -> dict[str, Any]:
   """The fields of ``results.json`` that the test sets do not give
-  (``segments``: :class:`Segments` entries)."""
+  (``segments``: :func:`code_segments`)."""
   return {
       'algorithm': config.algorithm,
       'model': config.model,
@@ -701,7 +701,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   validate = _Validation(models, config, val_set, writer, history)
   loss = float('nan')
 
-  segments = Segments(workdir, step, training=step < config.train_steps)
+  segments = code_segments(workdir, step,
+                           training=step < config.train_steps)
   if step < config.train_steps:
     _log_compiling(config, stream, step)
   if step == 0:
@@ -739,8 +740,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpointer.close()
 
   # Score the parameters selected on the validation set.
-  results = _run_results(models, config, state, history, segments.entries,
-                         step, loss)
+  results = _run_results(models, config, state, history, segments, step,
+                         loss)
   results.update(_test_results(models, best_params, config,
                                list(config.test_sizes), writer, step))
   writer.flush()
