@@ -53,16 +53,19 @@ def test_the_ablation_sweep_changes_one_thing_of_the_table_run(monkeypatch):
   jobs = sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_ablation.py')
   table = {j.name: j for j in
            sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_cpu.py')}
-  assert len({j.name for j in jobs}) == len(jobs) == 10 * 6
+  assert len({j.name for j in jobs}) == len(jobs) == 10 * 6 * 3
+  assert {j.flags['seed'] for j in jobs} == {0, 1, 2}
   for job in jobs:
-    tag = job.flags['config.tag']
-    base = table[f'{job.flags["algorithm"]}-dear-s0'].flags
+    tag, seed = job.flags['config.tag'], job.flags['seed']
+    # The table run of the same algorithm and seed is the one it varies.
+    base = table[f'{job.flags["algorithm"]}-dear-s{seed}'].flags
     changed = {k: v for k, v in job.flags.items() if base.get(k) != v}
-    assert job.name == f'{job.flags["algorithm"]}-dear-{tag}-s0'
+    assert job.name == f'{job.flags["algorithm"]}-dear-{tag}-s{seed}'
     assert 'config.tag' in changed and len(changed) >= 2, changed
+    assert 'seed' not in changed, changed
     if tag == 'align':
       assert changed['config.align.teacher'] == (
-          f'/table/{job.flags["algorithm"]}-nar-s0')
+          f'/table/{job.flags["algorithm"]}-nar-s{seed}')
 
 
 def test_select_and_with_flags():

@@ -16,8 +16,10 @@ Each variant changes one thing of the default DEAR run and is tagged, so
   ``$TABLE_RUNS`` (default ``/work/runs/dear_cpu``, the table's root); run
   it after that ``nar`` run has finished.
 
-Narrow it with ``--only=algorithm=...`` and ``--only=config.tag=...``; the
-order is algorithm by algorithm.
+Every variant runs on the table's three seeds, each ``align`` seed with the
+``nar`` run of that seed as teacher. Narrow it with ``--only=algorithm=...``,
+``--only=config.tag=...`` and ``--only=seed=...``; the order is algorithm by
+algorithm, then seed.
 """
 
 import importlib.util
@@ -30,7 +32,7 @@ _spec = importlib.util.spec_from_file_location('dear_cpu_sweep',
 _table = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_table)
 
-SEEDS = (0,)
+SEEDS = (0, 1, 2)
 # tag -> config overrides.
 VARIANTS = {
     'implicit': {'config.deq.backward': 'implicit'},
