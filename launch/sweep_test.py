@@ -53,7 +53,7 @@ def test_the_ablation_sweep_changes_one_thing_of_the_table_run(monkeypatch):
   jobs = sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_ablation.py')
   table = {j.name: j for j in
            sweep_lib.load_sweep(ROOT / 'launch/sweeps/dear_cpu.py')}
-  assert len({j.name for j in jobs}) == len(jobs) == 10 * 6 * 3
+  assert len({j.name for j in jobs}) == len(jobs) == 10 * 7 * 3
   assert {j.flags['seed'] for j in jobs} == {0, 1, 2}
   for job in jobs:
     tag, seed = job.flags['config.tag'], job.flags['seed']
@@ -63,6 +63,9 @@ def test_the_ablation_sweep_changes_one_thing_of_the_table_run(monkeypatch):
     assert job.name == f'{job.flags["algorithm"]}-dear-{tag}-s{seed}'
     assert 'config.tag' in changed and len(changed) >= 2, changed
     assert 'seed' not in changed, changed
+    if tag == 'tol0.01_cap80':
+      assert changed['config.deq.rel_tol'] == 0.01
+      assert changed['config.deq.max_iter'] == 80
     if tag == 'align':
       assert changed['config.align.teacher'] == (
           f'/table/{job.flags["algorithm"]}-nar-s{seed}')

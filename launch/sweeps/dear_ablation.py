@@ -11,6 +11,8 @@ Each variant changes one thing of the default DEAR run and is tagged, so
 * ``no_noise``: no noise in the fixed-point map;
 * ``tol0.01``: relative tolerance 0.01 instead of 0.1 (training and test);
 * ``cap80``: iteration caps 80 / 320 instead of 40 / 160;
+* ``tol0.01_cap80``: both of the above, for algorithms whose solver runs
+  into the cap of 40 once the tolerance is 0.01;
 * ``align``: the alignment regulariser (weight 0.01) with the table's own
   ``nar`` run of the same algorithm and seed as the teacher, found under
   ``$TABLE_RUNS`` (default ``/work/runs/dear_cpu``, the table's root); run
@@ -40,6 +42,8 @@ VARIANTS = {
     'no_noise': {'config.deq.noise_std': 0.0},
     'tol0.01': {'config.deq.rel_tol': 0.01},
     'cap80': {'config.deq.max_iter': 80, 'config.deq.eval_max_iter': 320},
+    'tol0.01_cap80': {'config.deq.rel_tol': 0.01, 'config.deq.max_iter': 80,
+                      'config.deq.eval_max_iter': 320},
     'align': {'config.align.weight': 0.01},
 }
 
