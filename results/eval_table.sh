@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Scores the finished dear and nar runs of the table at larger test sizes
-# (default 128 nodes), one run at a time on one CPU core, writing each run's
-# eval_results.json (which experiments.report merges into its row). Runs
-# already scored, unfinished runs and runs another process holds (flock on
-# the workdir's .lock, as the sweep worker takes it) are skipped, so it can
-# be rerun at any time:
+# Scores the finished dear and nar runs of the table, or of the ablation
+# (RUNS=/work/runs/ablation: runs named <alg>-dear-<tag>-s<seed>), at larger
+# test sizes (default 128 nodes), one run at a time on one CPU core, writing
+# each run's eval_results.json (which experiments.report merges into its
+# row). Runs already scored, unfinished runs and runs another process
+# holds (flock on the workdir's .lock, as the sweep worker takes it) are
+# skipped, so it can be rerun at any time:
 #
 #   CORE=0 bash results/eval_table.sh
 #
@@ -20,9 +21,12 @@ runs="${RUNS:-/work/runs/dear_cpu}"
 args=(--test_sizes="${SIZES:-128}")
 [ -n "${DATA:-}" ] && args+=(--data_dir="$DATA")
 [ -n "${EVAL_BATCH:-}" ] && args+=(--eval_batch_size="$EVAL_BATCH")
-for workdir in "$runs"/*-dear-s* "$runs"/*-nar-s*; do
+for workdir in "$runs"/*-s[0-9]*; do
   [ -f "$workdir/results.json" ] || continue
-  alg=$(basename "$workdir"); alg=${alg%-*-s*}
+  # <algorithm>-<model>[-<tag>]-s<seed>: neither part holds a dash.
+  name=$(basename "$workdir"); alg=${name%%-*}; model=${name#*-}
+  model=${model%%-*}
+  [ "$model" = dear ] || [ "$model" = nar ] || continue
   [ -n "${ALGS:-}" ] && [[ " $ALGS " != *" $alg "* ]] && continue
   [ -f "$workdir/eval_results.json" ] && continue
   echo "scoring $workdir"

@@ -73,6 +73,20 @@ def test_eval_table_scores_finished_dear_and_nar_runs_once(tmp_path):
   assert _run('eval_table.sh', tmp_path, RUNS=str(root)) == []
 
 
+def test_eval_table_scores_ablation_runs_by_their_algorithm(tmp_path):
+  root = tmp_path / 'runs'
+  _runs(root, {'mst_prim-dear-tol0.01_cap80-s0': True,
+               'mst_prim-dear-tol0.01-s2': True, 'bfs-dear-no_jac-s1': True,
+               'bfs-nar_lt-x-s0': True, 'mst_prim-dear-cap80-s1': False})
+  calls = _run('eval_table.sh', tmp_path, RUNS=str(root), ALGS='mst_prim')
+  scored = sorted(c.split('--workdir=')[1].split()[0] for c in calls)
+  assert scored == sorted(str(root / n) for n in (
+      'mst_prim-dear-tol0.01_cap80-s0', 'mst_prim-dear-tol0.01-s2'))
+  # Without ALGS, every finished dear run; never nar_lt.
+  (call,) = _run('eval_table.sh', tmp_path, RUNS=str(root))
+  assert f'--workdir={root / "bfs-dear-no_jac-s1"} ' in call
+
+
 def test_eval_table_takes_algorithms_and_a_smaller_batch(tmp_path):
   root = tmp_path / 'runs'
   _runs(root, {'floyd_warshall-dear-s0': True, 'floyd_warshall-nar-s1': True,
