@@ -35,15 +35,16 @@ _table = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_table)
 
 SEEDS = (0, 1, 2)
+_TOL_001 = {'config.deq.rel_tol': 0.01}
+_CAP_80 = {'config.deq.max_iter': 80, 'config.deq.eval_max_iter': 320}
 # tag -> config overrides.
 VARIANTS = {
     'implicit': {'config.deq.backward': 'implicit'},
     'no_jac': {'config.deq.jac_reg_weight': 0.0},
     'no_noise': {'config.deq.noise_std': 0.0},
-    'tol0.01': {'config.deq.rel_tol': 0.01},
-    'cap80': {'config.deq.max_iter': 80, 'config.deq.eval_max_iter': 320},
-    'tol0.01_cap80': {'config.deq.rel_tol': 0.01, 'config.deq.max_iter': 80,
-                      'config.deq.eval_max_iter': 320},
+    'tol0.01': _TOL_001,
+    'cap80': _CAP_80,
+    'tol0.01_cap80': {**_TOL_001, **_CAP_80},
     'align': {'config.align.weight': 0.01},
 }
 
