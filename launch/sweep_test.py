@@ -92,7 +92,8 @@ import json, os, pathlib, sys
 workdir, name, record = sys.argv[1:]
 with open(record, 'a') as f:
   f.write(json.dumps(dict(name=name, cpus=sorted(os.sched_getaffinity(0)),
-                          omp=os.environ.get('OMP_NUM_THREADS'))) + '\\n')
+                          omp=os.environ.get('OMP_NUM_THREADS'),
+                          malloc=os.environ.get('GLIBC_TUNABLES'))) + '\\n')
 if 'fail' in name:
   sys.exit(3)
 pathlib.Path(workdir, 'results.json').write_text('{}')
@@ -126,6 +127,7 @@ def test_a_worker_runs_in_order_skips_finished_and_held_runs(tmp_path):
   runs = [json.loads(line) for line in record.read_text().splitlines()]
   assert [r['name'] for r in runs] == ['a-dear-s0', 'b-fail-s0', 'b-nar-s0']
   assert all(r['cpus'] == [0] and r['omp'] == '1' for r in runs)
+  assert all(r['malloc'] == 'glibc.malloc.hugetlb=1' for r in runs)
   assert any('not finished' in line and 'b-fail-s0' in line
              for line in lines)
   assert (root / 'b-fail-s0' / 'job.log').exists()
@@ -135,6 +137,59 @@ def test_a_worker_runs_in_order_skips_finished_and_held_runs(tmp_path):
                                 log=lines.append)
   assert report.ran == ['b-dear-s0'] and report.failed == ['b-fail-s0']
   assert report.finished == ['a-dear-s0', 'a-nar-s0', 'b-nar-s0']
+
+
+def test_a_job_keeps_the_allocator_setting_it_was_given(tmp_path,
+                                                        monkeypatch):
+  record = tmp_path / 'record.jsonl'
+  job = sweep_lib.Job('a-dear-s0', {})
+  monkeypatch.setenv('GLIBC_TUNABLES', 'glibc.malloc.hugetlb=0')
+  assert sweep_lib.run_job(_fake_command(record)(job, tmp_path),
+                           job.workdir(tmp_path)) == 0
+  assert json.loads(record.read_text())['malloc'] == 'glibc.malloc.hugetlb=0'
+  monkeypatch.delenv('GLIBC_TUNABLES')
+  assert sweep_lib.run_job(_fake_command(record)(job, tmp_path),
+                           job.workdir(tmp_path)) == 0
+  last = json.loads(record.read_text().splitlines()[-1])
+  assert last['malloc'] == sweep_lib.ALLOCATOR_ENV['GLIBC_TUNABLES']
+
+
+# Trains DEAR and NAR cells a few steps on a batch whose buffers are large
+# enough for glibc to map them (over 128 KiB); prints a digest of the losses
+# and parameters.
+_DIGEST = """
+import hashlib, clrs, jax, numpy as np, deq_clrs
+from deq_clrs.training import benchmarking
+sampler, spec = clrs.build_sampler('bfs', num_samples=-1, length=16, seed=0)
+full = sampler.next(8)
+digest = hashlib.sha256()
+for name, batch in (('deq_mpnn', deq_clrs.one_shot_feedback(full)),
+                    ('mpnn', full)):
+  model = clrs.models.BaselineModel(
+      spec=spec, dummy_trajectory=batch, hidden_dim=32,
+      processor_factory=deq_clrs.get_processor_factory(name),
+      encode_hints=False, decode_hints=False)
+  benchmarking.init_model(model, batch.features, 0)
+  for step in range(3):
+    loss = model.feedback(jax.random.PRNGKey(step), batch)
+    digest.update(np.float32(loss).tobytes())
+  for leaf in jax.tree_util.tree_leaves(model.params):
+    digest.update(np.asarray(leaf).tobytes())
+print(digest.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_the_allocator_setting_changes_no_number():
+  digests = set()
+  for setting in ('', sweep_lib.ALLOCATOR_ENV['GLIBC_TUNABLES']):
+    out = subprocess.run(
+        [sys.executable, '-c', _DIGEST], cwd=ROOT, capture_output=True,
+        text=True, check=False, timeout=600,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), GLIBC_TUNABLES=setting))
+    assert out.returncode == 0, out.stderr[-3000:]
+    digests.add(out.stdout.split()[-1])
+  assert len(digests) == 1
 
 
 def _dry_run(*args, env=None):

@@ -16,6 +16,9 @@
 # refused before anything is scored.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# glibc malloc setting of every job (launch/sweep.py ALLOCATOR_ENV), unless set.
+malloc="${GLIBC_TUNABLES:-$(PYTHONPATH=. python -c \
+  'from launch.sweep import ALLOCATOR_ENV as e; print(e["GLIBC_TUNABLES"])')}"
 runs="${RUNS:-/work/runs/dear_cpu}"
 out="${OUT:-results/dear_cpu/ablations}"
 mkdir -p "$out"
@@ -46,7 +49,7 @@ for workdir in "$runs"/*-dear-s*; do
     echo "scoring $run with $name"
     # shellcheck disable=SC2086
     taskset -c "${CORE:-0}" env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
-      OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
+      GLIBC_TUNABLES="$malloc" OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
       --workdir="$workdir" --test_sizes=64 "${data[@]}" \
       ${settings[$name]} --output="$file" >"/tmp/ablate_eval.$run.$name.log" 2>&1 \
       || echo "failed: $run $name (see /tmp/ablate_eval.$run.$name.log)"

@@ -17,6 +17,9 @@
 # runs up to 5N steps per graph (640 at 128 nodes), hours on one core.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# glibc malloc setting of every job (launch/sweep.py ALLOCATOR_ENV), unless set.
+malloc="${GLIBC_TUNABLES:-$(PYTHONPATH=. python -c \
+  'from launch.sweep import ALLOCATOR_ENV as e; print(e["GLIBC_TUNABLES"])')}"
 runs="${RUNS:-/work/runs/dear_cpu}"
 args=(--test_sizes="${SIZES:-128}")
 [ -n "${DATA:-}" ] && args+=(--data_dir="$DATA")
@@ -32,7 +35,7 @@ for workdir in "$runs"/*-s[0-9]*; do
   echo "scoring $workdir"
   flock -n "$workdir/.lock" \
     taskset -c "${CORE:-0}" env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
-    OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
+    GLIBC_TUNABLES="$malloc" OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
     --workdir="$workdir" "${args[@]}" >"$workdir/eval.log" 2>&1 \
     || echo "not scored: $workdir (held, or see $workdir/eval.log)"
 done

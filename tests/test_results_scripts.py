@@ -10,6 +10,8 @@ import os
 import pathlib
 import subprocess
 
+from launch import sweep as sweep_lib
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 STUB = '''#!/usr/bin/env bash
@@ -125,6 +127,23 @@ def test_ablate_eval_scores_each_setting_of_the_chosen_dear_runs(tmp_path):
                ALGS='dfs', OUT=str(out), SETTINGS='rel_tol0.001')
   assert len(calls) == 1 and '--rel_tol=0.001' in calls[0]
   assert 'dfs-dear-s0.rel_tol0.001.json' in calls[0]
+
+
+def test_scoring_scripts_use_the_sweeps_allocator_setting(tmp_path):
+  root = tmp_path / 'runs'
+  _runs(root, {'bfs-dear-s0': True})
+  wanted = sweep_lib.ALLOCATOR_ENV['GLIBC_TUNABLES']
+  for script, env in (('eval_table.sh', {}),
+                      ('ablate_eval.sh', dict(SETTINGS='default',
+                                              OUT=str(tmp_path / 'a')))):
+    (call,) = _run(script, tmp_path, RUNS=str(root), GLIBC_TUNABLES='',
+                   **env)
+    assert f' GLIBC_TUNABLES={wanted} ' in call, (script, call)
+    (root / 'bfs-dear-s0' / 'eval_results.json').unlink(missing_ok=True)
+  # A value set by the caller is kept.
+  (call,) = _run('eval_table.sh', tmp_path, RUNS=str(root),
+                 GLIBC_TUNABLES='glibc.malloc.hugetlb=0')
+  assert ' GLIBC_TUNABLES=glibc.malloc.hugetlb=0 ' in call
 
 
 def test_ablate_eval_refuses_an_unknown_setting_in_one_line(tmp_path):
