@@ -4,7 +4,8 @@
 * :func:`evaluate_checkpoint`: score a saved checkpoint on chosen sizes.
 * :func:`check_config`: refuse impossible configs with a reason.
 * :class:`UserError`: a bad setting, workdir or file (the entry points
-  report it in one line, without a traceback).
+  report it in one line, without a traceback); :class:`DivergedError`, one
+  kind of it: training stopped at a non-finite loss or parameters.
 
 The names are imported on first use, so that the light modules of this
 package (``errors``, ``run_config``) load without CLRS.
@@ -15,6 +16,7 @@ from typing import Any
 
 # Name -> the module that defines it.
 _NAMES = {
+    'DivergedError': 'errors',
     'MODELS': 'models',
     'UserError': 'errors',
     'check_config': 'models',

@@ -32,6 +32,7 @@ from deq_clrs.training import models as models_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import provenance
 from deq_clrs.training import run_config
+from deq_clrs.training.errors import DivergedError
 from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
@@ -603,12 +604,63 @@ class _Window:
     self.start, self.step = now, step
 
 
+_DIVERGED_FIX = (
+    'resuming would repeat the same batches and diverge again, so start a '
+    'new workdir with a changed setting (a lower --config.learning_rate, '
+    'or for --model=dear --config.deq.backward=phantom)')
+
+
+def _check_finite_loss(loss_mean: float, since: int, step: int,
+                       checkpointer: ckpt_lib.Checkpointer) -> None:
+  """Stops training once the mean loss of steps ``since + 1 .. step`` is
+  not finite (NaN or inf), before those parameters are checkpointed.
+
+  Raises:
+    DivergedError: naming the steps and the newest (finite) checkpoint.
+  """
+  if math.isfinite(loss_mean):
+    return
+  newest = checkpointer.latest_step()
+  raise DivergedError(
+      f'training diverged: the loss of a step in {since + 1}..{step} is '
+      f'{loss_mean} (not finite). The run stopped without results.json; '
+      f'its newest checkpoint ({"none" if newest is None else newest}) '
+      f'holds finite parameters, but {_DIVERGED_FIX}')
+
+
+def _check_finite_params(params: Any, step: int,
+                         checkpointer: ckpt_lib.Checkpointer) -> None:
+  """Refuses to checkpoint parameters (host arrays) after ``step`` steps
+  that hold a NaN or inf.
+
+  Raises:
+    DivergedError: naming the step and the newest (finite) checkpoint.
+  """
+  bad = [jax.tree_util.keystr(path)
+         for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+         if not np.all(np.isfinite(leaf))]
+  if not bad:
+    return
+  newest = checkpointer.latest_step()
+  raise DivergedError(
+      f'training diverged: after step {step}, {len(bad)} parameter arrays '
+      f'hold NaN or inf (first: {bad[0]}), so they were not checkpointed; '
+      f'the newest checkpoint ({"none" if newest is None else newest}) '
+      f'holds finite parameters, but {_DIVERGED_FIX}')
+
+
 def _save(checkpointer: ckpt_lib.Checkpointer, state: dict[str, Any],
           train_state: Any, best_params: Any, step: int,
           train_seconds: float) -> None:
-  """Checkpoints the run after ``step`` steps (device arrays read back)."""
+  """Checkpoints the run after ``step`` steps (device arrays read back).
+
+  Raises:
+    DivergedError: the parameters are not finite (nothing is saved).
+  """
+  params = parallel.to_host(train_state.params)
+  _check_finite_params(params, step, checkpointer)
   state.update(
-      params=parallel.to_host(train_state.params),
+      params=params,
       opt_state=parallel.to_host(train_state.opt_state),
       best_params=parallel.to_host(best_params),
       step=ckpt_lib.scalar(step, np.int64),
@@ -725,6 +777,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       # The mean is over the steps since the last log line.
       train_state, metrics = stepper.read_metrics(train_state)
       loss = metrics['loss']
+      _check_finite_loss(metrics['loss_mean'], window.step, step,
+                         checkpointer)
       window.log(writer, step, config.train_steps, metrics, eta)
     if step % config.eval_every == 0 or last:
       if not step % config.log_every == 0 and not last:

@@ -535,6 +535,62 @@ def test_unreadable_checkpoints_are_set_aside(data_dir, tmp_path, caplog,
   assert ckpt_lib.Checkpointer(workdir).latest_step() == 6
 
 
+def _poisoned_optimizer(from_update: int):
+  """``make_optimizer`` whose updates turn NaN from update ``from_update``
+  (1-based) on: the parameters after that step are NaN, and so is the loss
+  of every later step."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  original = step_lib.make_optimizer
+
+  def make(learning_rate, grad_clip):
+    base = original(learning_rate, grad_clip)
+
+    def init(params):
+      return base.init(params), jnp.zeros((), jnp.int32)
+
+    def update(updates, state, params=None):
+      inner, count = state
+      updates, inner = base.update(updates, inner, params)
+      poison = count + 1 >= from_update
+      updates = jax.tree.map(lambda u: jnp.where(poison, jnp.nan, u), updates)
+      return updates, (inner, count + 1)
+
+    return optax.GradientTransformation(init, update)
+
+  return make
+
+
+@pytest.mark.parametrize('log_every, checkpoint_every, message, newest', [
+    # Parameters NaN after step 4: its checkpoint is refused, 3 stays.
+    (10, 1, 'after step 4, .* parameter arrays hold NaN or inf .*'
+     'the newest checkpoint \\(3\\) holds finite', 3),
+    # Loss NaN from step 5 on: the log line of step 6 stops the run.
+    (2, 10, 'the loss of a step in 5..6 is nan .*newest checkpoint '
+     '\\(none\\)', None),
+])
+def test_a_diverging_run_stops_without_checkpointing_nan(
+    data_dir, tmp_path, monkeypatch, log_every, checkpoint_every, message,
+    newest):
+  monkeypatch.setattr(step_lib, 'make_optimizer',
+                      _poisoned_optimizer(from_update=4))
+  config = tiny_config(data_dir, model='nar', train_steps=6,
+                       log_every=log_every, eval_every=10,
+                       checkpoint_every=checkpoint_every)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(training.DivergedError, match=message) as raised:
+    training.train_and_evaluate(config, workdir)
+  assert 'start a new workdir' in str(raised.value)
+  assert isinstance(raised.value, training.UserError)  # one line at the CLI
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  checkpointer = ckpt_lib.Checkpointer(workdir)
+  assert checkpointer.latest_step() == newest
+  if newest is not None:
+    state = checkpointer.restore(None)
+    leaves = jax.tree_util.tree_leaves(state['params'])
+    assert leaves and all(np.all(np.isfinite(leaf)) for leaf in leaves)
+
+
 def test_a_checkpoint_of_another_model_is_not_set_aside(tmp_path):
   checkpointer = ckpt_lib.Checkpointer(str(tmp_path))
   checkpointer.save(1, {'w': np.zeros(3)})
