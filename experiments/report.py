@@ -12,6 +12,9 @@ sizes are merged in), then writes into ``--out``:
   validation score, solver iterations against
   the true number of steps, inference time, training time and the commits
   that made the runs;
+* ``gaps.md``: per test size, how far each row of an algorithm trails its
+  ``nar`` row (gap of the means, the larger seed std, and the gap over the
+  seeds both rows have);
 * ``accuracy_vs_size.png``: score against graph size (16 = validation set);
 * ``iterations_vs_steps.png``: DEAR's solver iterations per graph against
   the true algorithm's number of steps;
@@ -299,6 +302,66 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+#: The row every other model of an algorithm is compared with in gaps.md.
+BASELINE = 'nar'
+
+
+def _seeds_text(seeds: list[int]) -> str:
+  if len(seeds) == 1:
+    return f'seed {seeds[0]}'
+  if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+    return f'seeds {seeds[0]}-{seeds[-1]}'
+  return 'seeds ' + ', '.join(str(s) for s in seeds)
+
+
+def _scores(group_runs: list[dict[str, Any]], size: str) -> dict[int, float]:
+  """seed -> test score at ``size`` of the runs that were scored there."""
+  return {r['seed']: r['test_scores'][size]['score'] for r in group_runs
+          if size in r['test_scores']}
+
+
+def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
+  """How far each other row of an algorithm trails its ``baseline`` row.
+
+  One line per (test size, algorithm, row) where both rows were scored at
+  that size: each side's mean ± std over its seeds (named), the gap (the
+  baseline's mean less the row's: positive when the row trails), the
+  larger of the two stds (``-`` when both have one seed: no spread to
+  compare with), whether the gap, either way, exceeds it, and the gap over
+  the seeds both have (``-`` when they share none), so that a comparison of
+  unequal seed sets can be told from a paired one.
+
+  Returns:
+    The markdown table, one header line and one line per comparison.
+  """
+  groups = group(runs)
+  head = ['test size', 'algorithm', 'row', 'row score', f'{baseline} score',
+          'gap', 'larger std', 'gap beyond std', 'gap, shared seeds']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for size in test_sizes(runs):
+    for (alg, name), group_runs in groups.items():
+      base_runs = groups.get((alg, baseline))
+      if name == baseline or base_runs is None:
+        continue
+      mine, base = _scores(group_runs, size), _scores(base_runs, size)
+      if not mine or not base:
+        continue
+      gap = np.mean(list(base.values())) - np.mean(list(mine.values()))
+      stds = [float(np.std(list(v.values()))) for v in (mine, base)
+              if len(v) > 1]
+      shared = sorted(set(mine) & set(base))
+      paired = (f'{np.mean([base[s] - mine[s] for s in shared]):.3f} '
+                f'({_seeds_text(shared)})' if shared else '-')
+      lines.append('| ' + ' | '.join([
+          size, alg, name,
+          f'{_fmt(list(mine.values()))} ({_seeds_text(sorted(mine))})',
+          f'{_fmt(list(base.values()))} ({_seeds_text(sorted(base))})',
+          f'{gap:.3f}', f'{max(stds):.3f}' if stds else '-',
+          ('yes' if abs(gap) > max(stds) else 'no') if stds else '-',
+          paired]) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   """Score against graph size, one panel per algorithm, one line per model."""
   import matplotlib
@@ -449,6 +512,8 @@ def write_report(runs_dir: str, out_dir: str,
       f.write(text)
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:
     f.write(markdown_table(runs))
+  with open(os.path.join(out_dir, 'gaps.md'), 'w') as f:
+    f.write(gap_table(runs))
   plot_accuracy(runs, os.path.join(out_dir, 'accuracy_vs_size.png'))
   plot_iterations(runs, os.path.join(out_dir, 'iterations_vs_steps.png'))
   if any(r.get('history') for r in runs):

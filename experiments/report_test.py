@@ -197,3 +197,51 @@ def test_the_code_column_names_every_commit_that_trained_a_run():
   assert report.code_label([late]) == '?,2222222'
   assert report.code_label([{'code_version': finished}]) == '2222222'
   assert report.code_label([{}]) == '?'
+
+
+def _write_runs(root, runs):
+  for name, run in runs.items():
+    os.makedirs(root / name)
+    with open(root / name / 'results.json', 'w') as f:
+      json.dump(run, f)
+
+
+def test_gaps_compare_each_row_with_nar_and_name_the_seeds(tmp_path):
+  solver = {'iterations_mean': 4.0, 'iterations_max': 6,
+            'converged_fraction': 1.0}
+  tagged = fake_run('dear', 0, 0.45, solver)
+  tagged['config']['tag'] = 'tol0.01'
+  lonely = fake_run('dear', 0, 0.9, solver)
+  lonely['algorithm'] = 'dfs'  # no nar row: no line
+  runs = tmp_path / 'runs'
+  _write_runs(runs, {'d0': fake_run('dear', 0, 0.8, solver),
+                     'd1': fake_run('dear', 1, 0.6, solver),
+                     'n0': fake_run('nar', 0, 0.5, None),
+                     'n2': fake_run('nar', 2, 0.7, None),
+                     't0': tagged, 'x0': lonely})
+  report.write_report(str(runs), str(tmp_path / 'out'))
+  lines = (tmp_path / 'out' / 'gaps.md').read_text().splitlines()
+  rows = [[c.strip() for c in line.strip('|').split('|')] for line in lines]
+  assert all(len(row) == len(rows[0]) for row in rows)  # one cell per column
+  rows = rows[2:]
+  assert rows == [
+      # nar's mean 0.6 less dear's 0.7; both stds are 0.1, so the gap
+      # does not exceed them; on seed 0, the one both have: 0.5 - 0.8.
+      ['64', 'bfs', 'dear', '0.700 ± 0.100 (seeds 0, 1)',
+       '0.600 ± 0.100 (seeds 0, 2)', '-0.100', '0.100', 'no',
+       '-0.300 (seed 0)'],
+      ['64', 'bfs', 'dear:tol0.01', '0.450 (seed 0)',
+       '0.600 ± 0.100 (seeds 0, 2)', '0.150', '0.100', 'yes',
+       '0.050 (seed 0)'],
+  ]
+
+
+def test_gaps_without_shared_seeds_or_spread_say_so(tmp_path):
+  runs = tmp_path / 'runs'
+  _write_runs(runs, {'d1': fake_run('dear', 1, 0.8, None),
+                     'n0': fake_run('nar', 0, 0.5, None)})
+  report.write_report(str(runs), str(tmp_path / 'out'))
+  line = (tmp_path / 'out' / 'gaps.md').read_text().splitlines()[2]
+  assert [c.strip() for c in line.strip('|').split('|')] == [
+      '64', 'bfs', 'dear', '0.800 (seed 1)', '0.500 (seed 0)', '-0.300', '-',
+      '-', '-']

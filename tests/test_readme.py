@@ -23,3 +23,47 @@ def test_readme_processor_factory_example_runs():
   assert 0.0 <= score <= 1.0
   graphs = int(re.search(r"'graphs': (\d+)", text).group(1))
   assert graphs == 8  # one solve per test graph, reported by the stats log
+
+
+RESULTS = README.parent / 'results'
+# The columns of dear_cpu/table.md that results/README.md's table shows.
+SHOWN = (0, 1, 2, 3, 4, 5, 8, 12, 14)
+
+
+def _table_rows(text: str, header: str) -> list[list[str]]:
+  """The body rows (cells stripped) of the markdown table whose header line
+  starts with ``header``."""
+  lines = text.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith(header))
+  rows = []
+  for line in lines[start + 2:]:
+    if not line.startswith('|'):
+      break
+    rows.append([c.strip() for c in line.strip().strip('|').split('|')])
+  return rows
+
+
+def test_results_readme_table_is_the_reports_table():
+  readme = (RESULTS / 'README.md').read_text()
+  shown = _table_rows(readme, '| algorithm | model | seeds |')
+  report = [[row[i] for i in SHOWN] for row in _table_rows(
+      (RESULTS / 'dear_cpu' / 'table.md').read_text(), '| algorithm |')]
+  assert len(shown) == len(report)
+  for mine, theirs in zip(shown, report):
+    # A run that did not record its code is '?' in the report; the README
+    # may name the commit from the sitting's own record instead.
+    assert mine[:-1] == theirs[:-1]
+    commits, recorded = mine[-1].split(','), theirs[-1].split(',')
+    assert len(commits) == len(recorded), mine[:2]
+    assert all(c == t or (t == '?' and re.fullmatch('[0-9a-f]{7}', c))
+               for c, t in zip(commits, recorded)), mine[:2]
+
+
+def test_results_readme_gap_lines_are_the_reports():
+  readme = (RESULTS / 'README.md').read_text()
+  gaps = (RESULTS / 'dear_cpu' / 'gaps.md').read_text().splitlines()
+  shown = [line for line in readme.splitlines()
+           if re.match(r'\| \d+ \| \w+ \| (dear|nar)', line)]
+  assert shown
+  missing = set(shown) - set(gaps)
+  assert not missing, sorted(missing)
