@@ -332,7 +332,8 @@ def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
   unequal seed sets can be told from a paired one.
 
   Returns:
-    The markdown table, one header line and one line per comparison.
+    The markdown table: its header, the rule under it and one line per
+    comparison.
   """
   groups = group(runs)
   head = ['test size', 'algorithm', 'row', 'row score', f'{baseline} score',
