@@ -20,16 +20,19 @@ def fake_run(model, seed, score, solver, train_steps=200):
   }
 
 
+def _write_runs(root, runs):
+  """One run folder per ``{name: results}`` entry (:func:`write_run`)."""
+  for name, run in runs.items():
+    write_run(root / name, run)
+
+
 def test_report_writes_table_and_plots(tmp_path):
   runs = tmp_path / 'runs'
   solver = {'iterations_mean': 4.0, 'iterations_max': 6,
             'converged_fraction': 1.0}
-  for name, run in {'d0': fake_run('dear', 0, 0.8, solver),
-                    'd1': fake_run('dear', 1, 0.6, solver),
-                    'n0': fake_run('nar', 0, 0.5, None)}.items():
-    os.makedirs(runs / name)
-    with open(runs / name / 'results.json', 'w') as f:
-      json.dump(run, f)
+  _write_runs(runs, {'d0': fake_run('dear', 0, 0.8, solver),
+                     'd1': fake_run('dear', 1, 0.6, solver),
+                     'n0': fake_run('nar', 0, 0.5, None)})
   # An evaluation-only result beside a run adds a test size.
   with open(runs / 'n0' / 'eval_results.json', 'w') as f:
     json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.25}},
@@ -198,12 +201,6 @@ def test_the_code_column_names_every_commit_that_trained_a_run():
   assert report.code_label([{'code_version': finished}]) == '2222222'
   assert report.code_label([{}]) == '?'
 
-
-def _write_runs(root, runs):
-  for name, run in runs.items():
-    os.makedirs(root / name)
-    with open(root / name / 'results.json', 'w') as f:
-      json.dump(run, f)
 
 
 def test_gaps_compare_each_row_with_nar_and_name_the_seeds(tmp_path):

@@ -604,10 +604,18 @@ class _Window:
     self.start, self.step = now, step
 
 
-_DIVERGED_FIX = (
-    'resuming would repeat the same batches and diverge again, so start a '
-    'new workdir with a changed setting (a lower --config.learning_rate, '
-    'or for --model=dear --config.deq.backward=phantom)')
+def _diverged(what: str,
+              checkpointer: ckpt_lib.Checkpointer) -> DivergedError:
+  """The error for a run that diverged (``what``: which steps, what is not
+  finite), naming its newest checkpoint and what to change."""
+  newest = checkpointer.latest_step()
+  return DivergedError(
+      f'training diverged: {what}; the newest checkpoint '
+      f'({"none" if newest is None else newest}) holds finite parameters, '
+      f'but resuming would repeat the same batches and diverge again, so '
+      f'start a new workdir with a changed setting (a lower '
+      f'--config.learning_rate, or for --model=dear '
+      f'--config.deq.backward=phantom)')
 
 
 def _check_finite_loss(loss_mean: float, since: int, step: int,
@@ -618,14 +626,10 @@ def _check_finite_loss(loss_mean: float, since: int, step: int,
   Raises:
     DivergedError: naming the steps and the newest (finite) checkpoint.
   """
-  if math.isfinite(loss_mean):
-    return
-  newest = checkpointer.latest_step()
-  raise DivergedError(
-      f'training diverged: the loss of a step in {since + 1}..{step} is '
-      f'{loss_mean} (not finite). The run stopped without results.json; '
-      f'its newest checkpoint ({"none" if newest is None else newest}) '
-      f'holds finite parameters, but {_DIVERGED_FIX}')
+  if not math.isfinite(loss_mean):
+    raise _diverged(
+        f'the loss of a step in {since + 1}..{step} is {loss_mean} (not '
+        f'finite), so the run stopped without results.json', checkpointer)
 
 
 def _check_finite_params(params: Any, step: int,
@@ -639,14 +643,10 @@ def _check_finite_params(params: Any, step: int,
   bad = [jax.tree_util.keystr(path)
          for path, leaf in jax.tree_util.tree_leaves_with_path(params)
          if not np.all(np.isfinite(leaf))]
-  if not bad:
-    return
-  newest = checkpointer.latest_step()
-  raise DivergedError(
-      f'training diverged: after step {step}, {len(bad)} parameter arrays '
-      f'hold NaN or inf (first: {bad[0]}), so they were not checkpointed; '
-      f'the newest checkpoint ({"none" if newest is None else newest}) '
-      f'holds finite parameters, but {_DIVERGED_FIX}')
+  if bad:
+    raise _diverged(
+        f'after step {step}, {len(bad)} parameter arrays hold NaN or inf '
+        f'(first: {bad[0]}), so they were not checkpointed', checkpointer)
 
 
 def _save(checkpointer: ckpt_lib.Checkpointer, state: dict[str, Any],
