@@ -1,0 +1,168 @@
+r"""Copies the report's tables into the READMEs that quote them.
+
+``experiments.report`` writes ``results/dear_cpu/table.md`` and
+``gaps.md``; three tables quote them and must equal them (the tests in
+``tests/test_readme.py`` check so):
+
+- ``results/README.md``'s table: the columns ``SHOWN`` of ``table.md``;
+- ``results/README.md``'s gap lines: the 64-node lines of ``gaps.md``;
+- ``README.md``'s *Results so far*: per algorithm, the 64-node scores of
+  DEAR, NAR, NAR with learned termination and DEAR at tolerance 0.01, as
+  ``gaps.md`` writes them.
+
+Run after the report, from the repository root::
+
+  PYTHONPATH=. python -m experiments.readme_tables
+  PYTHONPATH=. python -m experiments.readme_tables --check  # exit 1 if stale
+
+Only the table lines change; the prose around them is left to the author.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from absl import app
+from absl import flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# The columns of dear_cpu/table.md that results/README.md's table shows:
+# algorithm, model, seeds, val, test (64), test (128), solver its (64),
+# train s, code.
+SHOWN = (0, 1, 2, 3, 4, 5, 8, 12, 14)
+RESULTS_HEADER = '| algorithm | model | seeds |'
+GAPS_HEADER = '| test size | algorithm | row |'
+SUMMARY_HEADER = '| algorithm | DEAR | NAR |'
+# The summary's columns after the algorithm: the gaps.md row each quotes.
+SUMMARY_ROWS = ('dear', 'nar', 'nar_lt', 'dear:tol0.01')
+
+_CHECK = flags.DEFINE_bool(
+    'check', False, 'Change nothing; exit 1 if a README table is stale.')
+_ROOT = flags.DEFINE_string(
+    'root', str(ROOT), 'Repository root holding README.md and results/.')
+
+
+def split_row(line: str) -> list[str]:
+  """The cells, stripped, of one markdown table line."""
+  return [c.strip() for c in line.strip().strip('|').split('|')]
+
+
+def join_row(cells: Sequence[str]) -> str:
+  return '| ' + ' | '.join(cells) + ' |'
+
+
+def table_span(lines: Sequence[str], header: str) -> tuple[int, int]:
+  """[start, end) of the body lines of the first table whose header line
+  starts with ``header``; ValueError naming the header if there is none."""
+  for i, line in enumerate(lines):
+    if line.startswith(header):
+      end = i + 2
+      while end < len(lines) and lines[end].startswith('|'):
+        end += 1
+      return i + 2, end
+  raise ValueError(f'no table with header {header!r}')
+
+
+def table_rows(text: str, header: str) -> list[list[str]]:
+  """The body rows (cells stripped) of the table whose header starts with
+  ``header``."""
+  lines = text.splitlines()
+  start, end = table_span(lines, header)
+  return [split_row(line) for line in lines[start:end]]
+
+
+def results_table(table_md: str, old: Sequence[Sequence[str]]) -> list[str]:
+  """results/README.md's table lines from table.md. A run that did not
+  record its commit is '?' in the report; where the README already names a
+  commit for that cell (from the sitting's own record), it is kept."""
+  known = {tuple(row[:2]): row[-1].split(',') for row in old}
+  lines = []
+  for row in table_rows(table_md, '| algorithm |'):
+    cells = [row[i] for i in SHOWN]
+    recorded = cells[-1].split(',')
+    mine = known.get(tuple(cells[:2]), [])
+    if len(mine) == len(recorded):
+      cells[-1] = ','.join(t if t != '?' else m
+                           for m, t in zip(mine, recorded))
+    lines.append(join_row(cells))
+  return lines
+
+
+def gap_lines(gaps_md: str, size: int = 64) -> list[str]:
+  """The lines of gaps.md for test size ``size``, in its order."""
+  return [line for line in gaps_md.splitlines()
+          if line.startswith(f'| {size} | ')]
+
+
+def summary_table(gaps_md: str, algorithms: Sequence[str]) -> list[str]:
+  """README.md's *Results so far* lines: for each algorithm (in the given
+  order) the 64-node score of each of ``SUMMARY_ROWS``, '-' where gaps.md
+  has none. NAR's score is the `nar score` column of any of the
+  algorithm's lines; the others are the `row score` of their own line."""
+  rows = [split_row(line) for line in gap_lines(gaps_md)]
+  lines = []
+  for alg in algorithms:
+    mine = [r for r in rows if r[1] == alg]
+    if not mine:
+      raise ValueError(f'gaps.md has no 64-node line for {alg}')
+    cells = [alg]
+    for name in SUMMARY_ROWS:
+      if name == 'nar':
+        cells.append(mine[0][4])
+      else:
+        cells.append(next((r[3] for r in mine if r[2] == name), '-'))
+    lines.append(join_row(cells))
+  return lines
+
+
+def _replace(lines: list[str], header: str, body: list[str]) -> list[str]:
+  start, end = table_span(lines, header)
+  return lines[:start] + body + lines[end:]
+
+
+def synced(root: pathlib.Path) -> dict[pathlib.Path, str]:
+  """The new text of each README whose tables differ from the report's."""
+  results = root / 'results'
+  table_md = (results / 'dear_cpu' / 'table.md').read_text()
+  gaps_md = (results / 'dear_cpu' / 'gaps.md').read_text()
+  changed = {}
+
+  path = results / 'README.md'
+  text = path.read_text()
+  lines = text.splitlines()
+  old = table_rows(text, RESULTS_HEADER)
+  lines = _replace(lines, RESULTS_HEADER, results_table(table_md, old))
+  lines = _replace(lines, GAPS_HEADER, gap_lines(gaps_md))
+  new = '\n'.join(lines) + '\n'
+  if new != text:
+    changed[path] = new
+
+  path = root / 'README.md'
+  text = path.read_text()
+  algorithms = [row[0] for row in table_rows(text, SUMMARY_HEADER)]
+  lines = _replace(text.splitlines(), SUMMARY_HEADER,
+                   summary_table(gaps_md, algorithms))
+  new = '\n'.join(lines) + '\n'
+  if new != text:
+    changed[path] = new
+  return changed
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  changed = synced(pathlib.Path(_ROOT.value))
+  for path, text in changed.items():
+    if _CHECK.value:
+      print(f'stale: {path}')
+    else:
+      path.write_text(text)
+      print(f'updated: {path}')
+  if _CHECK.value and changed:
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)
