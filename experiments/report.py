@@ -274,10 +274,10 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
       # A statistic that only some of the row's seeds have (a test size
       # scored for seed 0 alone, say) names those seeds, so that it is not
       # read as the row's mean.
-      have = [str(r['seed']) for r in group_runs if _has(fn, r)]
+      have = [r['seed'] for r in group_runs if _has(fn, r)]
       if text == '-' or len(have) == len(group_runs):
         return text
-      return f'{text} (seed{"s" if len(have) > 1 else ""} {",".join(have)})'
+      return f'{text} ({_seeds_text(have)})'
 
     def cell(fn, digits=3):
       return note(_fmt(get(fn), digits), fn)

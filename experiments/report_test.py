@@ -68,6 +68,20 @@ def test_report_writes_table_and_plots(tmp_path):
               .splitlines() if '| dear |' in line).split(' | ')
   assert dear[4:6] == ['0.700 ± 0.100', '0.300 (seed 0)']
   assert dear[8:10] == ['4.0 / 6', '5.0 / 8 (seed 0)']
+  # Two seeds of three name their seeds as gaps.md does ('seeds 0, 2'), so
+  # that a cell reads the same in both files.
+  write_run(runs / 'd2', fake_run('dear', 2, 0.7, solver))
+  with open(runs / 'd2' / 'eval_results.json', 'w') as f:
+    json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.5}},
+               'gt_steps_mean': {'128': 4.0},
+               'seconds_per_sample': {'128': 0.02}, 'solver': None}, f)
+  three = tmp_path / 'three'
+  report.write_report(str(runs), str(three))
+  dear = next(line for line in (three / 'table.md').read_text()
+              .splitlines() if '| dear |' in line).split(' | ')
+  assert dear[5] == '0.400 ± 0.100 (seeds 0, 2)'
+  assert '| 128 | bfs | dear | 0.400 ± 0.100 (seeds 0, 2) |' in (
+      three / 'gaps.md').read_text()
   for name in ('accuracy_vs_size.png', 'iterations_vs_steps.png'):
     assert (out / name).stat().st_size > 1000
   assert len(os.listdir(out / 'runs')) == 3
