@@ -33,9 +33,17 @@ for workdir in "$runs"/*-s[0-9]*; do
   [ -n "${ALGS:-}" ] && [[ " $ALGS " != *" $alg "* ]] && continue
   [ -f "$workdir/eval_results.json" ] && continue
   echo "scoring $workdir"
-  flock -n "$workdir/.lock" \
+  # flock exits 75 when another process holds the run.
+  flock -n -E 75 "$workdir/.lock" \
     taskset -c "${CORE:-0}" env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
     GLIBC_TUNABLES="$malloc" OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
-    --workdir="$workdir" "${args[@]}" >"$workdir/eval.log" 2>&1 \
-    || echo "not scored: $workdir (held, or see $workdir/eval.log)"
+    --workdir="$workdir" "${args[@]}" >"$workdir/eval.log" 2>&1
+  rc=$?
+  case $rc in
+    0) ;;
+    75) echo "not scored: $workdir (another process holds it)";;
+    137) echo "not scored: $workdir (killed, exit 137: most often out of" \
+              "memory; try a smaller EVAL_BATCH)" | tee -a "$workdir/eval.log";;
+    *) echo "not scored: $workdir (exit $rc; see $workdir/eval.log)";;
+  esac
 done

@@ -75,6 +75,32 @@ def test_eval_table_scores_finished_dear_and_nar_runs_once(tmp_path):
   assert _run('eval_table.sh', tmp_path, RUNS=str(root)) == []
 
 
+def test_eval_table_says_why_a_run_was_not_scored(tmp_path):
+  root = tmp_path / 'runs'
+  _runs(root, {'bfs-dear-s0': True, 'dfs-dear-s0': True,
+                'held-dear-s0': True})
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  # The evaluation of bfs is killed (as the kernel's OOM killer does), that
+  # of dfs fails with exit 1.
+  (bin_dir / 'taskset').write_text(
+      '#!/usr/bin/env bash\n'
+      'case "$*" in *bfs-dear*) kill -9 $$;; *dfs-dear*) exit 1;; esac\n')
+  (bin_dir / 'taskset').chmod(0o755)
+  with open(root / 'held-dear-s0' / '.lock', 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    proc = subprocess.run(
+        ['bash', str(ROOT / 'results' / 'eval_table.sh')],
+        capture_output=True, text=True, check=False, timeout=120,
+        env=dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
+                 RUNS=str(root)))
+  out = proc.stdout
+  assert f'not scored: {root / "bfs-dear-s0"} (killed, exit 137' in out
+  assert 'out of memory' in (root / 'bfs-dear-s0' / 'eval.log').read_text()
+  assert f'not scored: {root / "dfs-dear-s0"} (exit 1;' in out
+  assert f'not scored: {root / "held-dear-s0"} (another process' in out
+
+
 def test_eval_table_scores_ablation_runs_by_their_algorithm(tmp_path):
   root = tmp_path / 'runs'
   _runs(root, {'mst_prim-dear-tol0.01_cap80-s0': True,
