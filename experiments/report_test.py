@@ -26,6 +26,15 @@ def _write_runs(root, runs):
     write_run(root / name, run)
 
 
+def _write_eval_128(folder, score, solver=None):
+  """An evaluation-only result at 128 nodes beside the run in ``folder``."""
+  with open(folder / 'eval_results.json', 'w') as f:
+    json.dump({'params': 'best', 'test_scores': {'128': {'score': score}},
+               'gt_steps_mean': {'128': 4.0},
+               'seconds_per_sample': {'128': 0.02},
+               'solver': {'128': solver} if solver else None}, f)
+
+
 def test_report_writes_table_and_plots(tmp_path):
   runs = tmp_path / 'runs'
   solver = {'iterations_mean': 4.0, 'iterations_max': 6,
@@ -34,10 +43,7 @@ def test_report_writes_table_and_plots(tmp_path):
                      'd1': fake_run('dear', 1, 0.6, solver),
                      'n0': fake_run('nar', 0, 0.5, None)})
   # An evaluation-only result beside a run adds a test size.
-  with open(runs / 'n0' / 'eval_results.json', 'w') as f:
-    json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.25}},
-               'gt_steps_mean': {'128': 4.0},
-               'seconds_per_sample': {'128': 0.02}, 'solver': None}, f)
+  _write_eval_128(runs / 'n0', 0.25)
   out = tmp_path / 'out'
   report.write_report(str(runs), str(out))
   table = (out / 'table.md').read_text().splitlines()
@@ -55,13 +61,9 @@ def test_report_writes_table_and_plots(tmp_path):
   assert '0.250' in nar and '0.500' in nar
   # A test size scored for one of two seeds says so instead of passing
   # for the row's mean.
-  with open(runs / 'd0' / 'eval_results.json', 'w') as f:
-    json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.3}},
-               'gt_steps_mean': {'128': 4.0},
-               'seconds_per_sample': {'128': 0.02},
-               'solver': {'128': {'iterations_mean': 5.0,
-                                  'iterations_max': 8,
-                                  'converged_fraction': 1.0}}}, f)
+  _write_eval_128(runs / 'd0', 0.3, {'iterations_mean': 5.0,
+                                      'iterations_max': 8,
+                                      'converged_fraction': 1.0})
   partial = tmp_path / 'partial'
   report.write_report(str(runs), str(partial))
   dear = next(line for line in (partial / 'table.md').read_text()
@@ -71,10 +73,7 @@ def test_report_writes_table_and_plots(tmp_path):
   # Two seeds of three name their seeds as gaps.md does ('seeds 0, 2'), so
   # that a cell reads the same in both files.
   write_run(runs / 'd2', fake_run('dear', 2, 0.7, solver))
-  with open(runs / 'd2' / 'eval_results.json', 'w') as f:
-    json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.5}},
-               'gt_steps_mean': {'128': 4.0},
-               'seconds_per_sample': {'128': 0.02}, 'solver': None}, f)
+  _write_eval_128(runs / 'd2', 0.5)
   three = tmp_path / 'three'
   report.write_report(str(runs), str(three))
   dear = next(line for line in (three / 'table.md').read_text()
