@@ -33,11 +33,14 @@ for workdir in "$runs"/*-s[0-9]*; do
   [ -n "${ALGS:-}" ] && [[ " $ALGS " != *" $alg "* ]] && continue
   [ -f "$workdir/eval_results.json" ] && continue
   echo "scoring $workdir"
-  # flock exits 75 when another process holds the run.
-  flock -n -E 75 "$workdir/.lock" \
+  # Exit 75 when another process holds the run; eval.log is opened only
+  # once the lock is ours, so the holder's own log is left alone.
+  (
+    flock -n -E 75 9 || exit $?
     taskset -c "${CORE:-0}" env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
-    GLIBC_TUNABLES="$malloc" OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
-    --workdir="$workdir" "${args[@]}" >"$workdir/eval.log" 2>&1
+      GLIBC_TUNABLES="$malloc" OMP_NUM_THREADS=1 PYTHONPATH=. python -m experiments.evaluate \
+      --workdir="$workdir" "${args[@]}" >"$workdir/eval.log" 2>&1
+  ) 9>>"$workdir/.lock"
   rc=$?
   case $rc in
     0) ;;

@@ -87,6 +87,8 @@ def test_eval_table_says_why_a_run_was_not_scored(tmp_path):
       '#!/usr/bin/env bash\n'
       'case "$*" in *bfs-dear*) kill -9 $$;; *dfs-dear*) exit 1;; esac\n')
   (bin_dir / 'taskset').chmod(0o755)
+  # The holder (an evaluation, say) is writing its own eval.log.
+  (root / 'held-dear-s0' / 'eval.log').write_text('the holder\'s log\n')
   with open(root / 'held-dear-s0' / '.lock', 'a') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     proc = subprocess.run(
@@ -99,6 +101,8 @@ def test_eval_table_says_why_a_run_was_not_scored(tmp_path):
   assert 'out of memory' in (root / 'bfs-dear-s0' / 'eval.log').read_text()
   assert f'not scored: {root / "dfs-dear-s0"} (exit 1;' in out
   assert f'not scored: {root / "held-dear-s0"} (another process' in out
+  assert (root / 'held-dear-s0' / 'eval.log').read_text() == (
+      'the holder\'s log\n')
 
 
 def test_eval_table_scores_ablation_runs_by_their_algorithm(tmp_path):
