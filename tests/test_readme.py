@@ -32,23 +32,10 @@ RESULTS = README.parent / 'results'
 SHOWN = readme_tables.SHOWN
 
 
-def _table_rows(text: str, header: str) -> list[list[str]]:
-  """The body rows (cells stripped) of the markdown table whose header line
-  starts with ``header``."""
-  lines = text.splitlines()
-  start = next(i for i, line in enumerate(lines) if line.startswith(header))
-  rows = []
-  for line in lines[start + 2:]:
-    if not line.startswith('|'):
-      break
-    rows.append([c.strip() for c in line.strip().strip('|').split('|')])
-  return rows
-
-
 def test_results_readme_table_is_the_reports_table():
   readme = (RESULTS / 'README.md').read_text()
-  shown = _table_rows(readme, '| algorithm | model | seeds |')
-  report = [[row[i] for i in SHOWN] for row in _table_rows(
+  shown = readme_tables.table_rows(readme, '| algorithm | model | seeds |')
+  report = [[row[i] for i in SHOWN] for row in readme_tables.table_rows(
       (RESULTS / 'dear_cpu' / 'table.md').read_text(), '| algorithm |')]
   assert len(shown) == len(report)
   for mine, theirs in zip(shown, report):
@@ -75,7 +62,8 @@ def test_readme_results_cells_are_the_reports():
   """Every score in the README's results table is a cell of gaps.md for
   that algorithm at 64 nodes (a DEAR, NAR, nar_lt or dear:tol0.01 row)."""
   gaps = (RESULTS / 'dear_cpu' / 'gaps.md').read_text().splitlines()
-  rows = _table_rows(README.read_text(), '| algorithm | DEAR | NAR |')
+  rows = readme_tables.table_rows(README.read_text(),
+                                  readme_tables.SUMMARY_HEADER)
   assert len(rows) == 10
   checked = 0
   for alg, *cells in rows:
