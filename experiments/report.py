@@ -115,12 +115,15 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
     runs_dir: searched recursively.
     skipped: if given, ``(path, reason)`` is appended for each results file
       left out: reached twice through links, unreadable, not a training
-      run's, or the same config and seed as a run already read.
+      run's, or the same config and seed as another file read (of two
+      such files the one kept holds all the other does and more, e.g. a
+      run scored at a new test size since its report copy was written;
+      otherwise the one met first is kept).
   """
   skipped = [] if skipped is None else skipped
   paths, duplicates = find_results(runs_dir)
   skipped.extend(duplicates)
-  runs, seen = [], {}
+  runs, seen = [], {}  # seen: identity -> index into runs.
   for path in paths:
     try:
       with open(path) as f:
@@ -135,10 +138,6 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
                             f'(no {", ".join(missing)})'))
       continue
     identity = (run['algorithm'], label(run), run['seed'], config_key(run))
-    if identity in seen:
-      skipped.append((path, f'the same config and seed as {seen[identity]}'))
-      continue
-    seen[identity] = path
     extra = os.path.join(os.path.dirname(path), 'eval_results.json')
     if os.path.basename(path) == RESULTS and os.path.exists(extra):
       try:
@@ -153,8 +152,29 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
           if more.get(key):
             run[key] = {**more[key], **(run.get(key) or {})}
     run['_path'] = path
+    if identity in seen:
+      # Two files of one run, most often a report copy and the run it was
+      # copied from. The one that holds all the other does and more (a
+      # test size scored since the copy was written) is kept, whichever
+      # the walk met first; otherwise the first.
+      kept = runs[seen[identity]]
+      if _extends(_without_path(run), _without_path(kept)) and (
+          _without_path(run) != _without_path(kept)):
+        skipped.append((kept['_path'], f'the same config and seed as '
+                                       f'{path}, which holds all it does '
+                                       f'and more'))
+        runs[seen[identity]] = run
+      else:
+        skipped.append((path, f'the same config and seed as '
+                              f'{kept["_path"]}'))
+      continue
+    seen[identity] = len(runs)
     runs.append(run)
   return runs
+
+
+def _without_path(run: dict[str, Any]) -> dict[str, Any]:
+  return {k: v for k, v in run.items() if k != '_path'}
 
 
 def _fmt(values: list[float], digits: int = 3) -> str:
@@ -453,8 +473,7 @@ def _copy_name(run: dict[str, Any]) -> str:
 
 def _copy_text(run: dict[str, Any]) -> str:
   """A run as its copy holds it (the merged scores, without ``_path``)."""
-  return json.dumps({k: v for k, v in run.items() if k != '_path'},
-                    indent=2, sort_keys=True) + '\n'
+  return json.dumps(_without_path(run), indent=2, sort_keys=True) + '\n'
 
 
 def _extends(new: Any, old: Any) -> bool:

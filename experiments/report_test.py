@@ -184,6 +184,40 @@ def test_report_brings_a_copy_up_to_date_when_its_run_gains_a_test_size(
   assert '0.300' in (again / 'table.md').read_text()
 
 
+def test_a_run_scored_since_its_copy_wins_over_the_copy_met_first(tmp_path):
+  # The table is made from a folder of links in which the report's own
+  # copies ('copies') sort before the live runs ('live'). A run scored at
+  # 128 nodes after its copy was written used to be skipped as a duplicate
+  # of that copy, so its new score reached neither the table nor the copy.
+  view, out = tmp_path / 'view', tmp_path / 'out'
+  live = tmp_path / 'live'
+  write_run(live / 'd0', fake_run('dear', 0, 0.8, None))
+  view.mkdir()
+  os.symlink(out / 'runs', view / 'copies')
+  os.symlink(live, view / 'live')
+  report.write_report(str(live), str(out))
+  _write_eval_128(live / 'd0', 0.3)
+  printed = []
+  runs = report.write_report(str(view), str(out), log=printed.append)
+  (copy,) = os.listdir(out / 'runs')
+  assert [r['_path'] for r in runs] == [str(view / 'live' / 'd0' /
+                                            'results.json')]
+  assert printed[0] == (
+      f'skipped {view / "copies" / copy}: the same config and seed as '
+      f'{view / "live" / "d0" / "results.json"}, which holds all it does '
+      'and more')
+  assert '0.300' in (out / 'table.md').read_text()
+  with open(out / 'runs' / copy) as f:
+    assert json.load(f)['test_scores']['128'] == {'score': 0.3}
+  # Once the copy has caught up the two agree, and the first one met (the
+  # copy) is kept, as before.
+  printed = []
+  (again,) = report.write_report(str(view), str(out), log=printed.append)
+  assert again['_path'] == str(view / 'copies' / copy)
+  assert printed == [f'skipped {view / "live" / "d0" / "results.json"}: the '
+                     f'same config and seed as {view / "copies" / copy}']
+
+
 def test_report_keeps_an_unreadable_copy_and_says_so(tmp_path):
   # Comparing a copy with its run must not crash the report when the copy
   # is not JSON (cut short by a kill): it is left alone, as before.
