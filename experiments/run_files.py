@@ -1,0 +1,163 @@
+"""Finding and reading the results files of ``experiments.train`` runs.
+
+Without flags or plotting, so that both the report (``experiments.report``)
+and the sweep launcher (``launch.submit --done``) can read runs and their
+report copies and tell two files of one run apart from two runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from deq_clrs.training import run_config
+
+# Config fields that do not change what a run learns or scores: runs that
+# differ only in these (and the seed) are seeds of one row.
+BOOKKEEPING = frozenset({'seed', 'data_dir', 'log_every', 'test_sizes',
+                         'test_every', 'checkpoint_every', 'keep_checkpoints',
+                         'tensorboard'})
+# What every results.json of experiments.train has (older ones included).
+REQUIRED = ('algorithm', 'model', 'seed', 'config', 'val_score',
+            'test_scores')
+
+
+RESULTS = 'results.json'
+# The report's own copies (see experiments.report.write_report).
+COPY_SUFFIX = '.results.json'
+
+
+def find_results(runs_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
+  """Every ``results.json`` (and report copy, ``*.results.json``) under
+  ``runs_dir``, each real file once.
+
+  Symbolic links are followed (a runs folder of links works), but a file
+  or folder reached twice (a link to a folder already searched, or a loop)
+  is read once.
+
+  Returns:
+    ``(paths, skipped)``: paths in a stable order, and ``(path, reason)``
+    for each path left out.
+  """
+  paths, skipped, seen_dirs, seen_files = [], [], set(), {}
+  for folder, dirs, files in os.walk(runs_dir, followlinks=True):
+    real = os.path.realpath(folder)
+    if real in seen_dirs:
+      dirs[:] = []  # Already searched under another name: not again.
+    seen_dirs.add(real)
+    dirs.sort()
+    for name in sorted(files):
+      if name != RESULTS and not name.endswith(COPY_SUFFIX):
+        continue
+      path = os.path.join(folder, name)
+      real = os.path.realpath(path)
+      if real in seen_files:
+        skipped.append((path, f'the same file as {seen_files[real]}'))
+        continue
+      seen_files[real] = path
+      paths.append(path)
+  return paths, skipped
+
+
+def config_key(run: dict[str, Any]) -> str:
+  """The run's config without the seed and bookkeeping fields, as JSON
+  (settings added after the run was made count at their value then)."""
+  config = {**run_config.ADDED_SETTINGS, **run['config']}
+  config = {k: v for k, v in config.items() if k not in BOOKKEEPING}
+  return json.dumps(config, sort_keys=True)
+
+
+def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
+              ) -> list[dict[str, Any]]:
+  """Every results.json under ``runs_dir``, with eval_results.json merged
+  (and every report copy, which holds its merged scores already).
+
+  Args:
+    runs_dir: searched recursively.
+    skipped: if given, ``(path, reason)`` is appended for each results file
+      left out: reached twice through links, unreadable, not a training
+      run's, or the same config and seed as another file read (of two
+      such files the one kept holds all the other does and more, e.g. a
+      run scored at a new test size since its report copy was written;
+      otherwise the one met first is kept).
+  """
+  skipped = [] if skipped is None else skipped
+  paths, duplicates = find_results(runs_dir)
+  skipped.extend(duplicates)
+  runs, seen = [], {}  # seen: identity -> index into runs.
+  for path in paths:
+    try:
+      with open(path) as f:
+        run = json.load(f)
+    except (OSError, ValueError) as error:
+      skipped.append((path, f'unreadable ({error})'))
+      continue
+    missing = [k for k in REQUIRED if k not in run] if isinstance(
+        run, dict) else list(REQUIRED)
+    if missing:
+      skipped.append((path, f'not a results file of experiments.train '
+                            f'(no {", ".join(missing)})'))
+      continue
+    identity = (run['algorithm'], label(run), run['seed'], config_key(run))
+    extra = os.path.join(os.path.dirname(path), 'eval_results.json')
+    if os.path.basename(path) == RESULTS and os.path.exists(extra):
+      try:
+        with open(extra) as f:
+          more = json.load(f)
+      except (OSError, ValueError) as error:
+        skipped.append((extra, f'unreadable ({error})'))
+        more = {}
+      if more.get('params') == 'best':
+        for key in ('test_scores', 'gt_steps_mean', 'seconds_per_sample',
+                    'solver'):
+          if more.get(key):
+            run[key] = {**more[key], **(run.get(key) or {})}
+    run['_path'] = path
+    if identity in seen:
+      # Two files of one run, most often a report copy and the run it was
+      # copied from. The one that holds all the other does and more (a
+      # test size scored since the copy was written) is kept, whichever
+      # the walk met first; otherwise the first.
+      kept = runs[seen[identity]]
+      if extends(without_path(run), without_path(kept)) and (
+          without_path(run) != without_path(kept)):
+        skipped.append((kept['_path'], f'the same config and seed as '
+                                       f'{path}, which holds all it does '
+                                       f'and more'))
+        runs[seen[identity]] = run
+      else:
+        skipped.append((path, f'the same config and seed as '
+                              f'{kept["_path"]}'))
+      continue
+    seen[identity] = len(runs)
+    runs.append(run)
+  return runs
+
+
+def without_path(run: dict[str, Any]) -> dict[str, Any]:
+  """The run as its file holds it: without the ``_path`` load_runs adds."""
+  return {k: v for k, v in run.items() if k != '_path'}
+
+
+def label(run: dict[str, Any]) -> str:
+  """The model, with the config's ``tag`` (a variant) if it has one."""
+  tag = run['config'].get('tag', '')
+  return f'{run["model"]}:{tag}' if tag else run['model']
+
+
+def copy_name(run: dict[str, Any]) -> str:
+  """``<algorithm>.<model label>.seed<seed>.<config hash>.results.json``."""
+  digest = hashlib.sha1(config_key(run).encode()).hexdigest()[:8]
+  name = (f'{run["algorithm"]}.{label(run)}.seed{run["seed"]}.{digest}'
+          f'{COPY_SUFFIX}')
+  return name.replace(':', '.').replace(os.sep, '_')
+
+
+def extends(new: Any, old: Any) -> bool:
+  """Whether ``new`` holds everything ``old`` does, unchanged, and maybe more
+  (nested dicts compared key by key; any other value must be equal)."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    return all(k in new and extends(new[k], old[k]) for k in old)
+  return new == old
