@@ -18,9 +18,12 @@ when started again:
         --root=/work/runs/dear_cpu --executor=worker --cpu=1
 
 ``--only=seed=0 --only=model=dear,nar`` narrows any sweep; ``--set=NAME=VALUE``
-adds a flag to every run (e.g. ``--set=data_dir=/data``).
+adds a flag to every run (e.g. ``--set=data_dir=/data``); ``--done=DIR``
+leaves out the runs whose results are in DIR already (e.g. the report's
+copies, which outlive the run folders of an earlier machine).
 """
 
+import os
 import time
 
 from absl import app
@@ -57,6 +60,11 @@ _PARALLELISM = flags.DEFINE_integer(
 _DRY_RUN = flags.DEFINE_bool('dry_run', False,
                              'Print the commands of the unfinished runs, in '
                              'order, without running them.')
+_DONE = flags.DEFINE_string(
+    'done', None, 'Folder of finished runs\' results files (e.g. the report '
+    'copies in results/dear_cpu/runs): a run of the sweep with the same '
+    'algorithm, model, seed and config there counts as finished, so a new '
+    'machine does not train it again.')
 _WAIT = flags.DEFINE_bool('wait', False,
                           'Wait for every job and report failures.')
 
@@ -129,6 +137,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   jobs = load_jobs()
+  if _DONE.value:
+    if not os.path.isdir(_DONE.value):
+      raise app.UsageError(f'--done={_DONE.value} is not a directory')
+    done = sweep_lib.finished_in(jobs, _DONE.value)
+    logging.info('%d runs of the sweep finished already in %s', len(done),
+                 _DONE.value)
+    jobs = [j for j in jobs if j.name not in done]
   todo = [j for j in jobs if not j.finished(_ROOT.value)]
   logging.info('%d runs in the sweep, %d already finished, %d to run',
                len(jobs), len(jobs) - len(todo), len(todo))

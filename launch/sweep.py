@@ -187,6 +187,86 @@ def with_flags(jobs: Sequence[Job], flags: Mapping[str, Any]) -> list[Job]:
   return [Job(job.name, {**job.flags, **flags}) for job in jobs]
 
 
+# experiments.train flags that are not config fields.
+_NOT_CONFIG = frozenset({'config', 'coordinator_address', 'num_processes',
+                         'process_id'})
+
+
+def job_config(job: Job) -> dict[str, Any] | None:
+  """The config ``experiments.train`` would give ``job``: its ``config``
+  file (default ``experiments/configs/default.py``) with the job's flags
+  applied, as a plain dict; None where a flag does not fit the config (not
+  a field, or a value of another type), so that the job matches no run."""
+  # Loading a config imports CLRS (TensorFlow): quietly, as the entry
+  # points do.
+  # pylint: disable=import-outside-toplevel
+  from experiments import cli
+  from experiments import quiet  # noqa: F401
+  # pylint: enable=import-outside-toplevel
+  path = job.flags.get('config') or str(
+      REPO_ROOT / 'experiments' / 'configs' / 'default.py')
+  path, _, argument = str(path).partition(':')
+  config = cli.load_config_file(path, argument)
+  for name, value in job.flags.items():
+    if name in _NOT_CONFIG:
+      continue
+    field = name[len('config.'):] if name.startswith('config.') else name
+    try:
+      current = config[field] if '.' not in field else _get(config, field)
+      if isinstance(value, str) and not isinstance(current, str):
+        if isinstance(current, bool):
+          if value.lower() not in ('true', 'false', '1', '0'):
+            return None
+          value = value.lower() in ('true', '1')
+        elif isinstance(current, (int, float)):
+          value = type(current)(value)
+        else:
+          return None
+      config.update_from_flattened_dict({field: value})
+    except (KeyError, AttributeError, TypeError, ValueError):
+      return None
+  return config.to_dict()
+
+
+def _get(config: Any, dotted: str) -> Any:
+  for part in dotted.split('.'):
+    config = config[part]
+  return config
+
+
+def finished_in(jobs: Sequence[Job], done_dir: str | os.PathLike
+                ) -> dict[str, str]:
+  """The jobs that already have a finished run in ``done_dir``.
+
+  ``done_dir`` holds results files of ``experiments.train`` runs, such as
+  the copies ``experiments.report`` keeps (``results/dear_cpu/runs``), which
+  outlive the run folders. A job counts as finished there when a run has
+  its algorithm, model (and tag), seed and config, up to the bookkeeping
+  fields that change nothing learned (``data_dir``, ``test_sizes``, ...).
+
+  Returns:
+    ``{job name: path of its run's results file}``.
+  """
+  from experiments import run_files  # pylint: disable=import-outside-toplevel
+  runs = {}
+  for run in run_files.load_runs(str(done_dir)):
+    key = (run['algorithm'], run_files.label(run), run['seed'],
+           run_files.config_key(run))
+    runs.setdefault(key, run['_path'])
+  found = {}
+  for job in jobs:
+    config = job_config(job)
+    if config is None:
+      continue
+    run = {'algorithm': config.get('algorithm'), 'model': config.get('model'),
+           'seed': config.get('seed'), 'config': config}
+    key = (run['algorithm'], run_files.label(run), run['seed'],
+           run_files.config_key(run))
+    if key in runs:
+      found[job.name] = runs[key]
+  return found
+
+
 @dataclasses.dataclass
 class WorkerReport:
   """What :func:`run_worker` did with each job, by name, in order.

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -232,13 +233,53 @@ def test_run_table_sh_is_the_worker_of_the_cpu_sweep(tmp_path):
       ['bash', str(ROOT / 'results' / 'run_table.sh')], cwd=tmp_path,
       capture_output=True, text=True, check=False,
       env=dict(os.environ, RUNS=str(root), DRY_RUN='1', SEEDS='1',
-               MODELS='nar_lt', ALGS='dfs minimum', DATA='/data'))
+               MODELS='nar_lt', ALGS='dfs minimum', DATA='/data', DONE=''))
   assert proc.returncode == 0, proc.stderr[-3000:]
   commands = _listed(proc.stdout)
   assert [c[-1] for c in commands] == [
       f'--workdir={root}/dfs-nar_lt-s1', f'--workdir={root}/minimum-nar_lt-s1']
   assert all('--config.test_every=0' in c and '--data_dir=/data' in c
              for c in commands)
+
+
+def _table_copy(name_glob):
+  """The one committed report copy of a table run matching ``name_glob``."""
+  (path,) = (ROOT / 'results' / 'dear_cpu' / 'runs').glob(name_glob)
+  return path
+
+
+def test_runs_whose_results_are_kept_elsewhere_count_as_finished(tmp_path):
+  # On a new machine the run folders are gone but the report's copies of
+  # the finished runs are in the repository: the worker used to train
+  # those runs again (hours each), and DRY_RUN listed them as left.
+  done = tmp_path / 'done'
+  done.mkdir()
+  copy = _table_copy('bfs.dear.seed0.*.results.json')
+  shutil.copy(copy, done / copy.name)
+  jobs = sweep_lib.select(
+      sweep_lib.load_sweep(ROOT / 'launch' / 'sweeps' / 'dear_cpu.py'),
+      {'algorithm': ['bfs'], 'seed': ['0', '1']})
+  jobs = sweep_lib.with_flags(jobs, {'data_dir': '/elsewhere'})
+  other = sweep_lib.Job('bfs-dear-tol-s0', {**jobs[0].flags,
+                                            'config.deq.rel_tol': 0.01})
+  typo = sweep_lib.Job('bfs-dear-typo-s0', {**jobs[0].flags,
+                                            'config.no_such_field': 1})
+  found = sweep_lib.finished_in([*jobs, other, typo], done)
+  # Only the run with that algorithm, model, seed and config (data_dir is
+  # bookkeeping); a changed setting or seed, or another model, is not it.
+  assert found == {'bfs-dear-s0': str(done / copy.name)}
+  proc = subprocess.run(
+      ['bash', str(ROOT / 'results' / 'run_table.sh')], cwd=tmp_path,
+      capture_output=True, text=True, check=False,
+      env=dict(os.environ, RUNS=str(tmp_path / 'runs'), DRY_RUN='1',
+               SEEDS='0', ALGS='bfs', DONE=str(done)))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert [c[-1].rsplit('/', 1)[-1] for c in _listed(proc.stdout)] == [
+      'bfs-nar-s0', 'bfs-nar_lt-s0']
+  assert f'1 runs of the sweep finished already in {done}' in proc.stderr
+  bad = _dry_run(f'--sweep={ROOT / "launch/sweeps/dear_cpu.py"}',
+                 f'--root={tmp_path}', f'--done={tmp_path / "nowhere"}')
+  assert bad.returncode != 0 and 'is not a directory' in bad.stderr
 
 
 def test_bad_sweeps_are_refused(tmp_path):

@@ -18,9 +18,13 @@
 # RUNS (default /work/runs/dear_cpu) holds one workdir per job; DATA (if
 # set) the dataset cache. SEEDS, MODELS and ALGS restrict the jobs, e.g.
 #   SEEDS=0 MODELS="dear nar" ALGS="bfs dfs" bash results/run_table.sh
-# DRY_RUN=1 prints the commands of the jobs left, in order.
+# DRY_RUN=1 prints the commands of the jobs left, in order. Runs whose
+# report copies are in DONE (default results/dear_cpu/runs, the table's
+# finished runs; DONE= turns this off) count as finished, so on a new
+# machine, whose RUNS is empty, the worker does not train them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+done="${DONE-results/dear_cpu/runs}"
 args=(--sweep=launch/sweeps/dear_cpu.py --root="${RUNS:-/work/runs/dear_cpu}"
       --executor=worker --cpu="${CORE:-0}")
 csv() { echo "$*" | tr -s ' ' ','; }
@@ -28,5 +32,6 @@ csv() { echo "$*" | tr -s ' ' ','; }
 [ -n "${MODELS:-}" ] && args+=(--only=model="$(csv $MODELS)")
 [ -n "${ALGS:-}" ] && args+=(--only=algorithm="$(csv $ALGS)")
 [ -n "${DATA:-}" ] && args+=(--set=data_dir="$DATA")
+[ -n "$done" ] && args+=(--done="$done")
 [ -n "${DRY_RUN:-}" ] && args+=(--dry_run)
 PYTHONPATH=. exec python -m launch.submit "${args[@]}"
