@@ -1,0 +1,61 @@
+"""experiments.run_files finds results files and tells runs apart."""
+
+import json
+
+from experiments import run_files
+
+
+def _run(seed=0, **config):
+  return {'algorithm': 'bfs', 'model': 'dear', 'seed': seed,
+          'config': {'tag': '', 'seed': seed, 'train_steps': 100,
+                     'data_dir': '/data', **config},
+          'val_score': 0.9, 'test_scores': {'64': {'score': 0.8}}}
+
+
+def _write(path, run):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(run))
+
+
+def test_config_key_ignores_bookkeeping_and_fills_added_settings():
+  base = run_files.config_key(_run())
+  assert run_files.config_key(_run(seed=3, data_dir='/other')) == base
+  assert run_files.config_key(_run(train_steps=200)) != base
+  # A run made before the alignment regulariser existed has it switched off.
+  aligned = _run(align={'weight': 0.0, 'teacher': ''})
+  assert run_files.config_key(aligned) == base
+  assert run_files.config_key(
+      _run(align={'weight': 0.01, 'teacher': 'x'})) != base
+
+
+def test_copy_names_tell_configs_and_tags_apart():
+  names = {run_files.copy_name(r) for r in (
+      _run(), _run(seed=1), _run(train_steps=200), _run(tag='tol0.01'))}
+  assert len(names) == 4
+  assert run_files.copy_name(_run(tag='tol0.01')).startswith(
+      'bfs.dear.tol0.01.seed0.')
+
+
+def test_extends_needs_everything_old_holds_unchanged():
+  old = {'a': 1, 'b': {'x': 2}}
+  assert run_files.extends({'a': 1, 'b': {'x': 2, 'y': 3}, 'c': 4}, old)
+  assert not run_files.extends({'a': 1, 'b': {'x': 5}}, old)
+  assert not run_files.extends({'a': 1}, old)
+
+
+def test_of_two_files_of_one_run_the_fuller_is_kept(tmp_path):
+  # 'a_copy' is met first; the run in 'b_run' holds the same and a 128-node
+  # score more, so it is kept. Two files that disagree keep the first.
+  fuller = _run()
+  fuller['test_scores']['128'] = {'score': 0.5}
+  _write(tmp_path / 'a_copy' / 'x.results.json', _run())
+  _write(tmp_path / 'b_run' / 'results.json', fuller)
+  _write(tmp_path / 'c_other' / 'results.json',
+         {**_run(), 'val_score': 0.1})
+  skipped = []
+  (run,) = run_files.load_runs(str(tmp_path), skipped)
+  assert run['_path'] == str(tmp_path / 'b_run' / 'results.json')
+  assert run['test_scores']['128'] == {'score': 0.5}
+  assert [path for path, _ in skipped] == [
+      str(tmp_path / 'a_copy' / 'x.results.json'),
+      str(tmp_path / 'c_other' / 'results.json')]
