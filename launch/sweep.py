@@ -212,7 +212,7 @@ def job_config(job: Job) -> dict[str, Any] | None:
       continue
     field = name[len('config.'):] if name.startswith('config.') else name
     try:
-      current = config[field] if '.' not in field else _get(config, field)
+      current = _get(config, field)
       if isinstance(value, str) and not isinstance(current, str):
         if isinstance(current, bool):
           if value.lower() not in ('true', 'false', '1', '0'):
@@ -229,6 +229,7 @@ def job_config(job: Job) -> dict[str, Any] | None:
 
 
 def _get(config: Any, dotted: str) -> Any:
+  """``config['a']['b']`` for ``'a.b'`` (KeyError where there is none)."""
   for part in dotted.split('.'):
     config = config[part]
   return config
