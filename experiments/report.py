@@ -44,9 +44,6 @@ from absl import flags
 from experiments import cli
 from experiments import report_curves
 from experiments import run_files
-from experiments.run_files import config_key
-from experiments.run_files import label
-from experiments.run_files import load_runs
 
 _RUNS = flags.DEFINE_string('runs', 'workdir_runs',
                             'Directory searched for results.json files.')
@@ -71,7 +68,8 @@ def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
   """
   by_config = collections.defaultdict(list)
   for run in runs:
-    by_config[(run['algorithm'], label(run), config_key(run))].append(run)
+    by_config[(run['algorithm'], run_files.label(run),
+               run_files.config_key(run))].append(run)
   families = collections.defaultdict(list)
   for alg, model, key in by_config:
     families[(alg, model)].append(json.loads(key))
@@ -357,7 +355,7 @@ def write_report(runs_dir: str, out_dir: str,
   the reason.
   """
   skipped = []
-  runs = load_runs(runs_dir, skipped)
+  runs = run_files.load_runs(runs_dir, skipped)
   for path, reason in skipped:
     log(f'skipped {path}: {reason}')
   if not runs:

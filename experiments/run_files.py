@@ -100,7 +100,6 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
       skipped.append((path, f'not a results file of experiments.train '
                             f'(no {", ".join(missing)})'))
       continue
-    identity = (run['algorithm'], label(run), run['seed'], config_key(run))
     extra = os.path.join(os.path.dirname(path), 'eval_results.json')
     if os.path.basename(path) == RESULTS and os.path.exists(extra):
       try:
@@ -114,26 +113,32 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
                     'solver'):
           if more.get(key):
             run[key] = {**more[key], **(run.get(key) or {})}
-    run['_path'] = path
-    if identity in seen:
+    key = identity(run)
+    if key in seen:
       # Two files of one run, most often a report copy and the run it was
       # copied from. The one that holds all the other does and more (a
       # test size scored since the copy was written) is kept, whichever
       # the walk met first; otherwise the first.
-      kept = runs[seen[identity]]
-      if extends(without_path(run), without_path(kept)) and (
-          without_path(run) != without_path(kept)):
+      kept = runs[seen[key]]
+      held = without_path(kept)
+      if run != held and extends(run, held):
         skipped.append((kept['_path'], f'the same config and seed as '
                                        f'{path}, which holds all it does '
                                        f'and more'))
-        runs[seen[identity]] = run
+        runs[seen[key]] = {**run, '_path': path}
       else:
         skipped.append((path, f'the same config and seed as '
                               f'{kept["_path"]}'))
       continue
-    seen[identity] = len(runs)
-    runs.append(run)
+    seen[key] = len(runs)
+    runs.append({**run, '_path': path})
   return runs
+
+
+def identity(run: dict[str, Any]) -> tuple[str, str, int, str]:
+  """What makes a run the one run it is: algorithm, model label, seed and
+  config (:func:`config_key`); two files with one identity are one run's."""
+  return (run['algorithm'], label(run), run['seed'], config_key(run))
 
 
 def without_path(run: dict[str, Any]) -> dict[str, Any]:

@@ -251,18 +251,15 @@ def finished_in(jobs: Sequence[Job], done_dir: str | os.PathLike
   from experiments import run_files  # pylint: disable=import-outside-toplevel
   runs = {}
   for run in run_files.load_runs(str(done_dir)):
-    key = (run['algorithm'], run_files.label(run), run['seed'],
-           run_files.config_key(run))
-    runs.setdefault(key, run['_path'])
+    runs.setdefault(run_files.identity(run), run['_path'])
   found = {}
   for job in jobs:
     config = job_config(job)
     if config is None:
       continue
-    run = {'algorithm': config.get('algorithm'), 'model': config.get('model'),
-           'seed': config.get('seed'), 'config': config}
-    key = (run['algorithm'], run_files.label(run), run['seed'],
-           run_files.config_key(run))
+    key = run_files.identity({'algorithm': config.get('algorithm'),
+                              'model': config.get('model'),
+                              'seed': config.get('seed'), 'config': config})
     if key in runs:
       found[job.name] = runs[key]
   return found

@@ -24,7 +24,7 @@
 # machine, whose RUNS is empty, the worker does not train them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-done="${DONE-results/dear_cpu/runs}"
+done_dir="${DONE-results/dear_cpu/runs}"
 args=(--sweep=launch/sweeps/dear_cpu.py --root="${RUNS:-/work/runs/dear_cpu}"
       --executor=worker --cpu="${CORE:-0}")
 csv() { echo "$*" | tr -s ' ' ','; }
@@ -32,6 +32,6 @@ csv() { echo "$*" | tr -s ' ' ','; }
 [ -n "${MODELS:-}" ] && args+=(--only=model="$(csv $MODELS)")
 [ -n "${ALGS:-}" ] && args+=(--only=algorithm="$(csv $ALGS)")
 [ -n "${DATA:-}" ] && args+=(--set=data_dir="$DATA")
-[ -n "$done" ] && args+=(--done="$done")
+[ -n "$done_dir" ] && args+=(--done="$done_dir")
 [ -n "${DRY_RUN:-}" ] && args+=(--dry_run)
 PYTHONPATH=. exec python -m launch.submit "${args[@]}"
