@@ -5,6 +5,9 @@
   defaults are a dataclass's fields, so a default is written once, in the
   dataclass) and :func:`define_override_flags` (named flags that override
   fields of an ml_collections config, typed by its values).
+* :func:`define_train_flags`: the flags of ``experiments.train``, defined
+  once, so that ``launch`` builds a job's config by parsing its command line
+  exactly as the training run will.
 * :func:`check_equilibrium_only`: the one check that solver flags are given
   to equilibrium (``dear``) runs only.
 * A problem with the user's input or files ends the program with one line,
@@ -17,6 +20,7 @@ import collections
 import dataclasses
 import difflib
 import importlib.util
+import pathlib
 import re
 import types
 import typing
@@ -30,6 +34,11 @@ import ml_collections
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
+
+# experiments.train's config file when --config is not given.
+DEFAULT_TRAIN_CONFIG = str(pathlib.Path(__file__).resolve().parent /
+                           'configs' / 'default.py')
 
 # Flags defined through the helpers below belong to the calling entry point
 # (its --help lists them), not to this module.
@@ -280,3 +289,102 @@ def check_equilibrium_only(names: Sequence[str],
         f'--{", --".join(sorted(names))} only apply to the equilibrium solver '
         f'of --model=dear; --model={config.model} runs its processor for the '
         f'true number of steps')
+
+
+# experiments.train's named flags: config field path (``deq.rel_tol``: the
+# flag is ``--rel_tol``) -> help. A short list of the fields a user sets most;
+# every field can also be set with ``--config.<field>``.
+TRAIN_NAMED_FLAGS = {
+    'algorithm': 'CLRS-30 algorithm name, e.g. bfs.',
+    'model': 'dear | nar (true steps, no hints) | nar_lt (learned '
+             'termination) | nar_hints (CLRS hints).',
+    'processor': 'dear: deq_mpnn | deq_triplet_mpnn; nar*: mpnn | '
+                 'triplet_mpnn | clrs:<kind> (e.g. clrs:triplet_gmpnn).',
+    'data_dir': 'Cache of generated datasets.',
+    'hidden_size': 'Latent size.', 'batch_size': 'Graphs per step.',
+    'train_steps': 'Training steps.', 'seed': 'Initialisation and batch seed.',
+    'test_samples': 'Graphs per test set.',
+    'test_sizes': 'Test graph sizes, e.g. 64,128 (default 64).',
+    'learning_rate': 'Adam learning rate.',
+    # Options of the equilibrium solver: only meaningful with --model=dear.
+    'deq.solver': 'anderson | fixed_point.',
+    'deq.backward': 'phantom | implicit | unrolled.',
+    'deq.max_iter': 'Training iteration cap.',
+    'deq.eval_max_iter': 'Evaluation iteration cap.',
+    'deq.rel_tol': 'Relative residual tolerance (0 disables).',
+    'deq.abs_tol': 'Absolute residual tolerance (0 disables).',
+    'deq.jac_reg_weight': 'Weight of the Jacobian regulariser (0 disables).',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainFlags:
+  """The flags of ``experiments.train`` in one set of flag values.
+
+  Attributes:
+    values: the flag values they are defined in.
+    workdir: ``--workdir``.
+    named: field path -> holder of the named override flags.
+    coordinator_address, num_processes, process_id: the multi-host flags.
+  """
+  values: flags.FlagValues
+  workdir: flags.FlagHolder
+  named: dict[str, flags.FlagHolder]
+  coordinator_address: flags.FlagHolder
+  num_processes: flags.FlagHolder
+  process_id: flags.FlagHolder
+
+  def config(self) -> ml_collections.ConfigDict:
+    """The config file's config (with its ``--config.<field>`` overrides)
+    with the named flags that were given applied; unchecked."""
+    config = self.values['config'].value.copy_and_resolve_references()
+    config.update_from_flattened_dict(given_overrides(self.named))
+    return config
+
+
+def define_train_flags(flag_values: flags.FlagValues = flags.FLAGS,
+                       sys_argv: Sequence[str] | None = None) -> TrainFlags:
+  """Defines the flags of ``experiments.train`` in ``flag_values``.
+
+  ``experiments.train`` defines them in absl's global flags; ``launch``
+  defines them in fresh flag values and parses a job's command line, so that
+  the job's config is built exactly as the run will build it.
+
+  Args:
+    flag_values: where to define them.
+    sys_argv: the command line whose ``--config.<field>`` overrides the
+      config flag reads (ml_collections reads ``sys.argv`` by default).
+
+  Returns:
+    The flag holders.
+
+  Raises:
+    AttributeError, KeyError: a ``--config.<field>`` of ``sys_argv`` (or
+      ``sys.argv``) is not a field of the config file; ml_collections raises
+      them here when ``--config`` is not given, else when parsing.
+  """
+  # pylint: disable-next=import-outside-toplevel
+  from experiments.configs import default
+  workdir = flags.DEFINE_string(
+      'workdir', None, 'Directory for checkpoints, metrics and results.json.',
+      required=True, flag_values=flag_values)
+  config_flags.DEFINE_config_file(
+      'config', DEFAULT_TRAIN_CONFIG, 'Config file (ml_collections); its '
+      'fields are set with --config.<field>=value (see experiments/configs/'
+      'default.py).', flag_values=flag_values,
+      sys_argv=None if sys_argv is None else list(sys_argv))
+  named = define_override_flags(default.get_config(), TRAIN_NAMED_FLAGS,
+                                flag_values)
+  return TrainFlags(
+      values=flag_values, workdir=workdir, named=named,
+      coordinator_address=flags.DEFINE_string(
+          'coordinator_address', None,
+          'Multi-host: host:port of process 0. Without it, SLURM (several '
+          'tasks) and TPU pod environments are detected by JAX.',
+          flag_values=flag_values),
+      num_processes=flags.DEFINE_integer(
+          'num_processes', None, 'Multi-host: number of processes.',
+          flag_values=flag_values),
+      process_id=flags.DEFINE_integer(
+          'process_id', None, "Multi-host: this process's index.",
+          flag_values=flag_values))

@@ -187,52 +187,31 @@ def with_flags(jobs: Sequence[Job], flags: Mapping[str, Any]) -> list[Job]:
   return [Job(job.name, {**job.flags, **flags}) for job in jobs]
 
 
-# experiments.train flags that are not config fields.
-_NOT_CONFIG = frozenset({'config', 'coordinator_address', 'num_processes',
-                         'process_id'})
-
-
 def job_config(job: Job) -> dict[str, Any] | None:
-  """The config ``experiments.train`` would give ``job``: its ``config``
-  file (default ``experiments/configs/default.py``) with the job's flags
-  applied, as a plain dict; None where a flag does not fit the config (not
-  a field, or a value of another type), so that the job matches no run."""
+  """The config ``experiments.train`` would give ``job``, as a plain dict.
+
+  The job's command line is parsed by the flags ``experiments.train``
+  defines (``experiments.cli.define_train_flags``), in flag values of their
+  own, so the config is built as the run will build it. None where the
+  command line does not parse (an unknown flag or field, a value of the
+  wrong type), so that the job matches no run.
+  """
   # Loading a config imports CLRS (TensorFlow): quietly, as the entry
   # points do.
   # pylint: disable=import-outside-toplevel
+  from absl import flags as absl_flags
+
   from experiments import cli
   from experiments import quiet  # noqa: F401
   # pylint: enable=import-outside-toplevel
-  path = job.flags.get('config') or str(
-      REPO_ROOT / 'experiments' / 'configs' / 'default.py')
-  path, _, argument = str(path).partition(':')
-  config = cli.load_config_file(path, argument)
-  for name, value in job.flags.items():
-    if name in _NOT_CONFIG:
-      continue
-    field = name[len('config.'):] if name.startswith('config.') else name
-    try:
-      current = _get(config, field)
-      if isinstance(value, str) and not isinstance(current, str):
-        if isinstance(current, bool):
-          if value.lower() not in ('true', 'false', '1', '0'):
-            return None
-          value = value.lower() in ('true', '1')
-        elif isinstance(current, (int, float)):
-          value = type(current)(value)
-        else:
-          return None
-      config.update_from_flattened_dict({field: value})
-    except (KeyError, AttributeError, TypeError, ValueError):
-      return None
-  return config.to_dict()
-
-
-def _get(config: Any, dotted: str) -> Any:
-  """``config['a']['b']`` for ``'a.b'`` (KeyError where there is none)."""
-  for part in dotted.split('.'):
-    config = config[part]
-  return config
+  argv = ['experiments.train', *job.command('.')[3:]]
+  values = absl_flags.FlagValues()
+  try:
+    train_flags = cli.define_train_flags(values, sys_argv=argv)
+    values(argv)
+    return train_flags.config().to_dict()
+  except (absl_flags.Error, AttributeError, KeyError, TypeError, ValueError):
+    return None
 
 
 def finished_in(jobs: Sequence[Job], done_dir: str | os.PathLike

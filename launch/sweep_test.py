@@ -264,10 +264,19 @@ def test_runs_whose_results_are_kept_elsewhere_count_as_finished(tmp_path):
                                             'config.deq.rel_tol': 0.01})
   typo = sweep_lib.Job('bfs-dear-typo-s0', {**jobs[0].flags,
                                             'config.no_such_field': 1})
-  found = sweep_lib.finished_in([*jobs, other, typo], done)
+  # Values given as text (--set=seed=0) are read as the run reads them.
+  text = sweep_lib.Job('bfs-dear-text-s0', {
+      k: v if isinstance(v, (list, tuple)) else str(v)
+      for k, v in jobs[0].flags.items()})
+  wrong_type = sweep_lib.Job('bfs-dear-type-s0', {
+      **jobs[0].flags, 'config.train_steps': 'many'})
+  found = sweep_lib.finished_in([*jobs, other, typo, text, wrong_type], done)
   # Only the run with that algorithm, model, seed and config (data_dir is
   # bookkeeping); a changed setting or seed, or another model, is not it.
-  assert found == {'bfs-dear-s0': str(done / copy.name)}
+  assert found == {'bfs-dear-s0': str(done / copy.name),
+                   'bfs-dear-text-s0': str(done / copy.name)}
+  assert sweep_lib.job_config(wrong_type) is None
+  assert sweep_lib.job_config(text)['seed'] == 0
   proc = subprocess.run(
       ['bash', str(ROOT / 'results' / 'run_table.sh')], cwd=tmp_path,
       capture_output=True, text=True, check=False,
