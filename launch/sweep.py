@@ -71,11 +71,14 @@ class Job:
     """Whether the run has written its ``results.json``."""
     return (self.workdir(root) / 'results.json').exists()
 
+  def train_args(self, root: str | os.PathLike) -> list[str]:
+    """The ``experiments.train`` flags of this job, ``--workdir`` last."""
+    return [*(f'--{k}={_flag_value(v)}' for k, v in sorted(self.flags.items())),
+            f'--workdir={self.workdir(root)}']
+
   def command(self, root: str | os.PathLike) -> list[str]:
     """The command line that runs (or resumes) this job."""
-    args = [f'--{k}={_flag_value(v)}' for k, v in sorted(self.flags.items())]
-    return [sys.executable, '-m', 'experiments.train', *args,
-            f'--workdir={self.workdir(root)}']
+    return [sys.executable, '-m', 'experiments.train', *self.train_args(root)]
 
 
 def _flag_value(value: Any) -> str:
@@ -204,7 +207,7 @@ def job_config(job: Job) -> dict[str, Any] | None:
   from experiments import cli
   from experiments import quiet  # noqa: F401
   # pylint: enable=import-outside-toplevel
-  argv = ['experiments.train', *job.command('.')[3:]]
+  argv = ['experiments.train', *job.train_args('.')]
   values = absl_flags.FlagValues()
   try:
     train_flags = cli.define_train_flags(values, sys_argv=argv)
