@@ -77,16 +77,19 @@ def table_rows(text: str, header: str) -> list[list[str]]:
 def results_table(table_md: str, old: Sequence[Sequence[str]]) -> list[str]:
   """results/README.md's table lines from table.md. A run that did not
   record its commit is '?' in the report; where the README already names a
-  commit for that cell (from the sitting's own record), it is kept."""
+  commit for that cell (from the sitting's own record), it is kept, also
+  when later runs add commits to the cell: the README's commits that the
+  report does not list fill its '?'s, in order, when there are as many."""
   known = {tuple(row[:2]): row[-1].split(',') for row in old}
   lines = []
   for row in table_rows(table_md, '| algorithm |'):
     cells = [row[i] for i in SHOWN]
     recorded = cells[-1].split(',')
-    mine = known.get(tuple(cells[:2]), [])
-    if len(mine) == len(recorded):
-      cells[-1] = ','.join(t if t != '?' else m
-                           for m, t in zip(mine, recorded))
+    named = [c for c in known.get(tuple(cells[:2]), [])
+             if c != '?' and c not in recorded]
+    if len(named) == recorded.count('?'):
+      fill = iter(named)
+      cells[-1] = ','.join(next(fill) if t == '?' else t for t in recorded)
     lines.append(join_row(cells))
   return lines
 

@@ -83,6 +83,20 @@ def test_unrecorded_commit_keeps_the_readmes_commit():
   assert line.endswith('| 4101 | ? |')
 
 
+def test_unrecorded_commit_survives_a_new_seed():
+  # A second seed adds its recorded commit to the cell: the README's commit
+  # for the first seed stays in place of the report's '?'.
+  old = [['bfs', 'nar', '0', 'x', 'x', 'x', 'x', 'x', '6d843ff']]
+  table = ('| algorithm | model |\n|---|---|\n| bfs | nar | 0,1 | 1.0 | 1.0 |'
+           ' - | - | - | - | - | - | - | 4101 | 5000 | ?,65b344c |\n')
+  (line,) = readme_tables.results_table(table, old)
+  assert line.endswith('| 4101 | 6d843ff,65b344c |')
+  # Two '?'s and one named commit: nothing to tell which is which.
+  table = table.replace('?,65b344c', '?,?,65b344c')
+  (line,) = readme_tables.results_table(table, old)
+  assert line.endswith('| 4101 | ?,?,65b344c |')
+
+
 def test_algorithm_without_a_gap_line_is_refused():
   with pytest.raises(ValueError, match='no 64-node line for dfs'):
     readme_tables.summary_table('| 64 | bfs | dear | 1 | 1 |', ['dfs'])
