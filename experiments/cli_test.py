@@ -307,10 +307,11 @@ def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w', '--test_sizes=8,12',
                          '--rel_tol=0.3', '--solver=fixed_point',
                          '--nonoise_in_eval', '--phantom_in_eval',
-                         '--eval_batch_size=4')
+                         '--eval_batch_size=4', '--read_at=true_length')
   assert proc.returncode == 0, proc.stderr[-2000:]
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
   assert args == ['/w', [8, 12]] and kwargs['eval_batch_size'] == 4
+  assert kwargs['read_at'] == 'true_length'
   assert kwargs['solver_overrides'] == {'rel_tol': 0.3,
                                         'solver': 'fixed_point',
                                         'noise_in_eval': False,
@@ -318,7 +319,7 @@ def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w')
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
   assert args == ['/w', None] and kwargs['solver_overrides'] == {}
-  assert kwargs['eval_batch_size'] is None
+  assert kwargs['eval_batch_size'] is None and kwargs['read_at'] == 'stop'
   proc = run_module('experiments.evaluate', '--workdir=/w',
                     '--eval_batch_size=0')
   assert proc.returncode == 1 and 'Traceback' not in proc.stderr

@@ -1,6 +1,7 @@
 """Scores a saved checkpoint on chosen test sizes, without training.
 
   python -m experiments.evaluate --workdir=/tmp/dear_bfs --test_sizes=64,128
+  python -m experiments.evaluate --workdir=/tmp/lt_bfs --read_at=true_length
 
 Writes ``<workdir>/eval_results.json`` (or ``--output``); the logic is
 :func:`deq_clrs.training.evaluate_checkpoint`.
@@ -30,6 +31,10 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Output JSON path.')
 _EVAL_BATCH_SIZE = flags.DEFINE_integer(
     'eval_batch_size', None, 'Graphs per evaluation call (default: the '
     'run\'s); fewer need less memory at large test sizes.', lower_bound=1)
+_READ_AT = flags.DEFINE_enum(
+    'read_at', 'stop', ['stop', 'true_length'], 'nar_lt runs only: read the '
+    'predictions where the model stops (its score) or at the true number of '
+    'steps (a diagnostic: it is told the steps).')
 # Equilibrium runs only: evaluate with other solver settings, e.g. a looser
 # tolerance for speed (accuracy against speed). Typed by the config's fields;
 # not given, the run's value stays.
@@ -54,7 +59,8 @@ def main(argv):
     training.evaluate_checkpoint(
         _WORKDIR.value, _TEST_SIZES.value, data_dir=_DATA_DIR.value,
         which=_WHICH.value, step=_STEP.value, output=_OUTPUT.value,
-        solver_overrides=overrides, eval_batch_size=_EVAL_BATCH_SIZE.value)
+        solver_overrides=overrides, eval_batch_size=_EVAL_BATCH_SIZE.value,
+        read_at=_READ_AT.value)
   except training.UserError as e:
     cli.fail(e)
   except ValueError as e:

@@ -108,7 +108,11 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
       except (OSError, ValueError) as error:
         skipped.append((extra, f'unreadable ({error})'))
         more = {}
-      if more.get('params') == 'best':
+      unlike = _scored_unlike_the_run(more)
+      if unlike:
+        skipped.append((extra, f'not merged: scored {unlike}, not as the '
+                               f'run itself scores'))
+      else:
         for key in ('test_scores', 'gt_steps_mean', 'seconds_per_sample',
                     'solver'):
           if more.get(key):
@@ -133,6 +137,20 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
     seen[key] = len(runs)
     runs.append({**run, '_path': path})
   return runs
+
+
+def _scored_unlike_the_run(evaluation: dict[str, Any]) -> str:
+  """How an eval_results.json was scored unlike its run's own test scores
+  (other parameters, solver settings or read point: not a score of the
+  run's row), or '' when it was scored the same way."""
+  ways = []
+  if evaluation.get('params', 'best') != 'best':
+    ways.append(f'with the {evaluation["params"]} parameters')
+  if evaluation.get('solver_overrides'):
+    ways.append(f'with solver settings {evaluation["solver_overrides"]}')
+  if evaluation.get('read_at', 'stop') != 'stop':
+    ways.append(f'with predictions read at {evaluation["read_at"]!r}')
+  return ' and '.join(ways)
 
 
 def identity(run: dict[str, Any]) -> tuple[str, str, int, str]:

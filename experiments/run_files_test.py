@@ -59,3 +59,32 @@ def test_of_two_files_of_one_run_the_fuller_is_kept(tmp_path):
   assert [path for path, _ in skipped] == [
       str(tmp_path / 'a_copy' / 'x.results.json'),
       str(tmp_path / 'c_other' / 'results.json')]
+
+
+def test_evaluations_scored_unlike_the_run_are_not_merged(tmp_path):
+  # An eval_results.json scored with other solver settings, the last
+  # parameters or nar_lt's true-length read is a diagnostic: merged, it
+  # would have shown in the table as the run's score at that size.
+  base = {'test_scores': {'128': {'score': 0.3}}}
+  cases = {'same': {'params': 'best', 'solver_overrides': {}, **base},
+           'loose': {'params': 'best', 'solver_overrides': {'rel_tol': 0.3},
+                     **base},
+           'last': {'params': 'last', **base},
+           'oracle': {'params': 'best', 'read_at': 'true_length', **base}}
+  for seed, (name, evaluation) in enumerate(cases.items()):
+    _write(tmp_path / name / 'results.json', _run(seed=seed))
+    _write(tmp_path / name / 'eval_results.json', evaluation)
+  skipped = []
+  runs = {r['_path'].split('/')[-2]: r
+          for r in run_files.load_runs(str(tmp_path), skipped)}
+  assert runs['same']['test_scores']['128'] == {'score': 0.3}
+  for name in ('loose', 'last', 'oracle'):
+    assert '128' not in runs[name]['test_scores'], name
+  reasons = {path.split('/')[-2]: reason for path, reason in skipped}
+  assert reasons == {
+      'loose': "not merged: scored with solver settings {'rel_tol': 0.3}, "
+               'not as the run itself scores',
+      'last': 'not merged: scored with the last parameters, not as the run '
+              'itself scores',
+      'oracle': "not merged: scored with predictions read at 'true_length', "
+                'not as the run itself scores'}

@@ -140,3 +140,32 @@ def test_nar_lt_evaluation_loss_is_the_loss_at_the_true_lengths(
     np.testing.assert_array_equal(dp.data, alone.preds[name].data)
   np.testing.assert_array_equal(got.stats['iterations'],
                                 alone.stats['iterations'])
+
+
+@pytest.mark.parametrize('algorithm,cap_per_node', [('bfs', 5.0),
+                                                    ('dfs', 0.4)])
+def test_nar_lt_read_at_the_true_length_is_clrs_prediction(
+    algorithm, cap_per_node):
+  """The diagnostic read (``lt_read_at='true_length'``) gives CLRS's own
+  predictions at the true lengths, past a short cap too; the stops it
+  reports are the model's."""
+  config = _config(algorithm, 'nar_lt')
+  config.nar_lt.cap_per_node = cap_per_node
+  feedback = data_lib.generate(algorithm, 5, 3, seed=4)
+  models = models_lib.build_models(config, feedback, lt_read_at='true_length')
+  params = models.initial_state.params
+  baseline, _, fb = _pair(config, feedback)
+  baseline.params = parallel.to_host(params)
+  key = jax.random.PRNGKey(5)
+  want, _ = baseline.predict(key, fb.features)
+  got = models.evaluate(params, key, feedback)
+  assert set(got.preds) == set(want)
+  for name, dp in want.items():
+    np.testing.assert_allclose(got.preds[name].data, dp.data, atol=1e-5)
+  at_stop = models_lib.build_models(config, feedback).evaluate(
+      params, key, feedback)
+  np.testing.assert_array_equal(got.stats['iterations'],
+                                at_stop.stats['iterations'])
+  with pytest.raises(ValueError, match='for nar_lt runs only'):
+    models_lib.build_models(_config(algorithm, 'nar'), feedback,
+                            lt_read_at='true_length')

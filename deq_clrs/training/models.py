@@ -248,24 +248,37 @@ def _plain_evaluate(models: Models):
   return evaluate
 
 
-def _lt_evaluate(models: Models, config: ml_collections.ConfigDict):
+# Where nar_lt's predictions are read at test time: at the step where the
+# model stops (its score), or at the true number of steps (a diagnostic that
+# tells the stopping rule's effect apart from the network's).
+LT_READ_AT = ('stop', 'true_length')
+
+
+def _lt_evaluate(models: Models, config: ml_collections.ConfigDict,
+                 read_at: str = 'stop'):
   """nar_lt's test-time prediction: run to the cap, read at the stop step.
 
   The stats are the processor steps taken per graph (``iterations``) and
   whether the graph stopped by itself before the cap (``converged``). The
   true lengths never reach the network; with ``with_loss`` the same pass
   runs on past the cap to the longest trajectory, if that is longer, and
-  the task loss is read at the true lengths.
+  the task loss is read at the true lengths. ``read_at='true_length'``
+  reads the predictions there too (a diagnostic, not nar_lt's score).
   """
+  if read_at not in LT_READ_AT:
+    raise ValueError(f'read_at must be one of {LT_READ_AT}, got {read_at!r}')
+  at_true_length = read_at == 'true_length'
+
   def evaluate(params, key, feedback, with_loss=False):
     cap = lt_step_cap(config, data_lib.num_nodes(feedback))
     steps = cap + 1
-    if with_loss:
+    if with_loss or at_true_length:
       steps = max(steps, max(dp.data.shape[0]
                              for dp in feedback.features.hints))
     fb = termination_feedback(feedback, steps=steps)
     preds, stop, stopped, loss = models.stepper.evaluate_to_stop(
-        params, key, fb, hint=LT_HINT, cap=cap, with_loss=with_loss)
+        params, key, fb, hint=LT_HINT, cap=cap, with_loss=with_loss,
+        at_true_length=at_true_length)
     stats = {'iterations': stop + 1, 'converged': stopped}
     return Evaluation(preds, stats, loss if with_loss else None)
   return evaluate
@@ -287,7 +300,8 @@ def alignment_extras(feedback: clrs.Feedback) -> dict[str, Any]:
 
 def build_models(config: ml_collections.ConfigDict,
                  dummy: clrs.Feedback,
-                 teacher_params: Any | None = None) -> Models:
+                 teacher_params: Any | None = None,
+                 lt_read_at: str = 'stop') -> Models:
   """Builds the steps of a config's model and its initial state.
 
   Args:
@@ -295,6 +309,8 @@ def build_models(config: ml_collections.ConfigDict,
     dummy: a cached training batch (not yet prepared) giving shapes.
     teacher_params: with the alignment regulariser (``config.align``): the
       trained NAR's network parameters, as its checkpoint holds them.
+    lt_read_at: ``nar_lt`` only: where evaluation reads the predictions, one
+      of :data:`LT_READ_AT` (``'true_length'`` is a diagnostic).
 
   Returns:
     :class:`Models` with parameters initialised from ``config.seed``, data
@@ -341,8 +357,11 @@ def build_models(config: ml_collections.ConfigDict,
   models = Models(stepper=stepper,
                   initial_state=stepper.init(config.seed, dummy.features),
                   stats_log=stats_log, prepare=prepare)
-  models.evaluate = (_lt_evaluate(models, config) if config.model == 'nar_lt'
-                     else _plain_evaluate(models))
+  if lt_read_at != 'stop' and config.model != 'nar_lt':
+    raise ValueError(f'lt_read_at={lt_read_at!r} is for nar_lt runs only, '
+                     f'not {config.model!r}')
+  models.evaluate = (_lt_evaluate(models, config, lt_read_at)
+                     if config.model == 'nar_lt' else _plain_evaluate(models))
   if alignment is not None:
     models.step_extras = alignment_extras
   return models

@@ -286,7 +286,7 @@ class Stepper:
         out_shardings=replicated)
     self._evaluate_to_stop = jax.jit(
         self._evaluate_to_stop_fn,
-        static_argnames=('hint', 'cap', 'with_loss'),
+        static_argnames=('hint', 'cap', 'with_loss', 'at_true_length'),
         out_shardings=replicated)
     self._read_metrics = jax.jit(self._read_metrics_fn, donate_argnums=0,
                                  out_shardings=replicated)
@@ -513,7 +513,7 @@ class Stepper:
     return outs, _cut(parallel.to_host(hints), batch, 0)
 
   def _evaluate_to_stop_fn(self, params, key, feedback, weights, *, hint,
-                           cap, with_loss):
+                           cap, with_loss, at_true_length):
     features = feedback.features
     steps = features.hints[0].data.shape[0]
     lengths = jnp.full_like(features.lengths, steps)
@@ -522,19 +522,20 @@ class Stepper:
         algorithm_index=0, return_hints=True, return_all_outputs=True)
     go_on = jnp.stack([h[hint] for h in hint_preds[:cap]])
     stop, stopped = first_stop(go_on)
-    preds = self._postprocess(take_steps(outs, stop))
+    # Outputs at the true length: CLRS reads them after processor step
+    # lengths - 2 (step 0 for a trajectory of one step).
+    last = jnp.clip(features.lengths.astype(jnp.int32) - 2, 0, steps - 2)
+    preds = self._postprocess(take_steps(outs,
+                                         last if at_true_length else stop))
     loss = jnp.float32(jnp.nan)
     if with_loss:
-      # Outputs at the true length: CLRS reads them after processor step
-      # lengths - 2 (step 0 for a trajectory of one step).
-      last = jnp.clip(features.lengths.astype(jnp.int32) - 2, 0, steps - 2)
       loss = losses.task_loss(feedback, take_steps(outs, last), hint_preds,
                               weights)
     return preds, stop, stopped, loss
 
   def evaluate_to_stop(self, params: Params, key: jax.Array,
                        feedback: clrs.Feedback, *, hint: str, cap: int,
-                       with_loss: bool
+                       with_loss: bool, at_true_length: bool = False
                        ) -> tuple[dict[str, clrs.DataPoint], np.ndarray,
                                   np.ndarray, jax.Array]:
     """A learned-termination model run to a cap and read where it stops.
@@ -555,6 +556,10 @@ class Stepper:
         ``feedback`` (outputs at each graph's length, the termination hint
         over its steps), from the same pass: that needs ``T`` at least the
         longest trajectory.
+      at_true_length: a diagnostic, not the model's score: read the
+        predictions at the true lengths of ``feedback`` instead of at the
+        predicted stop (the stop step is still returned); ``T`` must be at
+        least the longest trajectory.
 
     Returns:
       ``(predictions [B, ...] on the host, stop step [B], stopped [B],
@@ -565,7 +570,7 @@ class Stepper:
     preds, stop, stopped, loss = self._evaluate_to_stop(
         params, self.replicate(key), parallel.shard(self.mesh, padded),
         parallel.shard(self.mesh, weights), hint=hint, cap=cap,
-        with_loss=with_loss)
+        with_loss=with_loss, at_true_length=at_true_length)
     preds, stop, stopped = _cut(parallel.to_host((preds, stop, stopped)),
                                 batch, 0)
     return preds, stop, stopped, loss

@@ -811,12 +811,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _build_models(config: ml_collections.ConfigDict,
-                  val_set: clrs.Feedback) -> models_lib.Models:
+                  val_set: clrs.Feedback,
+                  lt_read_at: str = 'stop') -> models_lib.Models:
   """The config's models (shapes from one validation graph), with the
   alignment teacher's parameters when the config asks for them."""
   dummy = data_lib.subsample(val_set, np.arange(1))
   teacher = load_teacher(config, dummy) if models_lib.aligned(config) else None
-  return models_lib.build_models(config, dummy, teacher)
+  return models_lib.build_models(config, dummy, teacher, lt_read_at)
 
 
 def load_teacher(config: ml_collections.ConfigDict,
@@ -884,6 +885,26 @@ def _override_solver(config: ml_collections.ConfigDict,
     config.deq[key] = value
 
 
+def _set_for_evaluation(config: ml_collections.ConfigDict,
+                        test_sizes: Sequence[int] | None,
+                        data_dir: str | None,
+                        solver_overrides: dict[str, Any] | None,
+                        eval_batch_size: int | None) -> None:
+  """A run's config as :func:`evaluate_checkpoint` scores it (in place):
+  its arguments that were given replace the run's values; checked."""
+  if test_sizes:
+    config.test_sizes = tuple(int(n) for n in test_sizes)
+  if solver_overrides:
+    _override_solver(config, solver_overrides)
+  if eval_batch_size is not None:
+    config.eval_batch_size = int(eval_batch_size)
+  if data_dir:
+    config.data_dir = data_dir
+  # A training-loss term: scoring needs neither it nor its teacher.
+  config.align.weight = 0.0
+  models_lib.check_config(config)
+
+
 def _restore_for_evaluation(models: models_lib.Models, workdir: str,
                             config: ml_collections.ConfigDict,
                             step: int | None) -> dict[str, Any]:
@@ -913,8 +934,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
                         which: str = 'best', step: int | None = None,
                         output: str | None = None,
                         solver_overrides: dict[str, Any] | None = None,
-                        eval_batch_size: int | None = None
-                        ) -> dict[str, Any]:
+                        eval_batch_size: int | None = None,
+                        read_at: str = 'stop') -> dict[str, Any]:
   """Scores a saved checkpoint on chosen test sizes, without training.
 
   Args:
@@ -929,10 +950,14 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     eval_batch_size: graphs per evaluation call (default: the run's). Fewer
       use less memory; a deterministic model scores the same, ``dear`` up to
       its evaluation noise, which is drawn per batch.
+    read_at: ``nar_lt`` runs only: ``'stop'`` (the model's score) or
+      ``'true_length'``, a diagnostic that reads the predictions at the true
+      number of steps (the stopping statistics stay those of the model).
 
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
-    'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'solver'}``.
+    'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'solver'}``, and
+    ``'read_at'`` for a ``nar_lt`` run.
 
   Raises:
     UserError: ``workdir`` is not a training run's, or has no (readable)
@@ -940,8 +965,14 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+  if read_at not in models_lib.LT_READ_AT:
+    raise ValueError(f'read_at must be one of {models_lib.LT_READ_AT}, got '
+                     f'{read_at!r}')
   config = run_config.with_added_settings(
       ml_collections.ConfigDict(_saved_config(workdir)))
+  if read_at != 'stop' and config.model != 'nar_lt':
+    raise ValueError(f'--read_at={read_at} is for nar_lt runs only; '
+                     f'{workdir} is a {config.model!r} run')
   steps = ckpt_lib.saved_steps(workdir)
   if not steps:
     raise UserError(
@@ -957,19 +988,10 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   except OSError as error:
     reason = error.strerror or error
     raise UserError(f'cannot write --output={output} ({reason})') from error
-  if test_sizes:
-    config.test_sizes = tuple(int(n) for n in test_sizes)
-  if solver_overrides:
-    _override_solver(config, solver_overrides)
-  if eval_batch_size is not None:
-    config.eval_batch_size = int(eval_batch_size)
-  if data_dir:
-    config.data_dir = data_dir
-  # A training-loss term: scoring needs neither it nor its teacher.
-  config.align.weight = 0.0
-  models_lib.check_config(config)
+  _set_for_evaluation(config, test_sizes, data_dir, solver_overrides,
+                      eval_batch_size)
   val_set = load_eval_set(config, 'val', config.val_size)
-  models = _build_models(config, val_set)
+  models = _build_models(config, val_set, lt_read_at=read_at)
   state = _restore_for_evaluation(models, workdir, config, step)
   params = state['best_params' if which == 'best' else 'params']
   writer = _summary_writer(workdir, config.get('tensorboard', True))
@@ -982,6 +1004,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
           state['best_step'] if which == 'best' else state['step']),
       'code_version': provenance.code_version(),
   }
+  if config.model == 'nar_lt':
+    results['read_at'] = read_at
   results.update(_test_results(models, params, config,
                                list(config.test_sizes), writer,
                                int(state['step'])))
@@ -991,4 +1015,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
                'checkpoint %d; score = CLRS\'s mean of per-output scores, in '
                '[0, 1])', output, which, results['params_step'],
                results['checkpoint_step'])
+  if read_at == 'true_length':
+    logging.info('predictions read at the true number of steps: a '
+                 'diagnostic, not the nar_lt score (that is --read_at=stop)')
   return results

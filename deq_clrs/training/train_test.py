@@ -96,6 +96,11 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   with pytest.raises(ValueError, match='eval_batch_size must be >= 1'):
     training.evaluate_checkpoint(workdir, [12], output=str(
         tmp_path / 'bad.json'), eval_batch_size=0)
+  # Reading at the true length is nar_lt's diagnostic; dear has no steps.
+  with pytest.raises(ValueError, match="for nar_lt runs only; .* 'dear' run"):
+    training.evaluate_checkpoint(workdir, [12], output=str(
+        tmp_path / 'bad.json'), read_at='true_length')
+  assert 'read_at' not in evaluated
 
 
 class _OutOfMemory:
