@@ -254,6 +254,16 @@ def _plain_evaluate(models: Models):
 LT_READ_AT = ('stop', 'true_length')
 
 
+def check_lt_read_at(read_at: str, model: str) -> None:
+  """Refuses a read point that is not one of :data:`LT_READ_AT`, or a read
+  other than at the stop for a model that is not ``nar_lt``."""
+  if read_at not in LT_READ_AT:
+    raise ValueError(f'read_at must be one of {LT_READ_AT}, got {read_at!r}')
+  if read_at != 'stop' and model != 'nar_lt':
+    raise ValueError(f'read_at={read_at!r} is for nar_lt runs only; this is '
+                     f'a {model!r} run')
+
+
 def _lt_evaluate(models: Models, config: ml_collections.ConfigDict,
                  read_at: str = 'stop'):
   """nar_lt's test-time prediction: run to the cap, read at the stop step.
@@ -265,8 +275,6 @@ def _lt_evaluate(models: Models, config: ml_collections.ConfigDict,
   the task loss is read at the true lengths. ``read_at='true_length'``
   reads the predictions there too (a diagnostic, not nar_lt's score).
   """
-  if read_at not in LT_READ_AT:
-    raise ValueError(f'read_at must be one of {LT_READ_AT}, got {read_at!r}')
   at_true_length = read_at == 'true_length'
 
   def evaluate(params, key, feedback, with_loss=False):
@@ -357,9 +365,7 @@ def build_models(config: ml_collections.ConfigDict,
   models = Models(stepper=stepper,
                   initial_state=stepper.init(config.seed, dummy.features),
                   stats_log=stats_log, prepare=prepare)
-  if lt_read_at != 'stop' and config.model != 'nar_lt':
-    raise ValueError(f'lt_read_at={lt_read_at!r} is for nar_lt runs only, '
-                     f'not {config.model!r}')
+  check_lt_read_at(lt_read_at, config.model)
   models.evaluate = (_lt_evaluate(models, config, lt_read_at)
                      if config.model == 'nar_lt' else _plain_evaluate(models))
   if alignment is not None:

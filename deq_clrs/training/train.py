@@ -965,14 +965,9 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-  if read_at not in models_lib.LT_READ_AT:
-    raise ValueError(f'read_at must be one of {models_lib.LT_READ_AT}, got '
-                     f'{read_at!r}')
   config = run_config.with_added_settings(
       ml_collections.ConfigDict(_saved_config(workdir)))
-  if read_at != 'stop' and config.model != 'nar_lt':
-    raise ValueError(f'--read_at={read_at} is for nar_lt runs only; '
-                     f'{workdir} is a {config.model!r} run')
+  models_lib.check_lt_read_at(read_at, config.model)  # Before any work.
   steps = ckpt_lib.saved_steps(workdir)
   if not steps:
     raise UserError(
