@@ -228,13 +228,6 @@ def first_stop(go_on: jax.Array) -> tuple[jax.Array, jax.Array]:
   return stop.astype(jnp.int32), stopped
 
 
-def take_steps(outputs: dict[str, jax.Array],
-                steps: jax.Array) -> dict[str, jax.Array]:
-  """Each graph's outputs at its own step: ``[S, B, ...] -> [B, ...]``."""
-  batch = jnp.arange(steps.shape[0])
-  return {k: v[steps, batch] for k, v in outputs.items()}
-
-
 class Stepper:
   """Jitted training and evaluation steps of one network over a mesh.
 
@@ -516,21 +509,34 @@ class Stepper:
                            cap, with_loss, at_true_length):
     features = feedback.features
     steps = features.hints[0].data.shape[0]
-    lengths = jnp.full_like(features.lengths, steps)
-    outs, hint_preds = self.eval_net.apply(
-        params, key, [features._replace(lengths=lengths)], repred=True,
-        algorithm_index=0, return_hints=True, return_all_outputs=True)
+
+    def run(lengths):
+      # CLRS's Net freezes each graph's outputs after processor step
+      # lengths - 2 (step 0 for a length of 1); the lengths do nothing else.
+      # Only the termination hint is stacked over the steps, never the
+      # outputs: those of every step would take T x B x N^3 floats for an
+      # edge pointer (Floyd-Warshall: 17 GB for 50 graphs of 64 nodes run
+      # to the 5N cap).
+      return self.eval_net.apply(
+          params, key, [features._replace(lengths=lengths)], repred=True,
+          algorithm_index=0, return_hints=True, return_all_outputs=False)
+
+    # First pass: the hint logits of every step (independent of the
+    # lengths), with the outputs at the true lengths where they are read.
+    true_read = with_loss or at_true_length
+    outs, hint_preds = run(features.lengths if true_read else
+                           jnp.full_like(features.lengths, steps))
     go_on = jnp.stack([h[hint] for h in hint_preds[:cap]])
     stop, stopped = first_stop(go_on)
-    # Outputs at the true length: CLRS reads them after processor step
-    # lengths - 2 (step 0 for a trajectory of one step).
-    last = jnp.clip(features.lengths.astype(jnp.int32) - 2, 0, steps - 2)
-    preds = self._postprocess(take_steps(outs,
-                                         last if at_true_length else stop))
+    if at_true_length:
+      read = outs
+    else:
+      # Second pass: the outputs after each graph's own stop step.
+      read, _ = run((stop + 2).astype(features.lengths.dtype))
+    preds = self._postprocess(read)
     loss = jnp.float32(jnp.nan)
     if with_loss:
-      loss = losses.task_loss(feedback, take_steps(outs, last), hint_preds,
-                              weights)
+      loss = losses.task_loss(feedback, outs, hint_preds, weights)
     return preds, stop, stopped, loss
 
   def evaluate_to_stop(self, params: Params, key: jax.Array,
@@ -543,7 +549,10 @@ class Stepper:
     The network runs every step of ``feedback``'s hints (``T`` of them) for
     every graph (the true lengths do not reach it); each graph's outputs
     are read after the first of processor steps ``0 .. cap-1`` whose
-    ``hint`` logit is below 0 (after step ``cap - 1`` if none is).
+    ``hint`` logit is below 0 (after step ``cap - 1`` if none is). That
+    takes two passes (the stops, then the outputs frozen at them), so
+    memory does not grow with ``T`` times the outputs' size; the
+    diagnostic read at the true lengths takes one.
 
     Args:
       params: replicated parameters.

@@ -147,3 +147,56 @@ def test_the_training_step_needs_the_lengths(batch, aligned):
   with pytest.raises(ValueError, match='true lengths'):
     aligned.stepper.loss(aligned.initial_state.params, jax.random.PRNGKey(0),
                          feedback)
+
+
+def test_nar_lt_reads_each_graph_at_its_stop_without_stacking_outputs(
+    batch, monkeypatch):
+  """The learned-termination read gives each graph's outputs after its own
+  stop step, as CLRS's outputs of every step have them, while the passes it
+  makes never ask CLRS to stack the outputs over the steps (their memory
+  would grow with the cap: 17 GB for Floyd-Warshall at 64 nodes)."""
+  config = _config('nar_lt')
+  models = models_lib.build_models(config, batch)
+  stepper = models.stepper
+  params = parallel.to_host(models.initial_state.params)
+  cap = models_lib.lt_step_cap(config, 6)
+  fb = models_lib.termination_feedback(batch, steps=cap + 1)
+  fb = fb._replace(features=fb.features._replace(
+      lengths=np.full_like(fb.features.lengths, cap + 1)))
+  key = jax.random.PRNGKey(0)
+
+  def every_step(params):
+    return stepper.eval_net.apply(
+        params, key, [fb.features], repred=True, algorithm_index=0,
+        return_hints=True, return_all_outputs=True)
+
+  # Shift the termination logit so that the graphs stop at different steps.
+  _, hints = every_step(params)
+  go_on = np.stack([h[models_lib.LT_HINT] for h in hints[:cap]])
+  bias = (f'{step_lib.NET_NAME}/~_construct_encoders_decoders/'
+          f'algo_0_{models_lib.LT_HINT}_dec_linear')
+  params[bias]['b'] = params[bias]['b'] - (go_on[2].max() + go_on[2].min()) / 2
+  outs, hints = every_step(params)
+  stop, _ = step_lib.first_stop(
+      np.stack([h[models_lib.LT_HINT] for h in hints[:cap]]))
+  stop = np.asarray(stop)
+  assert len(set(stop.tolist())) > 1, stop
+  assert np.any(stop + 2 != np.asarray(batch.features.lengths))
+
+  calls = []
+  apply = stepper.eval_net.apply
+
+  def spy(*args, **kwargs):
+    calls.append(kwargs['return_all_outputs'])
+    return apply(*args, **kwargs)
+
+  monkeypatch.setattr(stepper, 'eval_net',
+                      stepper.eval_net._replace(apply=spy))
+  got = models.evaluate(stepper.replicate(params), key, batch)
+  assert calls and not any(calls)
+  np.testing.assert_array_equal(got.stats['iterations'], stop + 1)
+  want = stepper._postprocess(
+      {k: v[stop, np.arange(len(stop))] for k, v in outs.items()})
+  assert set(got.preds) == set(want)
+  for name, dp in want.items():
+    np.testing.assert_array_equal(got.preds[name].data, dp.data)
