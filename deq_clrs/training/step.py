@@ -547,7 +547,9 @@ class Stepper:
     """A learned-termination model run to a cap and read where it stops.
 
     The network runs every step of ``feedback``'s hints (``T`` of them) for
-    every graph (the true lengths do not reach it); each graph's outputs
+    every graph (the true lengths reach neither the stops nor the outputs
+    read there: they only pick the outputs of the loss and of the
+    diagnostic read); each graph's outputs
     are read after the first of processor steps ``0 .. cap-1`` whose
     ``hint`` logit is below 0 (after step ``cap - 1`` if none is). That
     takes two passes (the stops, then the outputs frozen at them), so
