@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -135,8 +136,9 @@ class TrainJob(submitit.helpers.Checkpointable):
     workdir = self.job.workdir(self.root)
     returncode = run_job(self.job.command(self.root), workdir)
     if returncode:
-      raise RuntimeError(f'job {self.job.name} failed with exit code '
-                         f'{returncode}; see {workdir / "job.log"}')
+      raise RuntimeError(f'job {self.job.name} failed '
+                         f'({exit_reason(returncode)}); see '
+                         f'{workdir / "job.log"}')
     return str(workdir / 'results.json')
 
 
@@ -161,7 +163,29 @@ def run_job(command: Sequence[str], workdir: pathlib.Path,
   with open(workdir / 'job.log', 'a') as log:
     proc = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log,
                           stderr=subprocess.STDOUT, check=False)
+    if proc.returncode < 0:  # A signal leaves no line of its own in the log.
+      log.write(f'job stopped: {exit_reason(proc.returncode)}\n')
   return proc.returncode
+
+
+def exit_reason(returncode: int) -> str:
+  """Says in words why a job's process ended with ``returncode``.
+
+  A negative code is the signal that killed it (Python's convention). A
+  SIGKILL that nobody sent by hand is usually the kernel's out-of-memory
+  killer, which leaves no trace in the job's own output, so that is said.
+  """
+  if returncode >= 0:
+    return f'exit code {returncode}'
+  try:
+    name = signal.Signals(-returncode).name
+  except ValueError:
+    name = f'signal {-returncode}'
+  reason = f'killed by {name}'
+  if -returncode == signal.SIGKILL:
+    reason += (': if no one killed it by hand, the host ran out of memory '
+               "(the kernel's out-of-memory killer; `dmesg` says)")
+  return reason
 
 
 _PIN_AND_EXEC = ('import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); '
@@ -310,7 +334,7 @@ def run_worker(jobs: Sequence[Job], root: str | os.PathLike, *,
     if returncode == 0 and job.finished(root):
       report.ran.append(job.name)
     else:
-      log(f'not finished: {workdir} (exit code {returncode}; see '
+      log(f'not finished: {workdir} ({exit_reason(returncode)}; see '
           f'{workdir / "job.log"})')
       report.failed.append(job.name)
   return report

@@ -97,6 +97,8 @@ with open(record, 'a') as f:
                           malloc=os.environ.get('GLIBC_TUNABLES'))) + '\\n')
 if 'fail' in name:
   sys.exit(3)
+if 'oom' in name:  # What the kernel's out-of-memory killer does.
+  os.kill(os.getpid(), 9)
 pathlib.Path(workdir, 'results.json').write_text('{}')
 """
 
@@ -140,6 +142,22 @@ def test_a_worker_runs_in_order_skips_finished_and_held_runs(tmp_path,
                                 log=lines.append)
   assert report.ran == ['b-dear-s0'] and report.failed == ['b-fail-s0']
   assert report.finished == ['a-dear-s0', 'a-nar-s0', 'b-nar-s0']
+
+
+def test_a_job_killed_by_a_signal_says_so_in_its_log_and_the_worker_log(
+    tmp_path):
+  root, record = tmp_path / 'sweep', tmp_path / 'record.jsonl'
+  lines = []
+  report = sweep_lib.run_worker([sweep_lib.Job('a-oom-s0', {})], root, cpu=0,
+                                command=_fake_command(record),
+                                log=lines.append)
+  assert report.failed == ['a-oom-s0']
+  [line] = [line for line in lines if 'not finished' in line]
+  assert 'killed by SIGKILL' in line and 'out of memory' in line
+  job_log = (root / 'a-oom-s0' / 'job.log').read_text().splitlines()
+  assert job_log[-1].startswith('job stopped: killed by SIGKILL')
+  assert sweep_lib.exit_reason(3) == 'exit code 3'
+  assert sweep_lib.exit_reason(-15) == 'killed by SIGTERM'
 
 
 def test_a_job_keeps_the_allocator_setting_it_was_given(tmp_path,
