@@ -28,7 +28,7 @@ _OUT = flags.DEFINE_string('out', None, 'Markdown file to write.',
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   if not os.path.isdir(_FILES.value):
     cli.fail(f'--files={_FILES.value} is not a directory')
   results, skipped = report_ablations.load(_FILES.value)

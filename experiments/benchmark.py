@@ -66,14 +66,14 @@ _OUTPUT = flags.DEFINE_string('output', 'benchmark.json',
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   try:
     config = benchmarking.BenchmarkConfig(**cli.dataclass_values(_BENCHMARK))
     gradient = benchmarking.GradientAgreementConfig(
         **cli.dataclass_values(_GRADIENT_CONFIG),
         seed=config.seed) if _GRADIENT.value else None
   except ValueError as e:
-    raise app.UsageError(str(e)) from e
+    cli.fail(e)
   # Before measuring, so that the results are not lost at the end.
   try:
     benchmarking.prepare_output(_OUTPUT.value)

@@ -286,9 +286,10 @@ def check_equilibrium_only(names: Sequence[str],
   from deq_clrs.training import models  # pylint: disable=g-import-not-at-top
   if names and not models.is_equilibrium(config):
     raise ValueError(
-        f'--{", --".join(sorted(names))} only apply to the equilibrium solver '
-        f'of --model=dear; --model={config.model} runs its processor for the '
-        f'true number of steps')
+        f'--{", --".join(sorted(names))} only '
+        f'{"applies" if len(names) == 1 else "apply"} to the equilibrium '
+        f'solver of --model=dear; --model={config.model} runs its processor '
+        f'for the true number of steps')
 
 
 # experiments.train's named flags: config field path (``deq.rel_tol``: the

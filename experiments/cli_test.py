@@ -23,14 +23,20 @@ def assert_one_line_error(proc, message):
   assert last.startswith('error: ') and message in last, last
 
 
-def test_unknown_algorithm_is_refused_with_the_valid_names(tmp_path):
-  proc = run_module(
-      'experiments.train', '--algorithm=bogosort',
-      f'--workdir={tmp_path / "run"}', f'--data_dir={tmp_path / "data"}')
-  assert proc.returncode != 0
-  assert ("unknown algorithm 'bogosort'; valid CLRS-30 algorithms: "
-          'activity_selector, articulation_points, bellman_ford, bfs'
-          in proc.stderr), proc.stderr[-2000:]
+@pytest.mark.parametrize('args, message', [
+    (['--algorithm=bogosort'], "unknown algorithm 'bogosort'; valid CLRS-30 "
+     'algorithms: activity_selector, articulation_points, bellman_ford, bfs'),
+    (['--model=nar', '--rel_tol=0.01'],
+     '--rel_tol only applies to the equilibrium solver of --model=dear'),
+    (['--algorithm=bfs', 'extra'], "unexpected arguments: ['extra']"),
+])
+def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
+                                                               message):
+  proc = run_module('experiments.train', *args,
+                    f'--workdir={tmp_path / "run"}',
+                    f'--data_dir={tmp_path / "data"}')
+  assert_one_line_error(proc, message)
+  assert '--workdir:' not in proc.stderr  # absl's flag help is not printed
   assert not (tmp_path / 'run').exists()  # refused before doing anything
 
 

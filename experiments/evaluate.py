@@ -50,7 +50,7 @@ _SOLVER = cli.define_override_flags(default.get_config(), {
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   training.quiet_orbax_logs()
   cli.log_devices()
   overrides = {path[len('deq.'):]: value
@@ -64,7 +64,7 @@ def main(argv):
   except training.UserError as e:
     cli.fail(e)
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    cli.fail(e)
 
 
 if __name__ == '__main__':

@@ -79,7 +79,7 @@ _FALLBACK = flags.DEFINE_boolean(
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError('Too many command-line arguments.')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   dtype = np.float64 if _DTYPE.value == 'float64' else np.float32
   p = _P.value
   rows = []

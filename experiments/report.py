@@ -397,7 +397,7 @@ def write_report(runs_dir: str, out_dir: str,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   if not os.path.isdir(_RUNS.value):
     cli.fail(f'--runs={_RUNS.value} is not a directory')
   try:

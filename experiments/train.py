@@ -51,7 +51,7 @@ def config_from_flags():
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   training.quiet_orbax_logs()
   # Before anything starts JAX's backend.
   parallel.initialize_distributed(_FLAGS.coordinator_address.value,
@@ -61,7 +61,7 @@ def main(argv):
   try:
     config = config_from_flags()
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    cli.fail(e)
   logging.info('config:\n%s', config)
   try:
     training.train_and_evaluate(config, _FLAGS.workdir.value)

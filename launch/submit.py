@@ -30,6 +30,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
 from launch import sweep as sweep_lib
 
 _SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file with get_sweep().',
@@ -75,7 +76,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
   for value in values:
     name, sep, rest = value.partition('=')
     if not sep or not name:
-      raise app.UsageError(f'--{flag} takes NAME=VALUE, got {value!r}')
+      cli.fail(f'--{flag} takes NAME=VALUE, got {value!r}')
     out[name] = rest
   return out
 
@@ -85,7 +86,7 @@ def load_jobs() -> list[sweep_lib.Job]:
   try:
     jobs = sweep_lib.load_sweep(_SWEEP.value)
   except (FileNotFoundError, ValueError) as e:
-    raise app.UsageError(str(e)) from e
+    cli.fail(e)
   only = {name: values.split(',')
           for name, values in _pairs(_ONLY.value, 'only').items()}
   return sweep_lib.with_flags(sweep_lib.select(jobs, only),
@@ -135,11 +136,11 @@ def run_submitit(todo: list[sweep_lib.Job]) -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   jobs = load_jobs()
   if _DONE.value:
     if not os.path.isdir(_DONE.value):
-      raise app.UsageError(f'--done={_DONE.value} is not a directory')
+      cli.fail(f'--done={_DONE.value} is not a directory')
     done = sweep_lib.finished_in(jobs, _DONE.value)
     logging.info('%d runs of the sweep finished already in %s', len(done),
                  _DONE.value)

@@ -242,7 +242,10 @@ def test_the_worker_dry_run_lists_what_is_left_in_order(tmp_path):
       False, True, False, False, True]
   bad = _dry_run(f'--sweep={ROOT / "launch/sweeps/dear_cpu.py"}',
                  f'--root={root}', '--only=seed')
-  assert bad.returncode != 0 and '--only takes NAME=VALUE' in bad.stderr
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1] == (
+      "error: --only takes NAME=VALUE, got 'seed'")
+  assert '--executor:' not in bad.stderr  # one line, not absl's flag help
 
 
 def test_run_table_sh_is_the_worker_of_the_cpu_sweep(tmp_path):
