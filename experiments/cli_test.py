@@ -37,6 +37,7 @@ def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
                     f'--data_dir={tmp_path / "data"}')
   assert_one_line_error(proc, message)
   assert '--workdir:' not in proc.stderr  # absl's flag help is not printed
+  assert 'JAX computes on' not in proc.stderr  # nor the devices before it
   assert not (tmp_path / 'run').exists()  # refused before doing anything
 
 

@@ -57,11 +57,11 @@ def main(argv):
   parallel.initialize_distributed(_FLAGS.coordinator_address.value,
                                   _FLAGS.num_processes.value,
                                   _FLAGS.process_id.value)
-  cli.log_devices()
   try:
     config = config_from_flags()
   except ValueError as e:
     cli.fail(e)
+  cli.log_devices()  # After the checks: a refused flag prints one line.
   logging.info('config:\n%s', config)
   try:
     training.train_and_evaluate(config, _FLAGS.workdir.value)
