@@ -10,8 +10,10 @@ sizes are merged in), then writes into ``--out``:
   (mean +- std over seeds, numpy's population std; a statistic that only
   some of the row's seeds have names them, e.g. ``0.400 (seed 0)``), the
   validation score, solver iterations against
-  the true number of steps, inference time, training time and the commits
-  that made the runs;
+  the true number of steps, inference time (marked ``cores shared: seed
+  ...`` for seeds timed while other jobs ran beside them; see
+  ``provenance.shared_cores``), training time and the commits that made
+  the runs;
 * ``gaps.md``: per test size, how far each row of an algorithm trails its
   ``nar`` row (gap of the means, the larger seed std, and the gap over the
   seeds both rows have);
@@ -41,6 +43,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from deq_clrs.training import provenance
 from experiments import cli
 from experiments import report_curves
 from experiments import run_files
@@ -148,6 +151,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
           + ['train s', 'steps', 'code'])
   lines = ['| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
+  flagged = False
   for (alg, model), group_runs in group(runs).items():
     def get(fn):
       out = []
@@ -181,13 +185,29 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
       maxes = get(lambda r, s=s: r['solver'][s]['iterations_max'])
       row.append(note(f'{np.mean(means):.1f} / {max(maxes)}' if means else '-',
                       lambda r, s=s: r['solver'][s]['iterations_mean']))
-    row += [cell(lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
-            for s in sizes]
+    for s in sizes:
+      text = cell(lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
+      shared = [r['seed'] for r in group_runs
+                if provenance.shared_cores((r.get('load') or {}).get(s))]
+      if shared:
+        text += f' (cores shared: {_seeds_text(shared)})'
+        flagged = True
+      row.append(text)
     row += [_fmt(get(lambda r: r['train_seconds']), 0),
             ','.join(str(r.get('train_steps', '?')) for r in group_runs),
             code_label(group_runs)]
     lines.append('| ' + ' | '.join(row) + ' |')
+  if flagged:
+    lines += ['', SHARED_NOTE]
   return '\n'.join(lines) + '\n'
+
+
+#: Said under a table where some ms/graph were measured on shared cores.
+SHARED_NOTE = ('"cores shared": those seeds were timed while the machine '
+               'ran more processes than it has CPUs (1-minute load average '
+               'at least CPUs + 0.5), so their ms/graph is slower than the '
+               'model alone. Runs whose results file has no `load` did not '
+               'record it.')
 
 
 #: The row every other model of an algorithm is compared with in gaps.md.

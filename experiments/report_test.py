@@ -289,3 +289,29 @@ def test_gaps_without_shared_seeds_or_spread_say_so(tmp_path):
   assert [c.strip() for c in line.strip('|').split('|')] == [
       '64', 'bfs', 'dear', '0.800 (seed 1)', '0.500 (seed 0)', '-0.300', '-',
       '-', '-']
+
+
+def test_times_measured_on_shared_cores_are_marked_with_their_seeds(tmp_path):
+  runs = tmp_path / 'runs'
+  alone, shared = fake_run('nar', 0, 0.5, None), fake_run('nar', 1, 0.5, None)
+  alone['load'] = {'64': {'load_1min': 2.1, 'cpus': 2}}  # two pinned jobs
+  shared['load'] = {'64': {'load_1min': 4.2, 'cpus': 2}}
+  old = fake_run('dear', 0, 0.8, {'iterations_mean': 4.0, 'iterations_max': 6,
+                                  'converged_fraction': 1.0})  # no load
+  _write_runs(runs, {'n0': alone, 'n1': shared, 'd0': old})
+  # A shared-core timing of a size scored later is marked too.
+  with open(runs / 'n0' / 'eval_results.json', 'w') as f:
+    json.dump({'params': 'best', 'test_scores': {'128': {'score': 0.3}},
+               'gt_steps_mean': {'128': 4.0},
+               'seconds_per_sample': {'128': 0.02},
+               'load': {'128': {'load_1min': 3.0, 'cpus': 2}}}, f)
+  report.write_report(str(runs), str(tmp_path / 'out'))
+  text = (tmp_path / 'out' / 'table.md').read_text()
+  nar = next(line for line in text.splitlines() if '| nar |' in line)
+  assert '10.00 ± 0.00 (cores shared: seed 1) |' in nar
+  assert '20.00 (seed 0) (cores shared: seed 0) |' in nar
+  dear = next(line for line in text.splitlines() if '| dear |' in line)
+  assert 'cores shared' not in dear
+  assert text.rstrip().endswith(report.SHARED_NOTE)
+  # A table with no shared-core timing carries no note.
+  assert report.SHARED_NOTE not in report.markdown_table([old])

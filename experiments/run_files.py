@@ -114,7 +114,7 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
                                f'run itself scores'))
       else:
         for key in ('test_scores', 'gt_steps_mean', 'seconds_per_sample',
-                    'solver'):
+                    'load', 'solver'):
           if more.get(key):
             run[key] = {**more[key], **(run.get(key) or {})}
     key = identity(run)

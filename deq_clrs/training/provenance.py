@@ -1,8 +1,10 @@
-"""Which code produced a result: the git commit of the checkout, if any.
+"""Which code produced a result, and how busy the machine was when timed.
 
 Runs of one results table can span several sittings and several commits;
 each ``results.json`` and ``eval_results.json`` records the code that wrote
-it, so a table can say which rows came from which code.
+it, so a table can say which rows came from which code. Timings record the
+machine's load beside them, so that a time measured while other jobs shared
+the cores is not read as the model's speed.
 """
 
 from __future__ import annotations
@@ -48,3 +50,28 @@ def code_version(directory: str | None = None) -> dict[str, Any]:
     except metadata.PackageNotFoundError:
       packages[name] = None
   return {'commit': commit, 'dirty': dirty, 'packages': packages}
+
+
+def machine_load() -> dict[str, Any]:
+  """The machine's load, to record beside a timing.
+
+  Returns:
+    ``{'load_1min': the 1-minute load average (runnable processes, this
+    one included; None where the system has none), 'cpus': CPUs of the
+    machine}``.
+  """
+  try:
+    load = round(os.getloadavg()[0], 2)
+  except (AttributeError, OSError):  # Windows; an unreadable /proc.
+    load = None
+  return {'load_1min': load, 'cpus': os.cpu_count()}
+
+
+def shared_cores(load: dict[str, Any] | None) -> bool:
+  """Whether a :func:`machine_load` record shows more runnable processes
+  than CPUs (by at least a half, on the 1-minute average): other jobs then
+  shared the cores, and a time measured under it is slower than the model
+  alone. False for a missing or incomplete record."""
+  if not load or load.get('load_1min') is None or not load.get('cpus'):
+    return False
+  return load['load_1min'] >= load['cpus'] + 0.5

@@ -1,5 +1,6 @@
 """Tests of the code-version record of results files."""
 
+import os
 import subprocess
 
 from deq_clrs.training import provenance
@@ -38,3 +39,21 @@ def test_outside_a_checkout_there_is_no_commit(tmp_path):
 def test_the_package_reports_its_own_checkout():
   version = provenance.code_version()
   assert version['commit'] is None or len(version['commit']) == 40
+
+
+def test_machine_load_is_this_machines():
+  load = provenance.machine_load()
+  assert load['cpus'] == os.cpu_count()
+  assert load['load_1min'] is None or load['load_1min'] >= 0
+
+
+def test_shared_cores_means_a_runnable_process_more_than_cpus():
+  assert provenance.shared_cores({'load_1min': 4.1, 'cpus': 2})
+  assert provenance.shared_cores({'load_1min': 2.5, 'cpus': 2})
+  # Two jobs pinned to two cores (load about 2) do not share them.
+  assert not provenance.shared_cores({'load_1min': 2.3, 'cpus': 2})
+  assert not provenance.shared_cores({'load_1min': 30.0, 'cpus': 64})
+  # Runs that recorded no load (older results files) are not flagged.
+  for missing in (None, {}, {'load_1min': None, 'cpus': 2},
+                  {'load_1min': 5.0, 'cpus': None}):
+    assert not provenance.shared_cores(missing)

@@ -109,10 +109,11 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
   Returns:
     ``{'score': CLRS score (mean of per-output scores), 'outputs': {name:
     score}, 'gt_steps_mean': float, 'graphs': int}`` plus
-    ``'seconds_per_sample'`` when timed, ``'loss'`` with ``with_loss``, and
-    ``'solver'`` (iteration statistics per graph: solver iterations for
-    DEAR, processor steps taken for nar_lt) for models that choose their
-    own number of steps.
+    ``'seconds_per_sample'`` and ``'load'`` (the machine's load after the
+    timing: ``provenance.machine_load``) when timed, ``'loss'`` with
+    ``with_loss``, and ``'solver'`` (iteration statistics per graph: solver
+    iterations for DEAR, processor steps taken for nar_lt) for models that
+    choose their own number of steps.
   """
   chunks = data_lib.batches(dataset, batch_size)
   key = jax.random.PRNGKey(seed)
@@ -151,6 +152,7 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
     result['loss'] = float(loss_sum) / data_lib.num_graphs(dataset)
   if timed:
     result['seconds_per_sample'] = seconds / timed_graphs
+    result['load'] = provenance.machine_load()  # Right after the timing.
   if stats:
     result['solver'] = summarize_stats(_concat(stats))
   return result
@@ -387,7 +389,7 @@ def _test_results(models: models_lib.Models, params: Any,
                   sizes: Sequence[int], writer, step: int) -> dict[str, Any]:
   """Scores ``params`` on the test sets; fields of ``results.json``."""
   out = {'test_scores': {}, 'gt_steps_mean': {}, 'seconds_per_sample': {},
-         'solver': {}}
+         'load': {}, 'solver': {}}
   for size in sizes:
     dataset = load_eval_set(config, 'test', size)
     result = evaluate(models, params, dataset,
@@ -397,6 +399,7 @@ def _test_results(models: models_lib.Models, params: Any,
     out['test_scores'][key] = {'score': result['score'], **result['outputs']}
     out['gt_steps_mean'][key] = result['gt_steps_mean']
     out['seconds_per_sample'][key] = result['seconds_per_sample']
+    out['load'][key] = result['load']
     if 'solver' in result:
       out['solver'][key] = result['solver']
     logging.info('test n=%d: score %.4f (%d graphs, %.1f true steps, '
@@ -406,6 +409,11 @@ def _test_results(models: models_lib.Models, params: Any,
                  ', solver iterations mean %.1f max %d' % (
                      result['solver']['iterations_mean'],
                      result['solver']['iterations_max']))
+    if provenance.shared_cores(result['load']):
+      logging.warning('test n=%d was timed while other jobs shared the '
+                      'cores (load %.1f on %d CPUs): its s/graph is slower '
+                      'than the model alone', size,
+                      result['load']['load_1min'], result['load']['cpus'])
     _log_scalars(writer, step, f'test_{size}', _eval_scalars(result))
   if not out['solver']:
     out['solver'] = None  # The model runs the true number of steps.
@@ -956,7 +964,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
 
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
-    'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'solver'}``, and
+    'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'load',
+    'solver'}``, and
     ``'read_at'`` for a ``nar_lt`` run.
 
   Raises:

@@ -19,7 +19,7 @@ from experiments.configs import test as test_config
 
 RESULT_FIELDS = ('algorithm', 'model', 'seed', 'config', 'val_score',
                  'test_scores', 'solver', 'gt_steps_mean', 'train_seconds',
-                 'seconds_per_sample')
+                 'seconds_per_sample', 'load')
 
 
 @pytest.fixture(scope='session')
@@ -58,6 +58,9 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert 0.0 <= solver['converged_fraction'] <= 1.0
   assert saved['gt_steps_mean'][size] > 1
   assert saved['seconds_per_sample'][size] > 0
+  # The machine's load is recorded beside the time it qualifies.
+  assert saved['load'][size]['cpus'] == os.cpu_count()
+  assert set(saved['load'][size]) == {'load_1min', 'cpus'}
   assert saved['train_seconds'] > 0
   assert saved['config']['hidden_size'] == 16
   assert saved['code_version'] == provenance.code_version()
