@@ -9,7 +9,9 @@
   once, so that ``launch`` builds a job's config by parsing its command line
   exactly as the training run will.
 * :func:`check_equilibrium_only`: the one check that solver flags are given
-  to equilibrium (``dear``) runs only.
+  to equilibrium (``dear``) runs only; :func:`check_settings_fit_model`
+  applies it to every way of giving them and refuses ``nar_lt.*`` settings
+  for other models.
 * A problem with the user's input or files ends the program with one line,
   ``error: <what is wrong and what to do>``, exit status 1, no traceback.
 """
@@ -270,12 +272,20 @@ def given_overrides(holders: Mapping[str, flags.FlagHolder]
           for path, h in holders.items() if h.value is not None}
 
 
+# How a model without a solver decides its number of processor steps.
+_STEPS_WITHOUT_SOLVER = {
+    'nar_lt': 'until its learned stop (the true number of steps in '
+              'training)',
+}
+
+
 def check_equilibrium_only(names: Sequence[str],
                            config: ml_collections.ConfigDict) -> None:
   """Refuses solver settings for a run whose model has no solver.
 
   Args:
-    names: the solver flags that were given (without ``--``).
+    names: the solver flags that were given (without ``--``): named flags
+      (``rel_tol``) or config fields (``config.deq.rel_tol``).
     config: the run's config (its ``model`` decides).
 
   Raises:
@@ -285,11 +295,44 @@ def check_equilibrium_only(names: Sequence[str],
   # Imported here: the report imports this module and needs no CLRS.
   from deq_clrs.training import models  # pylint: disable=g-import-not-at-top
   if names and not models.is_equilibrium(config):
+    steps = _STEPS_WITHOUT_SOLVER.get(config.model,
+                                      'for the true number of steps')
     raise ValueError(
         f'--{", --".join(sorted(names))} only '
         f'{"applies" if len(names) == 1 else "apply"} to the equilibrium '
         f'solver of --model=dear; --model={config.model} runs its processor '
-        f'for the true number of steps')
+        f'{steps}')
+
+
+def check_settings_fit_model(config_fields: Sequence[str],
+                             named: Sequence[str],
+                             config: ml_collections.ConfigDict) -> None:
+  """Refuses settings that the run's model would ignore.
+
+  A solver setting (``deq.*``) given to a model without a solver, or a
+  learned-termination setting (``nar_lt.*``) given to another model, would
+  change nothing, silently; a user who gives one expects it to act.
+
+  Args:
+    config_fields: the ``--config.<field>`` overrides given (field paths,
+      ``deq.rel_tol``), not the config file's own values.
+    named: the named override flags given (field paths).
+    config: the run's config (its ``model`` decides).
+
+  Raises:
+    ValueError: naming the flags and the model they do not fit.
+  """
+  check_equilibrium_only(
+      [path[len('deq.'):] for path in named if path.startswith('deq.')] +
+      [f'config.{path}' for path in config_fields
+       if path.startswith('deq.')], config)
+  lt_only = sorted(f'--config.{path}' for path in config_fields
+                   if path.startswith('nar_lt.'))
+  if lt_only and config.model != 'nar_lt':
+    verb = 'applies' if len(lt_only) == 1 else 'apply'
+    raise ValueError(
+        f'{", ".join(lt_only)} only {verb} to --model=nar_lt (learned '
+        f'termination), not --model={config.model}')
 
 
 # experiments.train's named flags: config field path (``deq.rel_tol``: the
@@ -341,6 +384,11 @@ class TrainFlags:
     config = self.values['config'].value.copy_and_resolve_references()
     config.update_from_flattened_dict(given_overrides(self.named))
     return config
+
+  def config_fields_given(self) -> list[str]:
+    """The field paths of the ``--config.<field>`` overrides given on the
+    command line (``deq.rel_tol``), without the config file's own values."""
+    return sorted(self.values['config'].override_values)
 
 
 def define_train_flags(flag_values: flags.FlagValues = flags.FLAGS,

@@ -1,6 +1,7 @@
 """The absl entry points refuse bad flags with a message that says why."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,14 @@ def assert_one_line_error(proc, message):
     (['--model=nar', '--rel_tol=0.01'],
      '--rel_tol only applies to the equilibrium solver of --model=dear'),
     (['--algorithm=bfs', 'extra'], "unexpected arguments: ['extra']"),
+    # --config.<field> settings the model would ignore are refused like the
+    # named flags (they were accepted silently before).
+    (['--model=nar_lt', '--config.deq.rel_tol=0.01'],
+     '--config.deq.rel_tol only applies to the equilibrium solver of '
+     '--model=dear; --model=nar_lt runs its processor until its learned '
+     'stop'),
+    (['--model=dear', '--config.nar_lt.cap_per_node=3'],
+     '--config.nar_lt.cap_per_node only applies to --model=nar_lt'),
 ])
 def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
                                                                message):
@@ -64,6 +73,10 @@ def parse(tmp_path):
      '--model=dear; --model=nar runs its processor for the true number of '
      'steps'),
     (['--model=nar_hints', '--jac_reg_weight=0.1'], '--jac_reg_weight only'),
+    (['--model=nar_lt', '--eval_max_iter=99'],
+     '--eval_max_iter only applies to the equilibrium solver of --model=dear; '
+     '--model=nar_lt runs its processor until its learned stop (the true '
+     'number of steps in training)'),
     (['--model=dear', '--processor=triplet_mpnn'],
      '--model=dear needs an equilibrium processor'),
     (['--model=nar', '--processor=deq_mpnn'], 'only valid with --model=dear'),
@@ -79,6 +92,49 @@ def test_bad_flags_are_refused(parse, flags, message):
   with pytest.raises(ValueError) as error:
     parse(*flags)
   assert message in str(error.value)
+
+
+def test_config_fields_given_are_the_command_line_overrides_only():
+  # The config file's own values (test.py sets deq.max_iter) are not
+  # overrides: only what the command line gives is checked against the model.
+  from absl import flags
+
+  from experiments import cli
+  config_file = os.path.join(ROOT, 'experiments', 'configs', 'test.py')
+  argv = ['train', f'--config={config_file}', '--workdir=/tmp/unused',
+          '--config.nar_lt.cap_per_node=3', '--config.deq.rel_tol=0.02',
+          '--rel_tol=0.05']
+  values = flags.FlagValues()
+  train_flags = cli.define_train_flags(values, sys_argv=argv)
+  values(argv)
+  assert train_flags.config_fields_given() == ['deq.rel_tol',
+                                               'nar_lt.cap_per_node']
+  assert list(cli.given_overrides(train_flags.named)) == ['deq.rel_tol']
+
+
+@pytest.mark.parametrize('model, fields, named, message', [
+    ('nar', ['deq.rel_tol'], [], '--config.deq.rel_tol only applies'),
+    ('nar_hints', [], ['deq.max_iter'], '--max_iter only applies'),
+    ('nar', ['deq.noise_std'], ['deq.rel_tol'],
+     '--config.deq.noise_std, --rel_tol only apply'),
+    ('nar', ['nar_lt.cap_per_node'], [], 'only applies to --model=nar_lt'),
+    ('dear', ['nar_lt.cap_per_node', 'deq.rel_tol'], [],
+     '--config.nar_lt.cap_per_node only applies to --model=nar_lt '
+     '(learned termination), not --model=dear'),
+    ('dear', ['deq.rel_tol', 'hidden_size'], ['deq.max_iter'], None),
+    ('nar_lt', ['nar_lt.cap_per_node', 'cell.gate'], [], None),
+    ('nar', ['hidden_size'], ['hidden_size'], None),
+])
+def test_settings_must_fit_the_model(model, fields, named, message):
+  import ml_collections
+
+  from experiments import cli
+  config = ml_collections.ConfigDict({'model': model})
+  if message is None:
+    cli.check_settings_fit_model(fields, named, config)
+  else:
+    with pytest.raises(ValueError, match=re.escape(message)):
+      cli.check_settings_fit_model(fields, named, config)
 
 
 @pytest.mark.parametrize('flag', ['--test_sizes=64,big', '--test_sizes=6.5'])

@@ -41,10 +41,9 @@ def config_from_flags():
     ValueError: a flag that does not fit the others.
   """
   config = _FLAGS.config()
-  overrides = cli.given_overrides(_FLAGS.named)
-  cli.check_equilibrium_only(
-      [path[len('deq.'):] for path in overrides if path.startswith('deq.')],
-      config)
+  cli.check_settings_fit_model(_FLAGS.config_fields_given(),
+                               list(cli.given_overrides(_FLAGS.named)),
+                               config)
   training.check_config(config)
   return config
 
