@@ -12,8 +12,9 @@ sizes are merged in), then writes into ``--out``:
   validation score, solver iterations against
   the true number of steps, inference time (marked ``cores shared: seed
   ...`` for seeds timed while other jobs ran beside them; see
-  ``provenance.shared_cores``), training time and the commits that made
-  the runs;
+  ``provenance.shared_cores``), training time (marked likewise, with how
+  many of the seed's validations saw shared cores) and the commits that
+  made the runs;
 * ``gaps.md``: per test size, how far each row of an algorithm trails its
   ``nar`` row (gap of the means, the larger seed std, and the gap over the
   seeds both rows have);
@@ -151,7 +152,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
           + ['train s', 'steps', 'code'])
   lines = ['| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
-  flagged = False
+  flagged = train_flagged = False
   for (alg, model), group_runs in group(runs).items():
     def get(fn):
       out = []
@@ -186,20 +187,44 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
       row.append(note(f'{np.mean(means):.1f} / {max(maxes)}' if means else '-',
                       lambda r, s=s: r['solver'][s]['iterations_mean']))
     for s in sizes:
-      text = cell(lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
-      shared = [r['seed'] for r in group_runs
-                if provenance.shared_cores((r.get('load') or {}).get(s))]
-      if shared:
-        text += f' (cores shared: {_seeds_text(shared)})'
-        flagged = True
-      row.append(text)
-    row += [_fmt(get(lambda r: r['train_seconds']), 0),
+      shared = _timing_shared_text(group_runs, s)
+      flagged = flagged or bool(shared)
+      row.append(cell(lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
+                 + shared)
+    train_shared = _train_shared_text(group_runs)
+    train_flagged = train_flagged or bool(train_shared)
+    row += [_fmt(get(lambda r: r['train_seconds']), 0) + train_shared,
             ','.join(str(r.get('train_steps', '?')) for r in group_runs),
             code_label(group_runs)]
     lines.append('| ' + ' | '.join(row) + ' |')
   if flagged:
     lines += ['', SHARED_NOTE]
+  if train_flagged:
+    lines += ['', TRAIN_SHARED_NOTE]
   return '\n'.join(lines) + '\n'
+
+
+def _timing_shared_text(group_runs: list[dict[str, Any]], size: str) -> str:
+  """`` (cores shared: seed 1)`` for the runs whose test timing at ``size``
+  recorded a shared-core load (``provenance.shared_cores``); empty when
+  none did."""
+  shared = [r['seed'] for r in group_runs
+            if provenance.shared_cores((r.get('load') or {}).get(size))]
+  return f' (cores shared: {_seeds_text(shared)})' if shared else ''
+
+
+def _train_shared_text(group_runs: list[dict[str, Any]]) -> str:
+  """`` (cores shared: seed 2 at 3 of 21 validations)`` for the runs whose
+  history records a shared-core load (``provenance.shared_cores``) at one
+  validation or more; empty when none does (or none recorded a load)."""
+  parts = []
+  for r in group_runs:
+    loads = [e['load'] for e in r.get('history') or [] if e.get('load')]
+    shared = sum(provenance.shared_cores(load) for load in loads)
+    if shared:
+      parts.append(f'seed {r["seed"]} at {shared} of {len(loads)} '
+                   f'validations')
+  return f' (cores shared: {", ".join(parts)})' if parts else ''
 
 
 #: Said under a table where some ms/graph were measured on shared cores.
@@ -208,6 +233,15 @@ SHARED_NOTE = ('"cores shared": those seeds were timed while the machine '
                'at least CPUs + 0.5), so their ms/graph is slower than the '
                'model alone. Runs whose results file has no `load` did not '
                'record it.')
+
+
+#: Said under a table where some train s were measured on shared cores.
+TRAIN_SHARED_NOTE = ('"cores shared" beside `train s`: at that many of the '
+                     "seed's validations the machine's 1-minute load average "
+                     'was at least its CPUs + 0.5 (other jobs ran beside the '
+                     'training), so its training took longer than the model '
+                     'alone. Runs whose history records no `load` did not '
+                     'record it.')
 
 
 #: The row every other model of an algorithm is compared with in gaps.md.

@@ -315,3 +315,28 @@ def test_times_measured_on_shared_cores_are_marked_with_their_seeds(tmp_path):
   assert text.rstrip().endswith(report.SHARED_NOTE)
   # A table with no shared-core timing carries no note.
   assert report.SHARED_NOTE not in report.markdown_table([old])
+  assert report.TRAIN_SHARED_NOTE not in text
+
+
+def test_training_on_shared_cores_is_marked_with_its_validations(tmp_path):
+  def history(*loads):
+    return [{'step': 2 * i, 'val_score': 0.5,
+             'load': None if load is None else {'load_1min': load, 'cpus': 2}}
+            for i, load in enumerate(loads)]
+  alone, shared = fake_run('nar', 0, 0.5, None), fake_run('nar', 1, 0.5, None)
+  alone['history'] = history(2.2, 2.4, None)  # two pinned jobs: not shared
+  shared['history'] = history(2.0, 3.1, 4.0)
+  old = fake_run('nar', 2, 0.5, None)  # trained before loads were recorded
+  old['history'] = [{'step': 0, 'val_score': 0.5}]
+  runs = tmp_path / 'runs'
+  _write_runs(runs, {'n0': alone, 'n1': shared, 'n2': old})
+  report.write_report(str(runs), str(tmp_path / 'out'))
+  text = (tmp_path / 'out' / 'table.md').read_text()
+  nar = next(line for line in text.splitlines() if '| nar |' in line)
+  # Of the validations that recorded a load, two of three were shared.
+  assert '| 60 ± 0 (cores shared: seed 1 at 2 of 3 validations) |' in nar
+  assert 'seed 0 at' not in nar and 'seed 2 at' not in nar
+  assert text.rstrip().endswith(report.TRAIN_SHARED_NOTE)
+  assert report.SHARED_NOTE not in text  # ms/graph were timed alone
+  shared['history'] = history(2.0, 2.1)
+  assert 'cores shared' not in report.markdown_table([alone, shared, old])

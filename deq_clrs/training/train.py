@@ -553,6 +553,9 @@ class _Validation:
     training loss); updates ``state``'s best entries and returns whether
     these parameters are the new best."""
     config = self.config
+    # The load of the training minute before this validation (the report
+    # marks train s of runs that shared their cores: experiments.report).
+    load = provenance.machine_load()
     val = evaluate(self.models, params, self.val_set,
                    batch_size=config.eval_batch_size, seed=config.seed,
                    with_loss=True)
@@ -568,7 +571,8 @@ class _Validation:
       state['best_step'] = ckpt_lib.scalar(step, np.int64)
     entry = {'step': step, 'val_score': val['score'],
              'val_loss': val['loss'],
-             'train_loss': loss if math.isfinite(loss) else None}
+             'train_loss': loss if math.isfinite(loss) else None,
+             'load': load}
     if 'solver' in val:
       entry['val_iterations_mean'] = val['solver']['iterations_mean']
     if config.test_every and step % config.test_every == 0:

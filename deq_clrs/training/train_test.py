@@ -151,8 +151,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path,
   resumed = training.train_and_evaluate(config, workdir)
 
   for key in ('val_score', 'val_loss', 'best_step', 'test_scores',
-              'final_train_loss', 'train_steps', 'history'):
+              'final_train_loss', 'train_steps'):
     assert resumed[key] == straight[key], key
+  # The learning curve too, but for the machine's load at each validation.
+  def curve(results):
+    return [{k: v for k, v in e.items() if k != 'load'}
+            for e in results['history']]
+  assert curve(resumed) == curve(straight)
   assert [e['step'] for e in resumed['history']] == [0, 2, 4, 6]
   # And the parameters themselves, which did change after step 4.
   def restored(path, step=None):
@@ -316,6 +321,11 @@ def test_selection_picks_the_best_validation_entry(data_dir, tmp_path,
   assert results['select_by'] == select_by
   # The losses move, so the choice is not trivially the first entry.
   assert len({e['val_loss'] for e in history}) > 1
+  # Each validation records the machine's load (the report marks train s of
+  # runs that shared their cores).
+  for e in history:
+    assert set(e['load']) == {'load_1min', 'cpus'}
+    assert e['load']['cpus'] == os.cpu_count()
 
 
 def test_er_edge_probabilities_reach_the_sampler(data_dir):
