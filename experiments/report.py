@@ -228,20 +228,25 @@ def _train_shared_text(group_runs: list[dict[str, Any]]) -> str:
 
 
 #: Said under a table where some ms/graph were measured on shared cores.
-SHARED_NOTE = ('"cores shared": those seeds were timed while the machine '
-               'ran more processes than it has CPUs (1-minute load average '
-               'at least CPUs + 0.5), so their ms/graph is slower than the '
-               'model alone. Runs whose results file has no `load` did not '
-               'record it.')
+SHARED_NOTE = ('"cores shared": those seeds were timed while other processes '
+               f'kept at least {provenance.OTHERS_SHARE_LIMIT:.0%} of the '
+               'CPUs the run could use busy, '
+               "or, where that was not recorded, while the machine's "
+               '1-minute load average was at least its CPUs + 0.5, so their '
+               'ms/graph is slower than the model alone. Runs whose results '
+               'file has no `load` did not record it.')
 
 
 #: Said under a table where some train s were measured on shared cores.
-TRAIN_SHARED_NOTE = ('"cores shared" beside `train s`: at that many of the '
-                     "seed's validations the machine's 1-minute load average "
-                     'was at least its CPUs + 0.5 (other jobs ran beside the '
-                     'training), so its training took longer than the model '
-                     'alone. Runs whose history records no `load` did not '
-                     'record it.')
+TRAIN_SHARED_NOTE = ('"cores shared" beside `train s`: in that many of the '
+                     "seed's stretches of training (each ending at a "
+                     'validation) other processes kept at least '
+                     f'{provenance.OTHERS_SHARE_LIMIT:.0%} of the CPUs the run '
+                     'could use busy, or, where that was '
+                     "not recorded, the machine's 1-minute load average at "
+                     'the validation was at least its CPUs + 0.5, so its '
+                     'training took longer than the model alone. Runs whose '
+                     'history records no `load` did not record it.')
 
 
 #: The row every other model of an algorithm is compared with in gaps.md.

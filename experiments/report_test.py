@@ -316,6 +316,15 @@ def test_times_measured_on_shared_cores_are_marked_with_their_seeds(tmp_path):
   # A table with no shared-core timing carries no note.
   assert report.SHARED_NOTE not in report.markdown_table([old])
   assert report.TRAIN_SHARED_NOTE not in text
+  # A job pinned to one core that shared it while the other core idled
+  # reads load 2.0 on 2 CPUs; the share others took of its CPU marks it.
+  shared['load'] = {'64': {'load_1min': 2.0, 'cpus': 2, 'others_share': 0.5,
+                           'usable_cpus': 1}}
+  alone['load'] = {'64': {'load_1min': 2.0, 'cpus': 2, 'others_share': 0.01,
+                          'usable_cpus': 1}}
+  nar = next(line for line in report.markdown_table([alone, shared, old])
+             .splitlines() if '| nar |' in line)
+  assert '10.00 ± 0.00 (cores shared: seed 1) |' in nar
 
 
 def test_training_on_shared_cores_is_marked_with_its_validations(tmp_path):
@@ -340,3 +349,7 @@ def test_training_on_shared_cores_is_marked_with_its_validations(tmp_path):
   assert report.SHARED_NOTE not in text  # ms/graph were timed alone
   shared['history'] = history(2.0, 2.1)
   assert 'cores shared' not in report.markdown_table([alone, shared, old])
+  # Load 2.0 on 2 CPUs, but other processes used half of its pinned core.
+  shared['history'][1]['load'].update(others_share=0.5, usable_cpus=1)
+  assert ('(cores shared: seed 1 at 1 of 2 validations)'
+          in report.markdown_table([alone, shared, old]))

@@ -110,7 +110,8 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
     ``{'score': CLRS score (mean of per-output scores), 'outputs': {name:
     score}, 'gt_steps_mean': float, 'graphs': int}`` plus
     ``'seconds_per_sample'`` and ``'load'`` (the machine's load after the
-    timing: ``provenance.machine_load``) when timed, ``'loss'`` with
+    timing and other processes' share of this one's CPUs during it:
+    ``provenance.machine_load``) when timed, ``'loss'`` with
     ``with_loss``, and ``'solver'`` (iteration statistics per graph: solver
     iterations for DEAR, processor steps taken for nar_lt) for models that
     choose their own number of steps.
@@ -121,6 +122,7 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
   # The first batch of each shape compiles: time only the others, or, if
   # every batch compiles, a second run of the first one.
   preds, stats, seconds, timed_graphs, shapes = [], [], 0.0, 0, set()
+  since = provenance.cpu_times() if timed else None
   loss_sum = 0.0  # A device scalar once added to: read at the end.
   for fb in chunks:
     start = time.perf_counter()
@@ -152,7 +154,8 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
     result['loss'] = float(loss_sum) / data_lib.num_graphs(dataset)
   if timed:
     result['seconds_per_sample'] = seconds / timed_graphs
-    result['load'] = provenance.machine_load()  # Right after the timing.
+    # Right after the timing; others' use of this process's CPUs during it.
+    result['load'] = provenance.machine_load(since=since)
   if stats:
     result['solver'] = summarize_stats(_concat(stats))
   return result
@@ -411,9 +414,8 @@ def _test_results(models: models_lib.Models, params: Any,
                      result['solver']['iterations_max']))
     if provenance.shared_cores(result['load']):
       logging.warning('test n=%d was timed while other jobs shared the '
-                      'cores (load %.1f on %d CPUs): its s/graph is slower '
-                      'than the model alone', size,
-                      result['load']['load_1min'], result['load']['cpus'])
+                      'cores (%s): its s/graph is slower than the model '
+                      'alone', size, provenance.describe(result['load']))
     _log_scalars(writer, step, f'test_{size}', _eval_scalars(result))
   if not out['solver']:
     out['solver'] = None  # The model runs the true number of steps.
@@ -546,6 +548,9 @@ class _Validation:
                writer, history: History):
     self.models, self.config, self.val_set = models, config, val_set
     self.writer, self.history = writer, history
+    # Start of the interval whose sharing of the cores the next validation
+    # records (this run's training since it started or resumed).
+    self._since = provenance.cpu_times()
 
   def __call__(self, state: dict[str, Any], params: Any, step: int,
                loss: float) -> bool:
@@ -553,9 +558,12 @@ class _Validation:
     training loss); updates ``state``'s best entries and returns whether
     these parameters are the new best."""
     config = self.config
-    # The load of the training minute before this validation (the report
-    # marks train s of runs that shared their cores: experiments.report).
-    load = provenance.machine_load()
+    # The load of the training minute before this validation, and how much
+    # of this run's CPUs other processes used since the previous one (the
+    # report marks train s of runs that shared their cores:
+    # experiments.report).
+    load = provenance.machine_load(since=self._since)
+    self._since = provenance.cpu_times()
     val = evaluate(self.models, params, self.val_set,
                    batch_size=config.eval_batch_size, seed=config.seed,
                    with_loss=True)

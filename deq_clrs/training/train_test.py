@@ -20,6 +20,8 @@ from experiments.configs import test as test_config
 RESULT_FIELDS = ('algorithm', 'model', 'seed', 'config', 'val_score',
                  'test_scores', 'solver', 'gt_steps_mean', 'train_seconds',
                  'seconds_per_sample', 'load')
+#: What each recorded load holds (provenance.machine_load with a snapshot).
+LOAD_KEYS = {'load_1min', 'cpus', 'others_share', 'usable_cpus'}
 
 
 @pytest.fixture(scope='session')
@@ -60,7 +62,11 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert saved['seconds_per_sample'][size] > 0
   # The machine's load is recorded beside the time it qualifies.
   assert saved['load'][size]['cpus'] == os.cpu_count()
-  assert set(saved['load'][size]) == {'load_1min', 'cpus'}
+  assert set(saved['load'][size]) == LOAD_KEYS
+  # Other processes' share of this one's CPUs during the timing (None only
+  # where Linux's /proc/stat cannot be read).
+  share = saved['load'][size]['others_share']
+  assert share is None or 0.0 <= share <= 1.0
   assert saved['train_seconds'] > 0
   assert saved['config']['hidden_size'] == 16
   assert saved['code_version'] == provenance.code_version()
@@ -324,8 +330,9 @@ def test_selection_picks_the_best_validation_entry(data_dir, tmp_path,
   # Each validation records the machine's load (the report marks train s of
   # runs that shared their cores).
   for e in history:
-    assert set(e['load']) == {'load_1min', 'cpus'}
+    assert set(e['load']) == LOAD_KEYS
     assert e['load']['cpus'] == os.cpu_count()
+    assert e['load']['usable_cpus'] in (None, *range(1, os.cpu_count() + 1))
 
 
 def test_er_edge_probabilities_reach_the_sampler(data_dir):
