@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import ast
 import collections
 import dataclasses
 import difflib
@@ -66,12 +67,46 @@ def log_devices() -> None:
 def _config_file(argv: Sequence[str], default_file: str) -> tuple[str, str]:
   """The ``--config`` file of a command line and its ``:argument``."""
   path = default_file
-  for arg in argv:
+  for i, arg in enumerate(argv):
+    if arg == '--':
+      break
     match = re.match(r'^--?config=(.*)$', arg)
     if match:
       path = match.group(1)
+    elif arg in ('--config', '-config') and i + 1 < len(argv):
+      path = argv[i + 1]  # absl also reads --config <file>.
   path, _, argument = path.partition(':')
   return path, argument
+
+
+def config_file_problem(path: str) -> str | None:
+  """Why ``--config=<path>`` cannot be a config file (None: it can): a
+  missing or unreadable file, a syntax error, no ``get_config``. Read and
+  parsed, not run, so that the error is one line before ml_collections
+  loads it (which otherwise ends in a traceback, or in an unknown-field
+  message for a file without ``get_config``)."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      source = f.read()
+  except OSError as e:
+    return f'cannot read it ({e.strerror or e})'
+  except UnicodeDecodeError:
+    return 'it is not a text file'
+  try:
+    tree = ast.parse(source, filename=path)
+  except SyntaxError as e:
+    return f'syntax error at line {e.lineno}: {e.msg}'
+  names = {node.name for node in tree.body
+           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+  names |= {target.id for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
+  names |= {(alias.asname or alias.name).split('.')[0] for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names}
+  if 'get_config' not in names:
+    return ('it defines no get_config() (an ml_collections config file '
+            'returns its ConfigDict from get_config)')
+  return None
 
 
 def load_config_file(path: str, argument: str = ''
@@ -127,11 +162,16 @@ def config_field_error(argv: Sequence[str], default_file: str) -> str:
 
 def config_flags_parser(default_file: str
                         ) -> Callable[[list[str]], list[str]]:
-  """absl's flag parser, with a one-line error for an unknown
+  """absl's flag parser, with a one-line error for a ``--config`` file that
+  cannot be one (:func:`config_file_problem`) and for an unknown
   ``--config.<field>`` (ml_collections raises AttributeError or KeyError when
   ``--config=<file>`` is given; without it, at flag definition, where
   :func:`config_field_error` is called directly)."""
   def parse(argv: list[str]) -> list[str]:
+    path, _ = _config_file(argv, default_file)
+    problem = config_file_problem(path)
+    if problem:
+      fail(f'--config={path}: {problem}')
     try:
       return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError):

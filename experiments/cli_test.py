@@ -38,6 +38,12 @@ def assert_one_line_error(proc, message):
      'stop'),
     (['--model=dear', '--config.nar_lt.cap_per_node=3'],
      '--config.nar_lt.cap_per_node only applies to --model=nar_lt'),
+    # A negative seed failed in NumPy, after the run had started.
+    (['--seed=-1'], 'seed must be in [0, 2**32), got -1'),
+    # A config file that cannot load ended in ml_collections' traceback.
+    (['--config', '/nonexistent/dear.py', '--config.seed=3'],
+     '--config=/nonexistent/dear.py: cannot read it (No such file or '
+     'directory)'),
 ])
 def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
                                                                message):
@@ -171,6 +177,28 @@ def test_a_config_field_typo_is_named_in_one_line(tmp_path, config_file):
       proc, 'unknown config field --config.deq.rel_toll (did you mean '
       '--config.deq.rel_tol?); the fields of config.deq are: abs_tol, ')
   assert not (tmp_path / 'run').exists()
+
+
+def test_config_file_problems_are_named_before_it_loads(tmp_path):
+  from experiments import cli
+  good = os.path.join(ROOT, 'experiments', 'configs', 'dear_cpu.py')
+  assert cli.config_file_problem(good) is None
+  (tmp_path / 'syntax.py').write_text('def get_config(:\n  pass\n')
+  assert cli.config_file_problem(str(tmp_path / 'syntax.py')) == (
+      'syntax error at line 1: invalid syntax')
+  # Without get_config ml_collections raised AttributeError, which read as
+  # an unknown --config.<field>.
+  (tmp_path / 'empty.py').write_text('x = 1\n')
+  assert 'defines no get_config()' in cli.config_file_problem(
+      str(tmp_path / 'empty.py'))
+  (tmp_path / 'alias.py').write_text('from a import b as get_config\n')
+  assert cli.config_file_problem(str(tmp_path / 'alias.py')) is None
+  assert cli.config_file_problem(str(tmp_path)) == (
+      'cannot read it (Is a directory)')
+  assert cli._config_file(['prog', '--config', 'a.py:x'], 'd.py') == (
+      'a.py', 'x')
+  assert cli._config_file(['prog', '--', '--config=a.py'], 'd.py') == (
+      'd.py', '')
 
 
 def test_config_field_problems_name_the_valid_fields():

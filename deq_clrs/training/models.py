@@ -478,6 +478,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config[key] < 1:
       raise ValueError(f'{key} must be >= 1, got {config[key]}')
   _check_devices(config)
+  if not 0 <= config.seed < 2**32:
+    # JAX keys (64-bit integers off) keep a seed's low 32 bits: seed
+    # 2**32 + 5 would silently repeat seed 5's run.
+    raise ValueError(f'seed must be in [0, 2**32), got {config.seed}')
+  if config.data_seed < 0:
+    raise ValueError(f'data_seed must be >= 0, got {config.data_seed}')
   if config.train_steps < 1:
     raise ValueError(
         f'train_steps must be >= 1, got {config.train_steps} (a run of no '

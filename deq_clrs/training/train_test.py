@@ -493,6 +493,11 @@ def test_steps_only_keeps_the_number_of_steps(data_dir):
     (dict(learning_rate=0.0), 'learning_rate must be > 0'),
     (dict(train_steps=0), 'train_steps must be >= 1, got 0 .* experiments'
      '.evaluate'),
+    # A negative seed failed deep in NumPy after the run had started; one of
+    # 2**32 or more was cut to its low 32 bits by JAX (2**32 + 5 is seed 5).
+    (dict(seed=-1), r'seed must be in \[0, 2\*\*32\), got -1'),
+    (dict(seed=2**32 + 5), r'seed must be in \[0, 2\*\*32\), got 4294967301'),
+    (dict(data_seed=-2), 'data_seed must be >= 0, got -2'),
 ])
 def test_bad_configs_are_refused(data_dir, overrides, message):
   with pytest.raises(ValueError, match=message):
