@@ -89,8 +89,11 @@ def load_jobs() -> list[sweep_lib.Job]:
     cli.fail(e)
   only = {name: values.split(',')
           for name, values in _pairs(_ONLY.value, 'only').items()}
-  return sweep_lib.with_flags(sweep_lib.select(jobs, only),
-                              _pairs(_SET.value, 'set'))
+  try:
+    jobs = sweep_lib.select(jobs, only)
+  except ValueError as e:
+    cli.fail(e)
+  return sweep_lib.with_flags(jobs, _pairs(_SET.value, 'set'))
 
 
 def run_worker(jobs: list[sweep_lib.Job]) -> None:
@@ -137,6 +140,14 @@ def run_submitit(todo: list[sweep_lib.Job]) -> None:
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
+  if _CPU.value is not None:
+    if _EXECUTOR.value != 'worker':
+      cli.fail(f'--cpu pins the runs of --executor=worker; '
+               f'--executor={_EXECUTOR.value} does not use it')
+    cpus = os.cpu_count() or 1
+    if not 0 <= _CPU.value < cpus:
+      cli.fail(f'--cpu={_CPU.value} is not a CPU of this machine (it has '
+               f'CPUs 0-{cpus - 1})')
   jobs = load_jobs()
   if _DONE.value:
     if not os.path.isdir(_DONE.value):

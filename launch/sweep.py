@@ -198,11 +198,36 @@ def select(jobs: Sequence[Job], only: Mapping[str, Sequence[Any]]
 
   Values compare as strings (``{'seed': ['0']}`` keeps ``seed=0``); a job
   without the flag is dropped. The sweep's order is kept.
+
+  Raises:
+    ValueError: a name no job has, or a value no job has for its name (a
+      typo that would otherwise select nothing, or less than meant,
+      without a word), naming what the jobs have.
   """
   wanted = {name: {str(v) for v in values} for name, values in only.items()}
+  for name, values in wanted.items():
+    present = {str(job.flags[name]) for job in jobs if name in job.flags}
+    if not present:
+      names = sorted({n for job in jobs for n in job.flags})
+      raise ValueError(f'--only={name}=...: no job of the sweep has the flag '
+                       f'{name}; its flags are: {", ".join(names)}')
+    missing = sorted(values - present)
+    if missing:
+      raise ValueError(
+          f'--only={name}={",".join(sorted(values))}: no job of the sweep '
+          f'has {name}={",".join(missing)}; its values: '
+          f'{", ".join(sorted(present, key=_natural))}')
   return [job for job in jobs
           if all(name in job.flags and str(job.flags[name]) in values
                  for name, values in wanted.items())]
+
+
+def _natural(text: str) -> tuple[int, float | str]:
+  """Sorts numbers by value before other text (``2`` before ``10``)."""
+  try:
+    return (0, float(text))
+  except ValueError:
+    return (1, text)
 
 
 def with_flags(jobs: Sequence[Job], flags: Mapping[str, Any]) -> list[Job]:

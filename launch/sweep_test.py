@@ -79,7 +79,17 @@ def test_select_and_with_flags():
       'j0', 'j2']
   assert [j.name for j in sweep_lib.select(
       jobs, {'seed': [1], 'model': ['nar', 'nar_lt']})] == ['j1', 'j3']
-  assert sweep_lib.select(jobs, {'tag': ['x']}) == []
+  # A typo selected nothing without a word: a name no job has, or a value
+  # none has, is refused with what the jobs have.
+  with pytest.raises(ValueError, match='no job of the sweep has the flag '
+                     'tag; its flags are: model, seed'):
+    sweep_lib.select(jobs, {'tag': ['x']})
+  with pytest.raises(ValueError, match='no job of the sweep has seed=2,x; '
+                     'its values: 0, 1'):
+    sweep_lib.select(jobs, {'seed': ['0', '2', 'x']})
+  # Jobs without a flag others have are dropped by a selection on it.
+  tagged = [*jobs, sweep_lib.Job('t', dict(seed=0, model='dear', tag='x'))]
+  assert [j.name for j in sweep_lib.select(tagged, {'tag': ['x']})] == ['t']
   extended = sweep_lib.with_flags(jobs, {'data_dir': '/d', 'seed': 5})
   assert [j.name for j in extended] == [j.name for j in jobs]
   assert extended[1].flags == dict(seed=5, model='nar', data_dir='/d')
@@ -246,6 +256,22 @@ def test_the_worker_dry_run_lists_what_is_left_in_order(tmp_path):
   assert bad.stderr.strip().splitlines()[-1] == (
       "error: --only takes NAME=VALUE, got 'seed'")
   assert '--executor:' not in bad.stderr  # one line, not absl's flag help
+  # A typo in --only selected no run and the worker reported 0 to run; a
+  # core the machine lacks failed in taskset once per job.
+  for args, message in [
+      (['--only=sed=0'], 'error: --only=sed=...: no job of the sweep has the '
+       'flag sed; its flags are: algorithm, '),
+      (['--only=seed=0,7'], 'error: --only=seed=0,7: no job of the sweep has '
+       'seed=7; its values: 0, 1, 2'),
+      ([f'--cpu={os.cpu_count()}'],
+       f'error: --cpu={os.cpu_count()} is not a CPU of this machine (it has '
+       f'CPUs 0-{os.cpu_count() - 1})')]:
+    bad = _dry_run(f'--sweep={ROOT / "launch/sweeps/dear_cpu.py"}',
+                   f'--root={root}', *args)
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert 'Traceback' not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith(message), (
+        bad.stderr[-2000:])
 
 
 def test_run_table_sh_is_the_worker_of_the_cpu_sweep(tmp_path):
