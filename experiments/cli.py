@@ -79,12 +79,14 @@ def _config_file(argv: Sequence[str], default_file: str) -> tuple[str, str]:
   return path, argument
 
 
-def config_file_problem(path: str) -> str | None:
-  """Why ``--config=<path>`` cannot be a config file (None: it can): a
-  missing or unreadable file, a syntax error, no ``get_config``. Read and
-  parsed, not run, so that the error is one line before ml_collections
-  loads it (which otherwise ends in a traceback, or in an unknown-field
-  message for a file without ``get_config``)."""
+def config_file_problem(path: str, argument: str = '') -> str | None:
+  """Why ``--config=<path>[:<argument>]`` cannot be a config file (None: it
+  can): a missing or unreadable file, a syntax error, no ``get_config``, or
+  a ``get_config`` that takes no argument while one is given (or needs one
+  while none is). Read and parsed, not run, so that the error is one line
+  before ml_collections loads it (which otherwise ends in a traceback, an
+  absl FATAL message, or an unknown-field message for a file without
+  ``get_config``)."""
   try:
     with open(path, encoding='utf-8') as f:
       source = f.read()
@@ -106,6 +108,18 @@ def config_file_problem(path: str) -> str | None:
   if 'get_config' not in names:
     return ('it defines no get_config() (an ml_collections config file '
             'returns its ConfigDict from get_config)')
+  defs = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+          and node.name == 'get_config']
+  if defs:  # the last definition is the one that counts
+    args = defs[-1].args
+    positional = [*args.posonlyargs, *args.args]
+    required = len(positional) - len(args.defaults)
+    if argument and not positional and not args.vararg:
+      return (f'its get_config() takes no argument, but the flag gives it '
+              f'{argument!r} (drop the ":{argument}")')
+    if not argument and required > 0:
+      return (f'its get_config() needs an argument '
+              f'({positional[0].arg}): --config={path}:<value>')
   return None
 
 
@@ -168,8 +182,8 @@ def config_flags_parser(default_file: str
   ``--config=<file>`` is given; without it, at flag definition, where
   :func:`config_field_error` is called directly)."""
   def parse(argv: list[str]) -> list[str]:
-    path, _ = _config_file(argv, default_file)
-    problem = config_file_problem(path)
+    path, argument = _config_file(argv, default_file)
+    problem = config_file_problem(path, argument)
     if problem:
       fail(f'--config={path}: {problem}')
     try:

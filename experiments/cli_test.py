@@ -44,6 +44,11 @@ def assert_one_line_error(proc, message):
     (['--config', '/nonexistent/dear.py', '--config.seed=3'],
      '--config=/nonexistent/dear.py: cannot read it (No such file or '
      'directory)'),
+    # An argument for a get_config that takes none ended in absl's FATAL
+    # flags message with ml_collections' traceback text.
+    (['--config=experiments/configs/dear_cpu.py:64'],
+     "--config=experiments/configs/dear_cpu.py: its get_config() takes no "
+     "argument, but the flag gives it '64'"),
 ])
 def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
                                                                message):
@@ -195,6 +200,19 @@ def test_config_file_problems_are_named_before_it_loads(tmp_path):
   assert cli.config_file_problem(str(tmp_path / 'alias.py')) is None
   assert cli.config_file_problem(str(tmp_path)) == (
       'cannot read it (Is a directory)')
+  # An argument the file's get_config cannot take, or one it needs and
+  # lacks, ended in absl's multi-line FATAL message or a TypeError.
+  assert cli.config_file_problem(good, 'x') == (
+      "its get_config() takes no argument, but the flag gives it 'x' (drop "
+      "the \":x\")")
+  (tmp_path / 'arg.py').write_text('def get_config(size):\n  pass\n')
+  arg = str(tmp_path / 'arg.py')
+  assert cli.config_file_problem(arg, '64') is None
+  assert cli.config_file_problem(arg) == (
+      f'its get_config() needs an argument (size): --config={arg}:<value>')
+  (tmp_path / 'opt.py').write_text('def get_config(size=None):\n  pass\n')
+  assert cli.config_file_problem(str(tmp_path / 'opt.py')) is None
+  assert cli.config_file_problem(str(tmp_path / 'opt.py'), '8') is None
   assert cli._config_file(['prog', '--config', 'a.py:x'], 'd.py') == (
       'a.py', 'x')
   assert cli._config_file(['prog', '--', '--config=a.py'], 'd.py') == (
