@@ -354,13 +354,17 @@ def test_bad_sweeps_are_refused(tmp_path):
     sweep_lib.make_executor('kubernetes', tmp_path)
 
 
-def _wait_for(predicate, timeout_s, what, cluster=None):
+def _wait_for(predicate, timeout_s, what, cluster=None, logs=None):
+  """Polls ``predicate``; on timeout fails with the SLURM daemons' logs and
+  the jobs' submitit stderr files under ``logs``."""
   deadline = time.time() + timeout_s
   while time.time() < deadline:
     if predicate():
       return
     time.sleep(2.0)
   extra = cluster.log_tail() if cluster else ''
+  for err in sorted(pathlib.Path(logs).rglob('*_log.err')) if logs else ():
+    extra += f'\n== {err.name}\n{err.read_text()[-2000:]}'
   raise AssertionError(f'timed out waiting for {what}\n{extra}')
 
 
@@ -407,14 +411,15 @@ def test_sweep_runs_on_slurm_and_a_requeued_job_resumes(slurm, tmp_path):
   def has_checkpoint():
     return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
 
-  _wait_for(has_checkpoint, 900, 'a checkpoint of the long job', slurm)
+  _wait_for(has_checkpoint, 900, 'a checkpoint of the long job', slurm,
+            root / 'submitit')
   assert not (long_job.workdir(root) / 'results.json').exists()
   print('requeueing', long_handle.job_id, sorted(p.name for p in
                                                  ckpts.iterdir()), flush=True)
   slurm.run('scontrol', 'requeue', str(long_handle.job_id))
   for job in jobs:
     _wait_for(lambda job=job: (job.workdir(root) / 'results.json').exists(),
-              1500, f'results of {job.name}', slurm)
+              1500, f'results of {job.name}', slurm, root / 'submitit')
   for job in jobs:
     res = json.loads((job.workdir(root) / 'results.json').read_text())
     assert res['algorithm'] == 'bfs'

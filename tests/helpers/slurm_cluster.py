@@ -8,6 +8,7 @@ client commands (and submitit, which calls them) at it.
 
 import os
 import pathlib
+import random
 import shutil
 import socket
 import subprocess
@@ -39,8 +40,14 @@ class SlurmCluster:
     for sub in ('state', 'spool'):
       (self.dir / sub).mkdir(parents=True, exist_ok=True)
     cpus = os.cpu_count() or 1
+    # Job ids start at a random number: a slurmstepd left by an earlier
+    # cluster (a killed test run) reports on its job id to whichever
+    # controller holds the port, and a new job 1 was once killed 7 s after
+    # it started, beside such a report ("step_partial_comp: JobId=1").
+    first_job = random.randint(1_000, 60_000_000)
     self.conf.write_text(f"""\
 ClusterName=deqclrs
+FirstJobId={first_job}
 SlurmctldHost={self.host}
 SlurmUser=root
 SlurmdUser=root
