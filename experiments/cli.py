@@ -98,29 +98,40 @@ def config_file_problem(path: str, argument: str = '') -> str | None:
     tree = ast.parse(source, filename=path)
   except SyntaxError as e:
     return f'syntax error at line {e.lineno}: {e.msg}'
-  names = {node.name for node in tree.body
-           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
-  names |= {target.id for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
-  names |= {(alias.asname or alias.name).split('.')[0] for node in tree.body
-            if isinstance(node, (ast.Import, ast.ImportFrom))
-            for alias in node.names}
-  if 'get_config' not in names:
+  binding = _last_binding(tree, 'get_config')
+  if binding is None:
     return ('it defines no get_config() (an ml_collections config file '
             'returns its ConfigDict from get_config)')
-  defs = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-          and node.name == 'get_config']
-  if defs:  # the last definition is the one that counts
-    args = defs[-1].args
-    positional = [*args.posonlyargs, *args.args]
-    required = len(positional) - len(args.defaults)
-    if argument and not positional and not args.vararg:
-      return (f'its get_config() takes no argument, but the flag gives it '
-              f'{argument!r} (drop the ":{argument}")')
-    if not argument and required > 0:
-      return (f'its get_config() needs an argument '
-              f'({positional[0].arg}): --config={path}:<value>')
+  if not isinstance(binding, ast.FunctionDef):
+    return None  # an import or an assignment: its signature is unknown
+  args = binding.args
+  positional = [*args.posonlyargs, *args.args]
+  required = len(positional) - len(args.defaults)
+  if argument and not positional and not args.vararg:
+    return (f'its get_config() takes no argument, but the flag gives it '
+            f'{argument!r} (drop the ":{argument}")')
+  if not argument and required > 0:
+    return (f'its get_config() needs an argument '
+            f'({positional[0].arg}): --config={path}:<value>')
   return None
+
+
+def _last_binding(tree: ast.Module, name: str) -> ast.stmt | None:
+  """The last top-level def, assignment or import of a module that binds
+  ``name`` (the one a caller of ``module.<name>`` gets), or None."""
+  binding = None
+  for node in tree.body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      bound = {node.name}
+    elif isinstance(node, ast.Assign):
+      bound = {t.id for t in node.targets if isinstance(t, ast.Name)}
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      bound = {(a.asname or a.name).split('.')[0] for a in node.names}
+    else:
+      continue
+    if name in bound:
+      binding = node
+  return binding
 
 
 def load_config_file(path: str, argument: str = ''

@@ -213,6 +213,10 @@ def test_config_file_problems_are_named_before_it_loads(tmp_path):
   (tmp_path / 'opt.py').write_text('def get_config(size=None):\n  pass\n')
   assert cli.config_file_problem(str(tmp_path / 'opt.py')) is None
   assert cli.config_file_problem(str(tmp_path / 'opt.py'), '8') is None
+  # The last binding of get_config counts: a def rebound later is not it.
+  (tmp_path / 'rebound.py').write_text(
+      'def get_config():\n  pass\nget_config = lambda size: None\n')
+  assert cli.config_file_problem(str(tmp_path / 'rebound.py'), '8') is None
   assert cli._config_file(['prog', '--config', 'a.py:x'], 'd.py') == (
       'a.py', 'x')
   assert cli._config_file(['prog', '--', '--config=a.py'], 'd.py') == (
