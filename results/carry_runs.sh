@@ -15,7 +15,9 @@
 # holding its config.json, history.jsonl, segments.jsonl (the code of each
 # training segment) and newest checkpoint (about 5 MB),
 # and removes the archives of runs that have finished since. unpack restores
-# each archive into RUNS unless that run's folder already exists there.
+# each archive into RUNS unless that run's folder already exists there; a
+# damaged archive (cut short, or not the run it is named after) restores
+# nothing, is named on stderr, and makes unpack exit 1 after the others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-/work/runs/dear_cpu}"
@@ -53,12 +55,14 @@ case "${1:-}" in
         if [ -f "$workdir/$extra" ]; then files+=("$run/$extra"); fi
       done
       tar -czf "$carry/$run.tar.gz.tmp" -C "$runs" "${files[@]}"
+      tar -tzf "$carry/$run.tar.gz.tmp" > /dev/null
       mv "$carry/$run.tar.gz.tmp" "$carry/$run.tar.gz"
       echo "packed $run at step $step -> $carry/$run.tar.gz"
     done
     ;;
   unpack)
     mkdir -p "$runs"
+    damaged=0
     for archive in "$carry"/*.tar.gz; do
       [ -e "$archive" ] || continue
       run=$(basename "$archive" .tar.gz)
@@ -66,9 +70,23 @@ case "${1:-}" in
         echo "kept $runs/$run (already there; $archive not unpacked)"
         continue
       fi
-      tar -xzf "$archive" -C "$runs"
-      echo "unpacked $run -> $runs/$run"
+      # Into a scratch folder first, so a damaged archive leaves no half run
+      # for the worker to resume.
+      scratch=$(mktemp -d "$runs/.unpack.XXXXXX")
+      if ! error=$(tar -xzf "$archive" -C "$scratch" 2>&1); then
+        echo "error: $archive is damaged, $run not unpacked: ${error//$'\n'/ }" >&2
+        damaged=1
+      elif [ ! -f "$scratch/$run/config.json" ] \
+          || [ -z "$(newest_step "$scratch/$run")" ]; then
+        echo "error: $archive holds no config.json and checkpoint of $run, not unpacked" >&2
+        damaged=1
+      else
+        mv "$scratch/$run" "$runs/$run"
+        echo "unpacked $run -> $runs/$run"
+      fi
+      rm -rf "$scratch"
     done
+    exit "$damaged"
     ;;
   *)
     echo "usage: bash results/carry_runs.sh pack|unpack" >&2

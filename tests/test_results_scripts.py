@@ -267,6 +267,37 @@ def test_carry_runs_packs_the_newest_checkpoint_of_unfinished_runs(tmp_path):
   assert 'kept' in out and (restored / 'history.jsonl').read_text() == 'newer'
 
 
+def test_carry_runs_unpacks_nothing_of_a_damaged_archive(tmp_path):
+  runs = tmp_path / 'runs'
+  for run in ('dfs-nar-s0', 'scc-nar-s1'):
+    _runs(runs, {run: False})
+    (runs / run / 'config.json').write_text('{}')
+    _checkpoint(runs / run, 500)
+  _carry(tmp_path, 'pack', RUNS=str(runs))
+  carry = tmp_path / 'carry'
+  # One archive cut short (as by a failed copy), one named after another run.
+  whole = (carry / 'dfs-nar-s0.tar.gz').read_bytes()
+  (carry / 'dfs-nar-s0.tar.gz').write_bytes(whole[:len(whole) // 2])
+  (carry / 'scc-nar-s1.tar.gz').rename(carry / 'scc-nar-s2.tar.gz')
+  (carry / 'bfs-nar-s0.tar.gz').write_bytes(whole)
+  fresh = tmp_path / 'fresh'
+  proc = subprocess.run(
+      ['bash', str(ROOT / 'results' / 'carry_runs.sh'), 'unpack'],
+      capture_output=True, text=True, check=False, timeout=120,
+      env=dict(os.environ, CARRY=str(carry), RUNS=str(fresh)))
+  assert proc.returncode == 1
+  errors = proc.stderr.strip().splitlines()
+  assert len(errors) == 3, proc.stderr
+  assert errors[0].startswith(
+      f'error: {carry}/bfs-nar-s0.tar.gz holds no config.json and checkpoint '
+      'of bfs-nar-s0')
+  assert errors[1].startswith(
+      f'error: {carry}/dfs-nar-s0.tar.gz is damaged, dfs-nar-s0 not unpacked')
+  assert errors[2].startswith(f'error: {carry}/scc-nar-s2.tar.gz holds no')
+  # No half run left for the worker to resume, and no scratch folder.
+  assert os.listdir(fresh) == []
+
+
 def test_carry_runs_refuses_an_unknown_command(tmp_path):
   proc = subprocess.run(
       ['bash', str(ROOT / 'results' / 'carry_runs.sh'), 'push'],
