@@ -6,7 +6,7 @@ r"""Copies the report's tables into the READMEs that quote them.
 
 - ``results/README.md``'s table: the columns ``SHOWN`` of ``table.md``;
 - ``results/README.md``'s gap lines: the 64-node lines of ``gaps.md``;
-- ``README.md``'s *Results so far*: per algorithm, the 64-node scores of
+- ``README.md``'s *Results*: per algorithm, the 64-node scores of
   DEAR, NAR, NAR with learned termination and DEAR at tolerance 0.01, as
   ``gaps.md`` writes them.
 
@@ -101,7 +101,7 @@ def gap_lines(gaps_md: str, size: int = 64) -> list[str]:
 
 
 def summary_table(gaps_md: str, algorithms: Sequence[str]) -> list[str]:
-  """README.md's *Results so far* lines: for each algorithm (in the given
+  """README.md's *Results* lines: for each algorithm (in the given
   order) the 64-node score of each of ``SUMMARY_ROWS``, '-' where gaps.md
   has none. NAR's score is the `nar score` column of any of the
   algorithm's lines; the others are the `row score` of their own line."""
