@@ -2,13 +2,18 @@
 
 ``taskset`` is replaced by a stub on PATH that records the command it was
 given (and writes the output file the real evaluation would), so the
-scripts' choices are checked without training or scoring anything.
+scripts' choices are checked without training or scoring anything;
+results/run_longer.sh is checked on real tiny runs (slow).
 """
 
 import fcntl
+import json
 import os
 import pathlib
 import subprocess
+import sys
+
+import pytest
 
 from launch import sweep as sweep_lib
 
@@ -304,3 +309,63 @@ def test_carry_runs_refuses_an_unknown_command(tmp_path):
       capture_output=True, text=True, check=False, timeout=60)
   assert proc.returncode == 2
   assert proc.stderr.strip() == 'usage: bash results/carry_runs.sh pack|unpack'
+
+
+_LONGER_SWEEP = '''
+import pathlib
+CONFIG = pathlib.Path({root!r}) / 'experiments' / 'configs' / 'test.py'
+TAG = 't'
+SEEDS = (0,)
+ALGORITHMS = ('minimum', 'bfs')
+
+
+def get_sweep():
+  return [dict(config=str(CONFIG), algorithm=a, model='dear', seed=s,
+               name=f'{{a}}-dear-{{TAG}}-s{{s}}',
+               **{{'config.tag': TAG, 'config.train_steps': 4,
+                  'config.tensorboard': False}})
+          for s in SEEDS for a in ALGORITHMS]
+'''
+
+
+@pytest.mark.slow
+def test_run_longer_keeps_the_short_leg_and_resumes_to_the_long_one(
+    tmp_path):
+  """Two real (tiny) legs: the first leg's results survive as a snapshot,
+  the second resumes from its checkpoint, and a rerun trains nothing."""
+  sweep = tmp_path / 'longer.py'
+  sweep.write_text(_LONGER_SWEEP.format(root=str(ROOT)))
+  runs = tmp_path / 'runs'
+  env = dict(os.environ, SWEEP=str(sweep), SHORT='2', RUNS=str(runs),
+             DATA=str(tmp_path / 'data'), ALGS='minimum', CORE='0',
+             PATH=f'{pathlib.Path(sys.executable).parent}:{os.environ["PATH"]}')
+
+  def run():
+    proc = subprocess.run(['bash', str(ROOT / 'results' / 'run_longer.sh')],
+                          capture_output=True, text=True, check=False,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+  run()
+  assert [p.name for p in runs.iterdir()] == ['minimum-dear-t-s0']  # ALGS
+  run_dir = runs / 'minimum-dear-t-s0'
+  short = json.loads((run_dir / 'results.2.json').read_text())
+  long = json.loads((run_dir / 'results.json').read_text())
+  assert (short['train_steps'], long['train_steps']) == (2, 4)
+  assert short['config']['train_steps'] == 2
+  assert long['config']['train_steps'] == 4
+  # One trajectory: the long leg's history starts with the short leg's.
+  assert long['history'][:len(short['history'])] == short['history']
+  assert [h['step'] for h in long['history']] == [0, 2, 4]
+  assert 'resumed from step 2 of 4' in (run_dir / 'job.log').read_text()
+  # A rerun finds both legs done.
+  before = (run_dir / 'job.log').read_text()
+  run()
+  assert (run_dir / 'job.log').read_text() == before
+  # A long leg killed after the rename resumes without a new short leg.
+  (run_dir / 'results.json').unlink()
+  run()
+  assert json.loads((run_dir / 'results.2.json').read_text()) == short
+  assert json.loads((run_dir / 'results.json').read_text())[
+      'train_steps'] == 4
