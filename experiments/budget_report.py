@@ -13,23 +13,18 @@ of the longer runs (model label ``dear:<tag>``); ``--snapshots`` holds the
 snapshots. One row per longer run: NAR's score at 64 nodes over its seeds,
 DEAR's table run of that seed, the longer run at 5,000 steps and at the end
 (each with the step its lowest validation loss picked), the change between
-the two, and the training seconds of each.
+the two, and the training seconds of each. The logic is
+:mod:`experiments.report_budget`.
 """
 
-from __future__ import annotations
-
-import json
 import os
-from typing import Any
 
-import numpy as np
 from absl import app
 from absl import flags
 
 from experiments import cli
+from experiments import report_budget
 from experiments import run_files
-
-SIZE = '64'
 
 _RUNS = flags.DEFINE_string('runs', None, 'Folder of report copies.',
                             required=True)
@@ -41,113 +36,6 @@ _OUT = flags.DEFINE_string('out', None, 'Markdown file to write.',
                            required=True)
 
 
-def _same_but_steps(a: dict[str, Any], b: dict[str, Any]) -> bool:
-  """Whether two runs' configs agree on everything but ``train_steps``."""
-  strip = lambda run: {k: v for k, v in json.loads(
-      run_files.config_key(run)).items() if k != 'train_steps'}
-  return strip(a) == strip(b)
-
-
-def load_snapshots(folder: str) -> tuple[list[dict[str, Any]], list[str]]:
-  """The results files in ``folder`` and the names of those left out."""
-  found, skipped = [], []
-  for name in sorted(os.listdir(folder)):
-    if not name.endswith('.json'):
-      continue
-    try:
-      with open(os.path.join(folder, name)) as f:
-        run = json.load(f)
-    except (OSError, ValueError):
-      skipped.append(name)
-      continue
-    if (not isinstance(run, dict)
-        or any(k not in run for k in run_files.REQUIRED)):
-      skipped.append(name)
-      continue
-    found.append(run)
-  return found, skipped
-
-
-def _score(run: dict[str, Any]) -> float:
-  return float(run['test_scores'][SIZE]['score'])
-
-
-def rows(runs: list[dict[str, Any]], snapshots: list[dict[str, Any]],
-         tag: str) -> tuple[list[dict[str, Any]], list[str]]:
-  """One comparison per longer run (label ``dear:<tag>``) and what was left
-  out, with why.
-
-  Each comparison holds the algorithm and seed; ``nar`` (the table's NAR
-  scores at 64 nodes by seed) and ``nar_seconds``; ``table`` (the table's
-  DEAR run of that seed, or None); ``short`` (the snapshot of the same run
-  at the table's budget, or None) and ``long`` (the longer run).
-  """
-  by_label: dict[tuple[str, str, int], dict[str, Any]] = {}
-  for run in runs:
-    by_label[(run['algorithm'], run_files.label(run), run['seed'])] = run
-  out, skipped = [], []
-  for (algorithm, label, seed), long in sorted(by_label.items()):
-    if label != f'dear:{tag}':
-      continue
-    table = by_label.get((algorithm, 'dear', seed))
-    if table is not None and not _same_but_steps(
-        {**table, 'config': {**table['config'], 'tag': tag}}, long):
-      skipped.append(f'{algorithm} seed {seed}: the table\'s dear run has '
-                     f'another config, not compared')
-      table = None
-    nar = {s: r for (a, lab, s), r in by_label.items()
-           if a == algorithm and lab == 'nar'}
-    short = [s for s in snapshots
-             if s['algorithm'] == algorithm and s['seed'] == seed
-             and run_files.label(s) == label and _same_but_steps(s, long)]
-    if len(short) > 1:
-      skipped.append(f'{algorithm} seed {seed}: {len(short)} snapshots, '
-                     f'none used')
-    out.append(dict(
-        algorithm=algorithm, seed=seed, table=table,
-        nar={s: _score(r) for s, r in sorted(nar.items())},
-        nar_seconds=[float(r['train_seconds']) for r in nar.values()
-                     if r.get('train_seconds') is not None],
-        short=short[0] if len(short) == 1 else None, long=long))
-  return out, skipped
-
-
-def _at(run: dict[str, Any] | None) -> str:
-  if run is None:
-    return '-'
-  return f'{_score(run):.3f} (step {run["best_step"]})'
-
-
-def _seconds(run: dict[str, Any] | None) -> str:
-  if run is None or run.get('train_seconds') is None:
-    return '-'
-  return f'{run["train_seconds"]:.0f}'
-
-
-def markdown(comparisons: list[dict[str, Any]]) -> str:
-  """The comparisons as one markdown table (scores at 64 nodes)."""
-  head = ['algorithm', 'seed', 'nar (seeds)', 'dear, table run',
-          'dear, 5,000 steps', 'dear, longer', 'steps', 'change',
-          'nar train s', 'dear train s (5,000 / longer)']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  for c in comparisons:
-    nar = list(c['nar'].values())
-    seeds = ','.join(str(s) for s in c['nar'])
-    nar_cell = (f'{np.mean(nar):.3f} ± {np.std(nar):.3f} ({seeds})'
-                if nar else '-')
-    short, long = c['short'], c['long']
-    change = (f'{_score(long) - _score(short):+.3f}'
-              if short is not None else '-')
-    nar_s = (f'{np.mean(c["nar_seconds"]):.0f}' if c['nar_seconds']
-             else '-')
-    lines.append('| ' + ' | '.join([
-        c['algorithm'], str(c['seed']), nar_cell,
-        '-' if c['table'] is None else f'{_score(c["table"]):.3f}',
-        _at(short), _at(long), str(long['train_steps']), change, nar_s,
-        f'{_seconds(short)} / {_seconds(long)}']) + ' |')
-  return '\n'.join(lines) + '\n'
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
@@ -156,16 +44,16 @@ def main(argv):
       cli.fail(f'--{flag.name}={flag.value} is not a directory')
   skipped_files: list[tuple[str, str]] = []
   runs = run_files.load_runs(_RUNS.value, skipped_files)
-  snapshots, bad = load_snapshots(_SNAPSHOTS.value)
+  snapshots, bad = report_budget.load_snapshots(_SNAPSHOTS.value)
   for name in bad:
     print(f'skipped {name}: not a results file of experiments.train')
-  comparisons, skipped = rows(runs, snapshots, _TAG.value)
+  comparisons, skipped = report_budget.rows(runs, snapshots, _TAG.value)
   for line in skipped:
     print(f'skipped {line}')
   if not comparisons:
     cli.fail(f'no run labelled dear:{_TAG.value} under {_RUNS.value}')
   with open(_OUT.value, 'w') as f:
-    f.write(markdown(comparisons))
+    f.write(report_budget.markdown(comparisons))
   print(f'{len(comparisons)} longer runs -> {_OUT.value}')
 
 

@@ -1,11 +1,13 @@
-"""The comparison of DEAR at the table's budget with its longer runs."""
+"""The comparison of DEAR at the table's budget with its longer runs, and
+its entry point (``experiments.budget_report``, run as a subprocess: it
+defines absl flags)."""
 
 import json
 import pathlib
 import subprocess
 import sys
 
-from experiments import budget_report
+from experiments import report_budget
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,14 +39,14 @@ def test_a_longer_run_is_set_beside_its_snapshot_and_the_table():
   snapshot = _run('bfs', 'dear', 0, 0.65, tag='steps15k', best=4750)
   # A snapshot of another config is not this run's.
   other = _run('bfs', 'dear', 0, 0.1, tag='steps15k', learning_rate=1e-3)
-  out, skipped = budget_report.rows(runs, [snapshot, other], 'steps15k')
+  out, skipped = report_budget.rows(runs, [snapshot, other], 'steps15k')
   assert skipped == []
   [c] = out
   assert (c['algorithm'], c['seed']) == ('bfs', 0)
   assert c['nar'] == {0: 0.9, 1: 0.8, 2: 0.7}
   assert c['table']['test_scores']['64']['score'] == 0.6
   assert c['short'] is snapshot
-  md = budget_report.markdown(out).splitlines()
+  md = report_budget.markdown(out).splitlines()
   assert len(md) == 3
   cells = [x.strip() for x in md[2].strip('|').split('|')]
   assert cells == ['bfs', '0', '0.800 ± 0.082 (0,1,2)', '0.600',
@@ -55,12 +57,12 @@ def test_a_longer_run_is_set_beside_its_snapshot_and_the_table():
 def test_a_table_run_of_another_config_is_not_compared():
   runs = [_run('bfs', 'dear', 0, 0.6, learning_rate=1e-3),
           _run('bfs', 'dear', 0, 0.75, steps=15000, tag='steps15k')]
-  out, skipped = budget_report.rows(runs, [], 'steps15k')
+  out, skipped = report_budget.rows(runs, [], 'steps15k')
   assert out[0]['table'] is None and out[0]['short'] is None
   assert skipped == ["bfs seed 0: the table's dear run has another config, "
                      'not compared']
   cells = [x.strip() for x in
-           budget_report.markdown(out).splitlines()[2].strip('|').split('|')]
+           report_budget.markdown(out).splitlines()[2].strip('|').split('|')]
   assert cells[2:6] == ['-', '-', '-', '0.750 (step 15000)']
   assert cells[7] == '-'
 
