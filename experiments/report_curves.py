@@ -34,6 +34,11 @@ def curve(runs: list[dict[str, Any]],
           [float(np.min(v)) for v in vals], [float(np.max(v)) for v in vals])
 
 
+def _thousands(step: float, _=None) -> str:
+  """A step as a tick label: ``0``, ``500``, ``2.5k``, ``15k``."""
+  return f'{step / 1000:g}k' if abs(step) >= 1000 else f'{step:g}'
+
+
 def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
                          path: str) -> None:
   """Score against training steps, one panel per algorithm.
@@ -49,6 +54,7 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+  from matplotlib import ticker
 
   algorithms = sorted({alg for alg, _ in groups})
   labels = sorted({model for _, model in groups})
@@ -78,6 +84,9 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
     ax.set_title(alg, fontsize=9)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel('training step')
+    # At most 5 ticks, in thousands, so that 15,000-step runs stay legible.
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(5, steps=[1, 2, 5, 10]))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(_thousands))
   for ax in list(axes.flat)[len(algorithms):]:
     ax.axis('off')
   axes.flat[0].set_ylabel('CLRS score')

@@ -40,3 +40,8 @@ def test_plot_learning_curves_writes_a_png(tmp_path):
   with open(path, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   assert os.path.getsize(path) > 10_000
+
+
+def test_step_ticks_read_in_thousands():
+  labels = [report_curves._thousands(s) for s in (0, 500, 1000, 2500, 15000)]
+  assert labels == ['0', '500', '1k', '2.5k', '15k']
