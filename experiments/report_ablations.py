@@ -7,30 +7,16 @@ checkpoint scored with other solver settings (``solver_overrides``).
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
+
+from experiments import run_files
 
 REQUIRED = ('algorithm', 'model', 'seed', 'test_scores', 'solver_overrides')
 
 
 def load(folder: str) -> tuple[list[dict[str, Any]], list[str]]:
   """The evaluation files of ``folder`` and the names of those left out."""
-  found, skipped = [], []
-  for name in sorted(os.listdir(folder)):
-    if not name.endswith('.json'):
-      continue
-    try:
-      with open(os.path.join(folder, name)) as f:
-        result = json.load(f)
-    except (OSError, ValueError):
-      skipped.append(name)
-      continue
-    if not isinstance(result, dict) or any(k not in result for k in REQUIRED):
-      skipped.append(name)
-      continue
-    found.append(result)
-  return found, skipped
+  return run_files.load_folder(folder, REQUIRED)
 
 
 def settings_label(overrides: dict[str, Any]) -> str:

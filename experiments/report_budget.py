@@ -11,7 +11,6 @@ training trajectory.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
@@ -30,22 +29,7 @@ def _same_but_steps(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def load_snapshots(folder: str) -> tuple[list[dict[str, Any]], list[str]]:
   """The results files in ``folder`` and the names of those left out."""
-  found, skipped = [], []
-  for name in sorted(os.listdir(folder)):
-    if not name.endswith('.json'):
-      continue
-    try:
-      with open(os.path.join(folder, name)) as f:
-        run = json.load(f)
-    except (OSError, ValueError):
-      skipped.append(name)
-      continue
-    if (not isinstance(run, dict)
-        or any(k not in run for k in run_files.REQUIRED)):
-      skipped.append(name)
-      continue
-    found.append(run)
-  return found, skipped
+  return run_files.load_folder(folder, run_files.REQUIRED)
 
 
 def _score(run: dict[str, Any]) -> float:

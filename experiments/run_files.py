@@ -69,6 +69,28 @@ def config_key(run: dict[str, Any]) -> str:
   return json.dumps(config, sort_keys=True)
 
 
+def load_folder(folder: str, required: tuple[str, ...]
+                ) -> tuple[list[dict[str, Any]], list[str]]:
+  """The JSON objects of ``folder``'s ``*.json`` files (not recursive, in
+  name order) that have every key of ``required``, and the names of the
+  other ``*.json`` files (unreadable, or not such an object)."""
+  found, skipped = [], []
+  for name in sorted(os.listdir(folder)):
+    if not name.endswith('.json'):
+      continue
+    try:
+      with open(os.path.join(folder, name)) as f:
+        data = json.load(f)
+    except (OSError, ValueError):
+      skipped.append(name)
+      continue
+    if not isinstance(data, dict) or any(k not in data for k in required):
+      skipped.append(name)
+      continue
+    found.append(data)
+  return found, skipped
+
+
 def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
               ) -> list[dict[str, Any]]:
   """Every results.json under ``runs_dir``, with eval_results.json merged

@@ -88,3 +88,16 @@ def test_evaluations_scored_unlike_the_run_are_not_merged(tmp_path):
               'itself scores',
       'oracle': "not merged: scored with predictions read at 'true_length', "
                 'not as the run itself scores'}
+
+
+def test_load_folder_keeps_objects_with_the_required_keys(tmp_path):
+  (tmp_path / 'a.json').write_text(json.dumps({'x': 1, 'y': 2}))
+  (tmp_path / 'b.json').write_text(json.dumps({'x': 1}))  # no y
+  (tmp_path / 'c.json').write_text('[1, 2]')  # not an object
+  (tmp_path / 'd.json').write_text('{')  # unreadable
+  (tmp_path / 'e.txt').write_text(json.dumps({'x': 1, 'y': 2}))  # not .json
+  (tmp_path / 'sub').mkdir()
+  (tmp_path / 'sub' / 'f.json').write_text(json.dumps({'x': 1, 'y': 2}))
+  found, skipped = run_files.load_folder(str(tmp_path), ('x', 'y'))
+  assert found == [{'x': 1, 'y': 2}]
+  assert skipped == ['b.json', 'c.json', 'd.json']
