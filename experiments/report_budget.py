@@ -46,21 +46,36 @@ def rows(runs: list[dict[str, Any]], snapshots: list[dict[str, Any]],
   DEAR run of that seed, or None); ``short`` (the snapshot of the same run
   at the table's budget, or None) and ``long`` (the longer run).
   """
-  by_label: dict[tuple[str, str, int], dict[str, Any]] = {}
+  by_label: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
   for run in runs:
-    by_label[(run['algorithm'], run_files.label(run), run['seed'])] = run
+    key = (run['algorithm'], run_files.label(run), run['seed'])
+    by_label.setdefault(key, []).append(run)
   out, skipped = [], []
-  for (algorithm, label, seed), long in sorted(by_label.items()):
+
+  def one(algorithm: str, label: str, seed: int) -> dict[str, Any] | None:
+    """The run of that label and seed; None, said in ``skipped``, if
+    several configs have it (nothing tells which one is meant)."""
+    found = by_label.get((algorithm, label, seed), [])
+    if len(found) > 1:
+      skipped.append(f'{algorithm} {label} seed {seed}: {len(found)} runs '
+                     f'of different configs, none used')
+    return found[0] if len(found) == 1 else None
+
+  for (algorithm, label, seed) in sorted(by_label):
     if label != f'dear:{tag}':
       continue
-    table = by_label.get((algorithm, 'dear', seed))
+    long = one(algorithm, label, seed)
+    if long is None:
+      continue
+    table = one(algorithm, 'dear', seed)
     if table is not None and not _same_but_steps(
         {**table, 'config': {**table['config'], 'tag': tag}}, long):
       skipped.append(f'{algorithm} seed {seed}: the table\'s dear run has '
                      f'another config, not compared')
       table = None
-    nar = {s: r for (a, lab, s), r in by_label.items()
+    nar = {s: one(algorithm, 'nar', s) for (a, lab, s) in sorted(by_label)
            if a == algorithm and lab == 'nar'}
+    nar = {s: r for s, r in nar.items() if r is not None}
     short = [s for s in snapshots
              if s['algorithm'] == algorithm and s['seed'] == seed
              and run_files.label(s) == label and _same_but_steps(s, long)]
@@ -69,7 +84,7 @@ def rows(runs: list[dict[str, Any]], snapshots: list[dict[str, Any]],
                      f'none used')
     out.append(dict(
         algorithm=algorithm, seed=seed, table=table,
-        nar={s: _score(r) for s, r in sorted(nar.items())},
+        nar={s: _score(r) for s, r in nar.items()},
         nar_seconds=[float(r['train_seconds']) for r in nar.values()
                      if r.get('train_seconds') is not None],
         short=short[0] if len(short) == 1 else None, long=long))

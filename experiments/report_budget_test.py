@@ -94,3 +94,17 @@ def test_the_command_writes_the_table_and_refuses_what_it_cannot_read(
                         cwd=ROOT, capture_output=True, text=True, check=False)
   assert none.returncode == 1
   assert 'no run labelled dear:other' in none.stderr
+
+
+def test_runs_of_one_label_and_seed_in_two_configs_are_not_guessed_between():
+  runs = [_run('bfs', 'nar', 0, 0.9), _run('bfs', 'nar', 0, 0.1, hidden=8),
+          _run('bfs', 'nar', 1, 0.8),
+          _run('bfs', 'dear', 0, 0.75, steps=15000, tag='steps15k'),
+          _run('dfs', 'dear', 0, 0.5, steps=15000, tag='steps15k'),
+          _run('dfs', 'dear', 0, 0.4, steps=15000, tag='steps15k', hidden=8)]
+  out, skipped = report_budget.rows(runs, [], 'steps15k')
+  [c] = out
+  assert c['algorithm'] == 'bfs' and c['nar'] == {1: 0.8}
+  assert sorted(skipped) == [
+      'bfs nar seed 0: 2 runs of different configs, none used',
+      'dfs dear:steps15k seed 0: 2 runs of different configs, none used']
