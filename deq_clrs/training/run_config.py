@@ -10,7 +10,8 @@ import ml_collections
 # Settings added to the configs after runs were made without them, and their
 # value in those runs (the setting switched off): a run without one resumes,
 # is scored and is reported as if it had that value.
-ADDED_SETTINGS: dict[str, Any] = {'align': {'weight': 0.0, 'teacher': ''}}
+ADDED_SETTINGS: dict[str, Any] = {'align': {'weight': 0.0, 'teacher': ''},
+                                  'compilation_cache_dir': ''}
 
 
 def with_added_settings(config: ml_collections.ConfigDict
@@ -19,5 +20,6 @@ def with_added_settings(config: ml_collections.ConfigDict
   (in place; returned for convenience)."""
   for key, value in ADDED_SETTINGS.items():
     if key not in config:
-      config[key] = ml_collections.ConfigDict(value)
+      config[key] = (ml_collections.ConfigDict(value)
+                     if isinstance(value, dict) else value)
   return config

@@ -30,6 +30,7 @@ from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import parallel
+from deq_clrs.training import progress
 from deq_clrs.training import provenance
 from deq_clrs.training import run_config
 from deq_clrs.training.errors import DivergedError
@@ -38,7 +39,7 @@ from deq_clrs.training.errors import UserError
 # Settings a rerun in the same workdir may change; anything else must match
 # the run being resumed.
 RESUMABLE_CHANGES = frozenset({'train_steps', 'test_sizes', 'data_dir',
-                               'log_every'})
+                               'log_every', 'compilation_cache_dir'})
 
 
 def quiet_orbax_logs() -> None:
@@ -442,12 +443,15 @@ class _Eta:
     self._validated = validated
     self._clean = True
 
-  def start_step(self, feedback: clrs.Feedback) -> None:
-    """Notes the shape of the batch of the step about to be dispatched."""
+  def start_step(self, feedback: clrs.Feedback) -> bool:
+    """Notes the shape of the batch of the step about to be dispatched;
+    returns whether it is new (the step compiles)."""
     shape = tuple(np.shape(x) for x in jax.tree_util.tree_leaves(feedback))
-    if shape not in self.shapes:
+    new = shape not in self.shapes
+    if new:
       self._clean = False
     self.shapes.add(shape)
+    return new
 
   def validated(self) -> None:
     """Notes a validation (the first one compiles)."""
@@ -463,6 +467,11 @@ class _Eta:
       self.steps += steps
     self._clean = True
 
+  @property
+  def timed(self) -> bool:
+    """Whether a stretch without compiling has been timed yet."""
+    return self.steps > 0
+
   def text(self, step: int) -> str:
     if not self.steps:
       return 'after warm-up'
@@ -476,7 +485,8 @@ def _log_compiling(config: ml_collections.ConfigDict,
       'compiling (step %d): the first training step of each batch shape '
       '(%d graphs of %s nodes%s) and the first validation (%d graphs of %d '
       'nodes, batches of %d) compile before they run, which can take '
-      'minutes on a CPU', step, config.batch_size,
+      'minutes on a CPU (a line every 30 s says what is running)', step,
+      config.batch_size,
       sizes[0] if len(sizes) == 1 else f'{sizes[0]}..{sizes[-1]}',
       '' if config.model == 'dear' else ', and each number of steps',
       config.val_samples, config.val_size, config.eval_batch_size)
@@ -751,6 +761,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   finished = _start_run(config, workdir)
   if finished is not None:
     return finished
+  progress.enable_compilation_cache(config.compilation_cache_dir)
+  with progress.Heartbeat() as heartbeat:
+    return _train_and_test(config, workdir, hooks, heartbeat)
+
+
+def _describe_batch(feedback: clrs.Feedback) -> str:
+  """``'32 graphs of 12 nodes'`` (and the time steps where hints have
+  more than one)."""
+  steps = max(dp.data.shape[0] for dp in feedback.features.hints)
+  return (f'{data_lib.num_graphs(feedback)} graphs of '
+          f'{data_lib.num_nodes(feedback)} nodes'
+          + (f', {steps} time steps' if steps > 1 else ''))
+
+
+def _dispatch_step(models: models_lib.Models, train_state: Any,
+                   key: jax.Array, batch: clrs.Feedback, step: int,
+                   eta: _Eta, heartbeat: progress.Heartbeat) -> Any:
+  """Dispatches training step ``step + 1`` on a cached batch and returns
+  the new training state, not waited for: the host prepares the next batch
+  while the devices train on this one. A step that compiles, and the
+  steps before the ETA is known, are named to the heartbeat."""
+  feedback, extras = models.train_inputs(batch)
+  compiles = eta.start_step(feedback)
+  if compiles:
+    heartbeat.phase(f'step {step + 1}: compiling the training step for '
+                    f'{_describe_batch(feedback)}')
+  train_state = models.stepper.train_step(train_state, key, feedback,
+                                          **extras)
+  if compiles or not eta.timed:
+    heartbeat.phase('training: the first steps (or the first after a '
+                    'compile), not timed yet')
+  elif heartbeat.current is not None:
+    heartbeat.phase(None)
+  return train_state
+
+
+def _named(heartbeat: progress.Heartbeat, function: Callable[..., Any],
+           what: str) -> Callable[..., Any]:
+  """``function`` with its calls named ``what`` to the heartbeat."""
+  def call(*args, **kwargs):
+    heartbeat.phase(what)
+    try:
+      return function(*args, **kwargs)
+    finally:
+      heartbeat.phase(None)
+  return call
+
+
+def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
+                    hooks: Sequence[Callable[[int], None]],
+                    heartbeat: progress.Heartbeat) -> dict[str, Any]:
+  """:func:`train_and_evaluate` once the run may start: the loop, the test
+  and ``results.json`` (``heartbeat`` names each slow phase)."""
+  heartbeat.phase('loading or generating the datasets')
   stream = data_lib.TrainStream.load(
       config.algorithm, list(config.train_sizes),
       config.train_samples_per_size, config.batch_size, config.seed,
@@ -771,6 +835,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step = int(state['step'])
   history = History(workdir, step)
   validate = _Validation(models, config, val_set, writer, history)
+  validate = _named(heartbeat, validate,
+                    f'validating ({_describe_batch(val_set)}; the first '
+                    f'validation compiles)')
   loss = float('nan')
 
   segments = code_segments(workdir, step,
@@ -785,12 +852,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   seconds_offset = float(state['train_seconds']) - time.perf_counter()
   eta = _Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
-    feedback, extras = models.train_inputs(stream.batch(step))
-    eta.start_step(feedback)
-    # Dispatched, not waited for: the host prepares the next batch while
-    # the devices train on this one.
-    train_state = stepper.train_step(train_state, train_key, feedback,
-                                     **extras)
+    train_state = _dispatch_step(models, train_state, train_key,
+                                 stream.batch(step), step, eta, heartbeat)
     step += 1
     last = step == config.train_steps
     if step % config.log_every == 0 or last:
@@ -800,6 +863,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       _check_finite_loss(metrics['loss_mean'], window.step, step,
                          checkpointer)
       window.log(writer, step, config.train_steps, metrics, eta)
+      heartbeat.beat()
     if step % config.eval_every == 0 or last:
       if not step % config.log_every == 0 and not last:
         loss = float(parallel.to_host(train_state.loss))
@@ -816,9 +880,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Score the parameters selected on the validation set.
   results = _run_results(models, config, state, history, segments, step,
                          loss)
+  heartbeat.phase(f'testing the parameters of step {int(state["best_step"])} '
+                  f'at {", ".join(map(str, config.test_sizes))} nodes (each '
+                  f'size compiles once)')
   results.update(_test_results(models, best_params, config,
                                list(config.test_sizes), writer, step))
+  heartbeat.phase(None)
   writer.flush()
+  return _write_results(results, config, workdir, checkpointer)
+
+
+def _write_results(results: dict[str, Any], config: ml_collections.ConfigDict,
+                   workdir: str, checkpointer: ckpt_lib.Checkpointer
+                   ) -> dict[str, Any]:
+  """Writes a finished run's ``results.json``, says where everything is
+  and returns ``results``."""
   _write_json(results, os.path.join(workdir, 'results.json'))
   logging.info(
       'finished: scores in %s (score = CLRS\'s mean of per-output scores, in '
@@ -1022,9 +1098,13 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   }
   if config.model == 'nar_lt':
     results['read_at'] = read_at
-  results.update(_test_results(models, params, config,
-                               list(config.test_sizes), writer,
-                               int(state['step'])))
+  progress.enable_compilation_cache(config.compilation_cache_dir)
+  with progress.Heartbeat() as heartbeat:
+    heartbeat.phase(f'testing at {", ".join(map(str, config.test_sizes))} '
+                    f'nodes (each size compiles once)')
+    results.update(_test_results(models, params, config,
+                                 list(config.test_sizes), writer,
+                                 int(state['step'])))
   writer.flush()
   _write_json(results, output)
   logging.info('wrote %s (scores of the %s parameters, from step %d, of '

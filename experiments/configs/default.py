@@ -61,6 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 50
   config.data_seed = 0
   config.data_dir = '~/.cache/deq_clrs/data'
+  # JAX's persistent compilation cache: a rerun or resume with the same
+  # shapes loads its compiled programs from here ('' = off).
+  config.compilation_cache_dir = '~/.cache/deq_clrs/xla'
 
   # Model selection: 'loss' (lowest validation task loss, the paper's) or
   # 'score' (highest validation CLRS score).

@@ -20,4 +20,6 @@ def get_config():
   config.checkpoint_every = 2
   config.deq.max_iter = 10
   config.deq.eval_max_iter = 20
+  # The tests share one session-wide cache (conftest.py).
+  config.compilation_cache_dir = ''
   return config
