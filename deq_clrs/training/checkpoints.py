@@ -13,12 +13,16 @@ model gives it), so optax's named-tuple states come back as they were saved.
 A checkpoint that cannot be read (a file truncated or lost after it was
 committed) is not fatal: :meth:`Checkpointer.restore_newest_readable` moves
 it aside into ``<workdir>/checkpoints_unreadable/`` and tries the next older
-one.
+one, in one warning line (a failed restore waits for its other reads, which
+would otherwise print dozens of tracebacks: see :func:`_settled`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import threading
 from typing import Any
 
 import jax
@@ -27,6 +31,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from deq_clrs.training.errors import UserError
+
+try:  # private: see _SettlingRunSync; another orbax layout only costs noise
+  from orbax.checkpoint._src import asyncio_utils as ocp_asyncio
+except ImportError:  # pragma: no cover
+  ocp_asyncio = None
 
 UNREADABLE_DIR = 'checkpoints_unreadable'
 
@@ -70,7 +79,9 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint under {self.directory}')
-    return self._manager.restore(step, args=ocp.args.StandardRestore(template))
+    with _reads_settle_before_failing():
+      return self._manager.restore(step,
+                                   args=ocp.args.StandardRestore(template))
 
   def restore_newest_readable(self, template: dict[str, Any] | None, *,
                               set_aside: bool = True
@@ -138,6 +149,69 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+async def _settled(coro):
+  """Awaits ``coro``; if it raises, first lets the loop's other tasks end.
+
+  Orbax reads a checkpoint's arrays as concurrent tasks (``asyncio.gather``)
+  on a fresh event loop, which its ``run_sync`` closes as soon as the gather
+  raises, without waiting for (or cancelling) the other reads. Those finish
+  in TensorStore's threads and post their results to the closed loop, and
+  each post prints a ``RuntimeError: Event loop is closed`` traceback (via
+  ``sys.unraisablehook``): dozens for one damaged checkpoint, around the one
+  warning that matters. Waiting for them (as a successful restore would
+  have) before raising keeps the loop open for every post. The error raised
+  is unchanged; the other reads' errors are the same damage again.
+  """
+  try:
+    return await coro
+  except Exception:
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    if others:
+      await asyncio.gather(*others, return_exceptions=True)
+    raise
+
+
+class _SettlingRunSync:
+  """Within: orbax's ``run_sync`` runs its coroutine through :func:`_settled`.
+
+  Orbax's handlers look ``asyncio_utils.run_sync`` up at each call, so
+  replacing the module attribute reaches all of them; the original is put
+  back when the last restore (of any thread) ends. Only a restore that fails
+  behaves differently. With an orbax that has no such function, nothing is
+  replaced (and a failed restore is noisy again).
+  """
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._depth = 0
+    self._original = None
+
+  def _run_sync(self, coro):
+    return self._original(_settled(coro))
+
+  @contextlib.contextmanager
+  def __call__(self):
+    if not hasattr(ocp_asyncio, 'run_sync'):
+      yield
+      return
+    with self._lock:
+      if self._depth == 0:
+        self._original = ocp_asyncio.run_sync
+        ocp_asyncio.run_sync = self._run_sync
+      self._depth += 1
+    try:
+      yield
+    finally:
+      with self._lock:
+        self._depth -= 1
+        if self._depth == 0:
+          ocp_asyncio.run_sync = self._original
+
+
+_reads_settle_before_failing = _SettlingRunSync()
 
 
 def saved_steps(workdir: str) -> list[int]:
