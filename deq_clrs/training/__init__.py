@@ -5,7 +5,9 @@
 * :func:`check_config`: refuse impossible configs with a reason.
 * :class:`UserError`: a bad setting, workdir or file (the entry points
   report it in one line, without a traceback); :class:`DivergedError`, one
-  kind of it: training stopped at a non-finite loss or parameters.
+  kind of it: training stopped at a non-finite loss or parameters;
+  :class:`NonFiniteLossError`, another: a NaN or inf validation or test
+  loss.
 
 The names are imported on first use, so that the light modules of this
 package (``errors``, ``run_config``) load without CLRS.
@@ -18,6 +20,7 @@ from typing import Any
 _NAMES = {
     'DivergedError': 'errors',
     'MODELS': 'models',
+    'NonFiniteLossError': 'errors',
     'UserError': 'errors',
     'check_config': 'models',
     'evaluate_checkpoint': 'train',

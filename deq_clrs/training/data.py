@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging as pylogging
 import os
 import pickle
@@ -248,7 +249,19 @@ def subsample(feedback: clrs.Feedback, idx: np.ndarray) -> clrs.Feedback:
   return clrs.Feedback(features=features, outputs=take(feedback.outputs, 0))
 
 
+#: The first bytes of every dataset cache file: the format, then the SHA-256
+#: digest of the pickle that follows. A file that lacks them (written before
+#: cache files carried a checksum) or whose pickle does not match its digest
+#: (bytes lost or overwritten in place) is generated again.
+CACHE_MAGIC = b'deq_clrs dataset sha256\n'
+_DIGEST_BYTES = hashlib.sha256().digest_size
+
+
 def _atomic_pickle(obj, path: str) -> None:
+  """Writes ``obj`` to ``path`` as a cache file: :data:`CACHE_MAGIC`, the
+  SHA-256 of the pickle, the pickle. Atomic: a reader sees the old file or
+  the whole new one, never a part."""
+  payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
   directory = os.path.dirname(path)
   try:
     os.makedirs(directory, exist_ok=True)
@@ -260,7 +273,9 @@ def _atomic_pickle(obj, path: str) -> None:
         f'and write to') from error
   try:
     with os.fdopen(fd, 'wb') as f:
-      pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+      f.write(CACHE_MAGIC)
+      f.write(hashlib.sha256(payload).digest())
+      f.write(payload)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -268,22 +283,74 @@ def _atomic_pickle(obj, path: str) -> None:
     raise
 
 
+class _DamagedCacheError(Exception):
+  """A cache file whose bytes are not those that were written."""
+
+
+def _verified_payload(path: str) -> bytes:
+  """The pickle of a cache file, after checking it against its digest.
+
+  Raises:
+    _DamagedCacheError: the file has no checksum header, or its pickle does
+      not match the digest.
+  """
+  with open(path, 'rb') as f:
+    content = f.read()
+  header = len(CACHE_MAGIC) + _DIGEST_BYTES
+  if not content.startswith(CACHE_MAGIC) or len(content) < header:
+    raise _DamagedCacheError(
+        'no checksum (written before cache files carried one, or its first '
+        'bytes are damaged)')
+  digest = content[len(CACHE_MAGIC):header]
+  payload = content[header:]
+  actual = hashlib.sha256(payload).digest()
+  if actual != digest:
+    raise _DamagedCacheError(
+        f'checksum mismatch (the SHA-256 of its {len(payload)} data bytes is '
+        f'{actual.hex()[:12]}..., the file says {digest.hex()[:12]}...: cut '
+        f'short or overwritten)')
+  return payload
+
+
 def _read_cached(path: str, num_samples: int) -> clrs.Feedback | None:
-  """A cached dataset, or None (with a warning) if the file is damaged."""
+  """A cached dataset, or None (with one warning naming the file and the
+  reason) if the file is damaged or has no checksum."""
   try:
-    with open(path, 'rb') as f:
-      feedback = pickle.load(f)
+    payload = _verified_payload(path)
+  except _DamagedCacheError as error:
+    logging.warning('dataset cache file %s: %s; generating it again', path,
+                    error)
+    return None
+  except OSError as error:
+    logging.warning('dataset cache file %s is unreadable (%s); generating it '
+                    'again', path, error)
+    return None
+  try:
+    feedback = pickle.loads(payload)
     if not isinstance(feedback, clrs.Feedback):
       raise TypeError(f'holds a {type(feedback).__name__}, not a Feedback')
     if num_graphs(feedback) != num_samples:
       raise ValueError(f'holds {num_graphs(feedback)} graphs, not '
                        f'{num_samples}')
   except Exception as error:  # pylint: disable=broad-except
-    # A truncated pickle raises EOFError, UnpicklingError, ValueError, ...
+    # A checksum that matches but a pickle that does not load: another
+    # program's file under this name, or one written by other code.
     logging.warning('dataset cache file %s is unreadable (%s: %s); '
                     'generating it again', path, type(error).__name__, error)
     return None
   return feedback
+
+
+def cache_path(algorithm: str, split: str, size: int, num_samples: int, *,
+               data_dir: str, data_seed: int = 0, with_hints: bool = False,
+               er_probs: Sequence[float] | None = None) -> str:
+  """The file in ``data_dir`` that caches one dataset (arguments as for
+  :func:`load_dataset`), named after everything that makes its graphs."""
+  seed = dataset_seed(data_seed, split, size)
+  name = (f'{algorithm}_{split}_n{size}_k{num_samples}_s{seed}_'
+          f'{_probs_tag(er_probs)}_'
+          f'{"hints" if with_hints else "steps"}_perm.pkl')
+  return os.path.join(data_dir, name)
 
 
 def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
@@ -292,8 +359,10 @@ def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
                  er_probs: Sequence[float] | None = None) -> clrs.Feedback:
   """Loads one dataset from ``data_dir``, generating and caching it once.
 
-  A cache file that cannot be read (e.g. truncated) is named in a warning
-  and generated again.
+  Every cache file carries the SHA-256 of its contents, checked before it
+  is unpickled: a file that fails the check (cut short, bytes overwritten,
+  or written before files carried a checksum) or cannot be read is named in
+  one warning and generated again (the same seed gives the same graphs).
 
   Args:
     algorithm: a CLRS-30 name.
@@ -309,17 +378,16 @@ def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
   Returns:
     A ``Feedback`` holding all ``num_samples`` graphs (hints [T, B, ...]).
   """
-  seed = dataset_seed(data_seed, split, size)
-  name = (f'{algorithm}_{split}_n{size}_k{num_samples}_s{seed}_'
-          f'{_probs_tag(er_probs)}_'
-          f'{"hints" if with_hints else "steps"}_perm.pkl')
-  path = os.path.join(data_dir, name)
+  path = cache_path(algorithm, split, size, num_samples, data_dir=data_dir,
+                    data_seed=data_seed, with_hints=with_hints,
+                    er_probs=er_probs)
   if os.path.exists(path):
     feedback = _read_cached(path, num_samples)
     if feedback is not None:
       return feedback
-  feedback = generate(algorithm, size, num_samples, seed, er_probs=er_probs,
-                      with_hints=with_hints)
+  feedback = generate(algorithm, size, num_samples,
+                      dataset_seed(data_seed, split, size),
+                      er_probs=er_probs, with_hints=with_hints)
   _atomic_pickle(feedback, path)
   return feedback
 

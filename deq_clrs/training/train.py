@@ -34,6 +34,7 @@ from deq_clrs.training import progress
 from deq_clrs.training import provenance
 from deq_clrs.training import run_config
 from deq_clrs.training.errors import DivergedError
+from deq_clrs.training.errors import NonFiniteLossError
 from deq_clrs.training.errors import UserError
 
 # Settings a rerun in the same workdir may change; anything else must match
@@ -166,15 +167,44 @@ def _data_dir(config: ml_collections.ConfigDict) -> str:
   return os.path.expanduser(config.data_dir)
 
 
+def _eval_set_args(config: ml_collections.ConfigDict, split: str,
+                   size: int) -> dict[str, Any]:
+  samples = config.val_samples if split == 'val' else config.test_samples
+  return dict(algorithm=config.algorithm, split=split, size=size,
+              num_samples=samples, data_dir=_data_dir(config),
+              data_seed=config.data_seed,
+              with_hints=models_lib.uses_hints(config),
+              er_probs=tuple(config.er_probs))
+
+
 def load_eval_set(config: ml_collections.ConfigDict, split: str,
                   size: int) -> clrs.Feedback:
   """The cached validation or test set of a config at one size."""
-  samples = config.val_samples if split == 'val' else config.test_samples
-  return data_lib.load_dataset(
-      config.algorithm, split, size, samples, data_dir=_data_dir(config),
-      data_seed=config.data_seed,
-      with_hints=models_lib.uses_hints(config),
-      er_probs=tuple(config.er_probs))
+  return data_lib.load_dataset(**_eval_set_args(config, split, size))
+
+
+def eval_set_path(config: ml_collections.ConfigDict, split: str,
+                  size: int) -> str:
+  """The cache file of :func:`load_eval_set`'s dataset (for messages)."""
+  return data_lib.cache_path(**_eval_set_args(config, split, size))
+
+
+def _check_finite_eval_loss(loss: float, what: str, path: str,
+                            consequence: str) -> None:
+  """Stops at a NaN or inf validation or test loss (``what``: which loss
+  of which parameters; ``path``: its dataset's cache file;
+  ``consequence``: what was left undone).
+
+  Raises:
+    NonFiniteLossError: naming them and the likely causes.
+  """
+  if not math.isfinite(loss):
+    raise NonFiniteLossError(
+        f'{what} is {loss} (not finite), so {consequence}; the likely '
+        f'causes: a damaged dataset cache file {path} (delete it and run '
+        f'again: it is generated again from its seed), or a model that '
+        f'diverged (train in a new workdir with a lower '
+        f'--config.learning_rate)')
 
 
 def _write_json(obj: Any, path: str) -> None:
@@ -390,24 +420,37 @@ def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
 
 def _test_results(models: models_lib.Models, params: Any,
                   config: ml_collections.ConfigDict,
-                  sizes: Sequence[int], writer, step: int) -> dict[str, Any]:
-  """Scores ``params`` on the test sets; fields of ``results.json``."""
-  out = {'test_scores': {}, 'gt_steps_mean': {}, 'seconds_per_sample': {},
-         'load': {}, 'solver': {}}
+                  sizes: Sequence[int], writer, step: int,
+                  params_step: int) -> dict[str, Any]:
+  """Scores ``params`` (those after ``params_step`` training steps) on the
+  test sets; fields of ``results.json``.
+
+  Raises:
+    NonFiniteLossError: a test loss is NaN or inf (before anything is
+      written).
+  """
+  out = {'test_scores': {}, 'test_loss': {}, 'gt_steps_mean': {},
+         'seconds_per_sample': {}, 'load': {}, 'solver': {}}
   for size in sizes:
     dataset = load_eval_set(config, 'test', size)
     result = evaluate(models, params, dataset,
                       batch_size=config.eval_batch_size, seed=config.seed,
-                      timed=True)
+                      timed=True, with_loss=True)
+    _check_finite_eval_loss(
+        result['loss'], f'the test loss at n={size} of the parameters of '
+        f'step {params_step}', eval_set_path(config, 'test', size),
+        'no results file was written')
     key = str(size)
     out['test_scores'][key] = {'score': result['score'], **result['outputs']}
+    out['test_loss'][key] = result['loss']
     out['gt_steps_mean'][key] = result['gt_steps_mean']
     out['seconds_per_sample'][key] = result['seconds_per_sample']
     out['load'][key] = result['load']
     if 'solver' in result:
       out['solver'][key] = result['solver']
-    logging.info('test n=%d: score %.4f (%d graphs, %.1f true steps, '
-                 '%.2e s/graph)%s', size, result['score'], result['graphs'],
+    logging.info('test n=%d: score %.4f, loss %.4f (%d graphs, %.1f true '
+                 'steps, %.2e s/graph)%s', size, result['score'],
+                 result['loss'], result['graphs'],
                  result['gt_steps_mean'], result['seconds_per_sample'],
                  '' if 'solver' not in result else
                  ', solver iterations mean %.1f max %d' % (
@@ -417,7 +460,8 @@ def _test_results(models: models_lib.Models, params: Any,
       logging.warning('test n=%d was timed while other jobs shared the '
                       'cores (%s): its s/graph is slower than the model '
                       'alone', size, provenance.describe(result['load']))
-    _log_scalars(writer, step, f'test_{size}', _eval_scalars(result))
+    _log_scalars(writer, step, f'test_{size}',
+                 {**_eval_scalars(result), 'loss': result['loss']})
   if not out['solver']:
     out['solver'] = None  # The model runs the true number of steps.
   return out
@@ -566,7 +610,12 @@ class _Validation:
                loss: float) -> bool:
     """Validates ``params`` after ``step`` steps (``loss``: the last
     training loss); updates ``state``'s best entries and returns whether
-    these parameters are the new best."""
+    these parameters are the new best.
+
+    Raises:
+      NonFiniteLossError: the validation loss is NaN or inf (before
+        ``state``, the history or the log see it).
+    """
     config = self.config
     # The load of the training minute before this validation, and how much
     # of this run's CPUs other processes used since the previous one (the
@@ -577,6 +626,11 @@ class _Validation:
     val = evaluate(self.models, params, self.val_set,
                    batch_size=config.eval_batch_size, seed=config.seed,
                    with_loss=True)
+    _check_finite_eval_loss(
+        val['loss'], f'the validation loss at step {step}',
+        eval_set_path(config, 'val', config.val_size),
+        'the run stopped before selecting or checkpointing these parameters, '
+        'without results.json')
     _log_scalars(self.writer, step, 'val', {**_eval_scalars(val),
                                             'loss': val['loss']})
     criterion = (-val['loss'] if config.select_by == 'loss'
@@ -757,6 +811,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ValueError: a config that cannot run. UserError (a ValueError): a config
       that differs from the workdir's run or asks for fewer steps than its
       checkpoints have, or a workdir or data_dir that cannot be written.
+      DivergedError (a UserError): a non-finite training loss or parameters.
+      NonFiniteLossError (a UserError): a NaN or inf validation or test loss
+      (nothing is selected, checkpointed or written from it).
   """
   finished = _start_run(config, workdir)
   if finished is not None:
@@ -884,7 +941,8 @@ def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
                   f'at {", ".join(map(str, config.test_sizes))} nodes (each '
                   f'size compiles once)')
   results.update(_test_results(models, best_params, config,
-                               list(config.test_sizes), writer, step))
+                               list(config.test_sizes), writer, step,
+                               results['best_step']))
   heartbeat.phase(None)
   writer.flush()
   return _write_results(results, config, workdir, checkpointer)
@@ -1058,7 +1116,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
 
   Raises:
     UserError: ``workdir`` is not a training run's, or has no (readable)
-      checkpoint (at ``step``).
+      checkpoint (at ``step``). NonFiniteLossError (a UserError): a NaN or
+      inf test loss (nothing is written).
   """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
@@ -1104,7 +1163,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
                     f'nodes (each size compiles once)')
     results.update(_test_results(models, params, config,
                                  list(config.test_sizes), writer,
-                                 int(state['step'])))
+                                 int(state['step']), results['params_step']))
   writer.flush()
   _write_json(results, output)
   logging.info('wrote %s (scores of the %s parameters, from step %d, of '

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 
+import clrs
 import jax
 import numpy as np
 import pytest
@@ -18,8 +19,8 @@ from deq_clrs.training import train as train_lib
 from experiments.configs import test as test_config
 
 RESULT_FIELDS = ('algorithm', 'model', 'seed', 'config', 'val_score',
-                 'test_scores', 'solver', 'gt_steps_mean', 'train_seconds',
-                 'seconds_per_sample', 'load')
+                 'test_scores', 'test_loss', 'solver', 'gt_steps_mean',
+                 'train_seconds', 'seconds_per_sample', 'load')
 #: What each recorded load holds (provenance.machine_load with a snapshot).
 LOAD_KEYS = {'load_1min', 'cpus', 'others_share', 'usable_cpus'}
 
@@ -54,6 +55,8 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert set(saved['test_scores']) == {size}
   assert 0.0 <= saved['test_scores'][size]['score'] <= 1.0
   assert 'pi' in saved['test_scores'][size]  # bfs's one output
+  assert list(saved['test_loss']) == [size] and np.isfinite(
+      saved['test_loss'][size])
   solver = saved['solver'][size]
   assert solver['graphs'] == 8
   assert 1 <= solver['iterations_mean'] <= solver['iterations_max'] <= 20
@@ -83,7 +86,8 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'eval_results.json'))
   again = training.evaluate_checkpoint(workdir, [12], output=str(
       tmp_path / 'new_folder' / 'again.json'))  # the folder is made
-  assert again['test_scores'] == saved['test_scores']
+  assert (again['test_scores'], again['test_loss']) == (
+      saved['test_scores'], saved['test_loss'])
   # Other solver settings for evaluation only (accuracy against speed):
   # tolerance 0 runs every graph to the new cap of 3 iterations.
   capped = training.evaluate_checkpoint(
@@ -157,7 +161,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path,
   resumed = training.train_and_evaluate(config, workdir)
 
   for key in ('val_score', 'val_loss', 'best_step', 'test_scores',
-              'final_train_loss', 'train_steps'):
+              'test_loss', 'final_train_loss', 'train_steps'):
     assert resumed[key] == straight[key], key
   # The learning curve too, but for the machine's load at each validation.
   def curve(results):
@@ -661,6 +665,60 @@ def test_a_truncated_dataset_cache_file_is_generated_again(tmp_path, caplog):
   caplog.clear()  # The regenerated file is whole again.
   data_lib.load_dataset('bfs', 'test', 6, 4, data_dir=directory)
   assert not [r for r in caplog.records if r.levelname == 'WARNING']
+
+
+def _write_nan_inputs(config, split: str, size: int) -> str:
+  """Rewrites a config's cached validation or test set with NaN float
+  inputs, checksum and all (the data layer accepts it); returns its path."""
+  dataset = train_lib.load_eval_set(config, split, size)
+  inputs = [clrs.DataPoint(dp.name, dp.location, dp.type_,
+                           np.full_like(dp.data, np.nan))
+            if np.issubdtype(dp.data.dtype, np.floating) else dp
+            for dp in dataset.features.inputs]
+  dataset = dataset._replace(
+      features=dataset.features._replace(inputs=tuple(inputs)))
+  path = train_lib.eval_set_path(config, split, size)
+  data_lib._atomic_pickle(dataset, path)
+  return path
+
+
+def test_a_nan_validation_loss_stops_the_run_before_it_selects(tmp_path):
+  config = tiny_config(str(tmp_path / 'data'), model='nar')
+  path = _write_nan_inputs(config, 'val', config.val_size)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(training.NonFiniteLossError) as raised:
+    training.train_and_evaluate(config, workdir)
+  message = str(raised.value)
+  assert message.startswith('the validation loss at step 0 is nan (not '
+                            'finite), so the run stopped before selecting')
+  assert f'a damaged dataset cache file {path} (delete it' in message
+  assert 'lower --config.learning_rate' in message
+  assert isinstance(raised.value, training.UserError)  # one line at the CLI
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  assert ckpt_lib.Checkpointer(workdir).latest_step() is None
+  # Deleting the file, as the message says, lets the run through.
+  os.remove(path)
+  results = training.train_and_evaluate(config, workdir)
+  assert all(np.isfinite(e['val_loss']) for e in results['history'])
+
+
+def test_a_nan_test_loss_writes_no_results(tmp_path):
+  config = tiny_config(str(tmp_path / 'data'), model='nar')
+  (size,) = config.test_sizes
+  path = _write_nan_inputs(config, 'test', size)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(training.NonFiniteLossError) as raised:
+    training.train_and_evaluate(config, workdir)
+  message = str(raised.value)
+  assert message.startswith(f'the test loss at n={size} of the parameters of '
+                            f'step ')
+  assert ' is nan (not finite), so no results file was written' in message
+  assert path in message
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  # Scoring the saved checkpoint stops the same way, and writes nothing.
+  with pytest.raises(training.NonFiniteLossError, match=f'n={size}'):
+    training.evaluate_checkpoint(workdir)
+  assert not os.path.exists(os.path.join(workdir, 'eval_results.json'))
 
 
 def test_evaluate_refuses_what_is_not_a_finished_run(data_dir, tmp_path):
