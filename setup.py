@@ -24,7 +24,7 @@ setuptools.setup(
         'ml_collections',
         'numpy',
         # optax 0.2.8 breaks stock CLRS multi-algorithm training (see
-        # DESIGN.md); 0.2.4-0.2.6 work with jax 0.10.
+        # docs/layout.md, Dependencies); 0.2.4-0.2.6 work with jax 0.10.
         'optax>=0.2.4,<=0.2.6',
         'orbax-checkpoint',
         'submitit',

@@ -48,7 +48,7 @@ ONE_CORE_ENV = {'OMP_NUM_THREADS': '1',
 # long trajectory) with fresh mmaps and unmaps them when freed, so every step
 # page-faults them in again 4 KiB at a time. Asking malloc for transparent
 # huge pages cuts those faults about 24x and most training steps get faster
-# (README, Performance: measured there). It changes no number computed.
+# (docs/performance.md: measured there). It changes no number computed.
 # glibc reads it when a process starts; other C libraries ignore it; a value
 # already set is kept.
 ALLOCATOR_ENV = {'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'}
