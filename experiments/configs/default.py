@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Data protocol (DEAR's): train 8..16 nodes, validate 16, test 64. Each
   # batch has one size, drawn uniformly per batch (CLRS batches are dense;
-  # see the README). About 10^4 training graphs in all, as in the authors'
+  # see docs/fidelity.md). About 10^4 training graphs in all, as in the authors'
   # dataset configs.
   config.train_sizes = tuple(range(8, 17))
   config.train_samples_per_size = 1112
