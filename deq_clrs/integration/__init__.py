@@ -15,6 +15,7 @@ from deq_clrs.integration.one_shot import one_shot_features
 from deq_clrs.integration.one_shot import one_shot_feedback
 from deq_clrs.integration.processors import DEQ_STATE_SCOPE
 from deq_clrs.integration.processors import PROCESSOR_KINDS
+from deq_clrs.integration.processors import SOLVER_STATS_STATE
 from deq_clrs.integration.processors import NotOneShotError
 from deq_clrs.integration.processors import ProcessorFactory
 from deq_clrs.integration.processors import RolloutFactory
@@ -25,6 +26,7 @@ from deq_clrs.integration.processors import option_defaults
 __all__ = [
     'DEQ_STATE_SCOPE',
     'PROCESSOR_KINDS',
+    'SOLVER_STATS_STATE',
     'NotOneShotError',
     'ProcessorFactory',
     'RolloutFactory',

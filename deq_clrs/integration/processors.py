@@ -116,12 +116,14 @@ class DEQProcessor(clrs.processors.Processor):
 
   def __init__(self, out_size: int, cell_config: cells_lib.CellConfig,
                config: deq_lib.DEQConfig, training: bool,
-               stats_log: SolverStatsLog | None = None, name: str = 'deq'):
+               stats_log: SolverStatsLog | None = None,
+               stats_in_state: bool = False, name: str = 'deq'):
     super().__init__(name=name)
     self._module = deq_lib.EquilibriumModule(
         cell_config=cell_config, out_size=out_size, config=config,
         training=training, parent=None)
     self._stats_log = stats_log
+    self._stats_in_state = stats_in_state
     self._calls = 0
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
@@ -137,6 +139,10 @@ class DEQProcessor(clrs.processors.Processor):
                                    rngs={'noise': hk.next_rng_key()})
     if self._stats_log is not None and not hk.running_init():
       jax.debug.callback(self._stats_log.record, stats)
+    if self._stats_in_state:
+      # No host callback: a program with one is never written to JAX's
+      # persistent compilation cache.
+      hk.set_state(SOLVER_STATS_STATE, stats.solver)
     if samples is not None:
       # For the alignment regulariser (a network under
       # hk.transform_with_state): see DEQ_STATE_SCOPE.
@@ -148,9 +154,11 @@ class DEQProcessor(clrs.processors.Processor):
 
 # Haiku state a training DEQProcessor with trajectory samples writes (under
 # its module name): 'samples' [B, S, N, D] and 'samples_valid' [B, S]
-# (deq.TrajectorySamples) and 'output' [B, N, D] (H*); a RolloutProcessor
-# writes 'states' [B, T, N, D].
+# (deq.TrajectorySamples) and 'output' [B, N, D] (H*); one built with
+# stats_in_state writes SOLVER_STATS_STATE (solvers.SolverStats, fields
+# [B]); a RolloutProcessor writes 'states' [B, T, N, D].
 DEQ_STATE_SCOPE = 'deq_clrs_processor'
+SOLVER_STATS_STATE = 'solver_stats'
 # Where each processor's cell parameters live, below the network's name.
 CELL_PARAMS_SCOPE = 'cell_clrs_processor/step'
 DEQ_PARAMS_SCOPE = 'deq_clrs_processor/equilibrium/cell'
@@ -224,7 +232,12 @@ class ProcessorFactory:
     cell: the cell settings.
     deq: the equilibrium settings (unused by non-equilibrium kinds).
     evaluation: build evaluation-mode processors (evaluation cap).
-    stats_log: where equilibrium processors send their solver stats.
+    stats_log: where equilibrium processors send their solver stats (a
+      host callback).
+    stats_in_state: equilibrium processors write their solver stats into
+      the Haiku state instead (:data:`SOLVER_STATS_STATE`; the network must
+      be under ``hk.transform_with_state``), so the compiled program has no
+      host callback and can be stored in JAX's persistent cache.
   """
   kind: str
   cell: cells_lib.CellConfig
@@ -232,6 +245,7 @@ class ProcessorFactory:
   evaluation: bool = False
   stats_log: SolverStatsLog | None = dataclasses.field(default=None,
                                                        compare=False)
+  stats_in_state: bool = False
 
   @property
   def is_equilibrium(self) -> bool:
@@ -241,7 +255,8 @@ class ProcessorFactory:
     if self.is_equilibrium:
       return DEQProcessor(out_size, self.cell, self.deq,
                           training=not self.evaluation,
-                          stats_log=self.stats_log)
+                          stats_log=self.stats_log,
+                          stats_in_state=self.stats_in_state)
     return CellProcessor(out_size, self.cell)
 
   def for_evaluation(self, stats_log: SolverStatsLog | None = None

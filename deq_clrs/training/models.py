@@ -195,7 +195,6 @@ class Models:
       its evaluation network has the evaluation solver budget and no noise
       (same parameter names as the training network).
     initial_state: the training state drawn from ``config.seed``.
-    stats_log: solver statistics of the evaluation network (DEAR only).
     prepare: maps a cached ``Feedback`` to what the model is trained on
       (one-shot for DEAR, the termination hint for nar_lt).
     evaluate: ``(params, key, cached Feedback, with_loss) -> Evaluation``:
@@ -207,7 +206,6 @@ class Models:
   """
   stepper: step_lib.Stepper
   initial_state: step_lib.TrainState
-  stats_log: stats_lib.SolverStatsLog | None
   prepare: Callable[[clrs.Feedback], clrs.Feedback]
   evaluate: Callable[[Any, jax.Array, clrs.Feedback, bool], Evaluation] = (
       None)
@@ -229,21 +227,15 @@ def _identity(feedback: clrs.Feedback) -> clrs.Feedback:
   return feedback
 
 
-def _solver_arrays(records) -> dict[str, np.ndarray]:
-  """Per-graph solver statistics of DEAR's drained stats records."""
-  cat = lambda get: np.concatenate([np.ravel(get(r)) for r in records])
-  return {'iterations': cat(lambda r: r.solver.iterations),
-          'converged': cat(lambda r: r.solver.converged),
-          'rel_residual': cat(lambda r: r.solver.rel_residual)}
-
-
 def _plain_evaluate(models: Models):
   def evaluate(params, key, feedback, with_loss=False):
-    preds, loss = models.stepper.evaluate(params, key,
-                                          models.prepare(feedback))
+    preds, loss, solver = models.stepper.evaluate_with_stats(
+        params, key, models.prepare(feedback))
     stats = None
-    if models.stats_log is not None:
-      stats = _solver_arrays(models.stats_log.drain())
+    if solver is not None:  # DEAR: per-graph solver statistics.
+      stats = {'iterations': np.ravel(solver.iterations),
+               'converged': np.ravel(solver.converged),
+               'rel_residual': np.ravel(solver.rel_residual)}
     return Evaluation(preds, stats, loss if with_loss else None)
   return evaluate
 
@@ -335,12 +327,14 @@ def build_models(config: ml_collections.ConfigDict,
         with_state=with_state)
 
   train_factory = processor_factory(config)
-  stats_log = None
   eval_net = None
   if is_equilibrium(config):
-    # Same parameter names; it only predicts.
-    stats_log = stats_lib.SolverStatsLog()
-    eval_net = network(train_factory.for_evaluation(stats_log))
+    # Same parameter names; it only predicts. Its solver statistics come
+    # back as Haiku state, so that its compiled programs have no host
+    # callback and JAX's persistent cache can keep them.
+    eval_net = network(dataclasses.replace(train_factory.for_evaluation(),
+                                           stats_in_state=True),
+                       with_state=True)
   mesh = make_mesh(config)
   alignment = None
   if aligned(config):
@@ -364,7 +358,7 @@ def build_models(config: ml_collections.ConfigDict,
       alignment=alignment)
   models = Models(stepper=stepper,
                   initial_state=stepper.init(config.seed, dummy.features),
-                  stats_log=stats_log, prepare=prepare)
+                  prepare=prepare)
   check_lt_read_at(lt_read_at, config.model)
   models.evaluate = (_lt_evaluate(models, config, lt_read_at)
                      if config.model == 'nar_lt' else _plain_evaluate(models))

@@ -438,14 +438,22 @@ class Stepper:
         self.spec, outs, sinkhorn_temperature=SINKHORN_TEMPERATURE,
         sinkhorn_steps=SINKHORN_STEPS, hard=True)
 
+  def _apply_eval(self, params, key, *args, **kwargs):
+    """``(eval_net's output, solver statistics or None)``: an equilibrium
+    processor's statistics come as Haiku state (``stats_in_state``)."""
+    if isinstance(self.eval_net, hk.TransformedWithState):
+      out, state = self.eval_net.apply(params, {}, key, *args, **kwargs)
+      return out, processor_state(state)[integration.SOLVER_STATS_STATE]
+    return self.eval_net.apply(params, key, *args, **kwargs), None
+
   def _evaluate_fn(self, params, key, feedback, weights):
-    outs, hint_preds = self.eval_net.apply(
+    (outs, hint_preds), stats = self._apply_eval(
         params, key, [feedback.features], repred=True, algorithm_index=0,
         return_hints=self.decode_hints, return_all_outputs=False)
     loss = losses.task_loss(feedback, outs,
                             hint_preds if self.decode_hints else None,
                             weights)
-    return self._postprocess(outs), loss
+    return self._postprocess(outs), loss, stats
 
   def _padded(self, data):
     """``(data padded to a multiple of the devices, weights [B + pad],
@@ -475,15 +483,28 @@ class Stepper:
       (``[B, ...]``, as ``BaselineModel.predict`` gives them) and the task
       loss, a replicated float32 ``[]`` device scalar (not waited for).
     """
+    preds, loss, _ = self.evaluate_with_stats(params, key, feedback)
+    return preds, loss
+
+  def evaluate_with_stats(self, params: Params, key: jax.Array,
+                          feedback: clrs.Feedback
+                          ) -> tuple[dict[str, clrs.DataPoint], jax.Array,
+                                     Any]:
+    """:meth:`evaluate`, and the solver statistics of an evaluation network
+    whose equilibrium processor writes them as Haiku state
+    (``solvers.SolverStats`` of host arrays [B]; None for other
+    networks)."""
     padded, weights, batch = self._padded(feedback)
-    preds, loss = self._evaluate(
+    preds, loss, stats = self._evaluate(
         params, self.replicate(key), parallel.shard(self.mesh, padded),
         parallel.shard(self.mesh, weights))
-    return _cut(parallel.to_host(preds), batch, 0), loss
+    if stats is not None:
+      stats = _cut(parallel.to_host(stats), batch, 0)
+    return _cut(parallel.to_host(preds), batch, 0), loss, stats
 
   def _predict_fn(self, params, key, features, *, return_hints,
                   return_all_outputs):
-    outs, hint_preds = self.eval_net.apply(
+    (outs, hint_preds), _ = self._apply_eval(
         params, key, [features], repred=True, algorithm_index=0,
         return_hints=return_hints, return_all_outputs=return_all_outputs)
     return self._postprocess(outs), hint_preds
