@@ -357,9 +357,10 @@ def check_equilibrium_only(names: Sequence[str],
     ValueError: ``names`` is not empty and the model is not an equilibrium
       model (``dear``); the message names the flags.
   """
-  # Imported here: the report imports this module and needs no CLRS.
-  from deq_clrs.training import models  # pylint: disable=g-import-not-at-top
-  if names and not models.is_equilibrium(config):
+  # Imported here: the report imports this module and needs no JAX.
+  # pylint: disable-next=g-import-not-at-top
+  from deq_clrs.training import preflight
+  if names and not preflight.is_equilibrium(config):
     steps = _STEPS_WITHOUT_SOLVER.get(config.model,
                                       'for the true number of steps')
     raise ValueError(
