@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -14,6 +15,24 @@ def run_module(module, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
+
+
+# The heavy imports a refused command line must not reach.
+HEAVY = ('clrs', 'tensorflow', 'haiku', 'chex', 'tensorflow_datasets')
+
+
+def run_train_timed(*args):
+  """``python -m experiments.train`` under ``-X importtime``: the process,
+  the wall time, and the top-level names of the modules it imported."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  start = time.monotonic()
+  proc = subprocess.run(
+      [sys.executable, '-X', 'importtime', '-m', 'experiments.train', *args],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  seconds = time.monotonic() - start
+  imported = set(re.findall(r'^import time:.*\| +([\w.]+)$', proc.stderr,
+                            flags=re.MULTILINE))
+  return proc, seconds, {name.split('.')[0] for name in imported}
 
 
 def assert_one_line_error(proc, message):
@@ -59,6 +78,51 @@ def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
   assert '--workdir:' not in proc.stderr  # absl's flag help is not printed
   assert 'JAX computes on' not in proc.stderr  # nor the devices before it
   assert not (tmp_path / 'run').exists()  # refused before doing anything
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--algorithm=bogosort'], "unknown algorithm 'bogosort'"),
+    (['--model=hints'], "unknown model 'hints'"),
+    (['--model=nar', '--rel_tol=0.01'],
+     '--rel_tol only applies to the equilibrium solver of --model=dear'),
+    (['--config.deq.rel_toll=0.01'],
+     'unknown config field --config.deq.rel_toll (did you mean'),
+    (['--solver=newton'], "unknown solver method 'newton'"),
+    (['--workdir=/proc/deq_clrs/run'],
+     'cannot write to --workdir=/proc/deq_clrs/run'),
+])
+def test_bad_flags_are_refused_before_clrs_is_imported(tmp_path, args,
+                                                       message):
+  # They took 14-52 s, most of it CLRS's and TensorFlow's import, and an
+  # unwritable workdir was named after an 80-line config dump.
+  proc, seconds, imported = run_train_timed(
+      f'--workdir={tmp_path / "run"}', *args)
+  assert_one_line_error(proc, message)
+  assert 'config:' not in proc.stderr
+  assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+  assert seconds < 20  # Loose: the machine is shared (about 2 s alone).
+
+
+@pytest.mark.parametrize('config_file', ['default.py', 'dear_paper.py',
+                                         'dear_cpu.py', 'test.py',
+                                         'cpu_budget.py'])
+def test_reading_a_config_file_imports_no_clrs(config_file):
+  path = os.path.join(ROOT, 'experiments', 'configs', config_file)
+  code = ('import sys\n'
+          'from experiments import cli\n'
+          f'cli.load_config_file({path!r})\n'
+          f'print(sorted(set(sys.modules) & set({HEAVY!r})))\n')
+  proc = run_module_code(code)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == '[]'
+
+
+def test_the_static_algorithm_names_are_clrs_30():
+  import clrs
+
+  from deq_clrs.training import preflight
+  assert preflight.CLRS_30_ALGORITHMS == tuple(
+      sorted(clrs.CLRS_30_ALGS_SETTINGS))
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ with JAX. The entry points import this module before anything else::
   from experiments import quiet  # noqa: F401  (before TensorFlow)
   # isort: split
 
+or, those that check their flags before they import CLRS
+(``experiments.train``, ``experiments.evaluate``), in ``main``, right
+before the first import that reaches CLRS.
+
 It sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless already set), imports CLRS (and
 so TensorFlow) with the process's stderr captured, and writes back every
 captured line except TensorFlow's info and warning log lines; if the import
