@@ -125,6 +125,35 @@ def test_the_static_algorithm_names_are_clrs_30():
       sorted(clrs.CLRS_30_ALGS_SETTINGS))
 
 
+def _help_text(*args):
+  proc = run_module('experiments.train', *args)
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  return ' '.join((proc.stdout + proc.stderr).split())  # unwrapped
+
+
+def test_help_names_our_flags_with_their_defaults_and_no_others():
+  text = _help_text('--helpfull')
+  for flag, default in [('train_steps', '300'), ('algorithm', 'bfs'),
+                        ('rel_tol', '0.1'), ('test_sizes', '64'),
+                        ('model', 'dear'), ('processor', "''")]:
+    # The flag's help up to the next flag's name.
+    match = re.search(rf'--{flag}: ((?:(?! --[a-z_]+:).)*)', text)
+    assert match, (flag, text[:3000])
+    assert f'(default from the config: {default})' in match.group(1), (
+        match.group(0))
+  assert '--train_steps: Training steps. (default from the config: 300)' in (
+      text)
+  # Ours first, then absl's; none of CLRS's, TensorFlow's or chex's.
+  assert text.index('--algorithm:') < text.index('absl.app:')
+  for other in ('chex', 'tensorflow', 'tfds', 'clrs_text', '--tpu',
+                'absltest'):
+    assert other not in text, other
+  # The defaults are the --config file's.
+  config_file = os.path.join(ROOT, 'experiments', 'configs', 'test.py')
+  text = _help_text(f'--config={config_file}', '--help')
+  assert '--hidden_size: Latent size. (default from the config: 16)' in text
+
+
 @pytest.fixture
 def parse(tmp_path):
   """Parses a command line of experiments.train in-process."""
