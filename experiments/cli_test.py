@@ -11,8 +11,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(module, *args):
+def run_module(module, *args, quiet_env=True):
+  """``python -m module *args``; ``quiet_env=False``: without
+  ``TF_CPP_MIN_LOG_LEVEL``, as a user runs it (the program sets it)."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  if not quiet_env:
+    del env['TF_CPP_MIN_LOG_LEVEL']
   return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
@@ -334,13 +338,33 @@ def test_config_field_problems_name_the_valid_fields():
           '--config.cell.gate_bias?)')
 
 
-def test_evaluate_on_a_missing_workdir_ends_in_one_line(tmp_path):
-  proc = run_module('experiments.evaluate', f'--workdir={tmp_path / "no"}')
-  assert_one_line_error(proc, f'--workdir={tmp_path / "no"} does not exist')
-  # TensorFlow's start-up lines are gone; the devices are named once.
+def assert_quiet_start_up(proc):
+  """TensorFlow's and XLA's start-up lines are gone; the devices are named
+  once."""
   for noise in ('oneDNN', 'cuda', 'cuInit', 'absl::InitializeLog', 'libtpu'):
     assert noise not in proc.stderr, proc.stderr
   assert proc.stderr.count('JAX computes on 1 x cpu (backend cpu') == 1
+
+
+def test_evaluate_on_a_missing_workdir_ends_in_one_line(tmp_path):
+  proc = run_module('experiments.evaluate', f'--workdir={tmp_path / "no"}',
+                    quiet_env=False)
+  assert_one_line_error(proc, f'--workdir={tmp_path / "no"} does not exist')
+  assert_quiet_start_up(proc)
+
+
+def test_train_starts_up_quietly_after_its_late_clrs_import(tmp_path):
+  # jax is imported before the flags are checked and CLRS after: the log
+  # level must still be set before jax (an E-level "failed call to cuInit"
+  # came through when it was not). A workdir of another run stops it
+  # after the start-up.
+  (tmp_path / 'run').mkdir()
+  (tmp_path / 'run' / 'config.json').write_text('{"hidden_size": 1}')
+  proc = run_module('experiments.train', '--config=' + os.path.join(
+      ROOT, 'experiments', 'configs', 'test.py'),
+                    f'--workdir={tmp_path / "run"}', quiet_env=False)
+  assert_one_line_error(proc, 'holds a run with a different config')
+  assert_quiet_start_up(proc)
 
 
 def test_start_up_noise_is_filtered_and_the_rest_kept(capfd):

@@ -8,6 +8,10 @@ Writes ``<workdir>/eval_results.json`` (or ``--output``); the logic is
 imported after the flags are parsed: a bad flag is refused in seconds.
 """
 
+# isort: split
+from experiments import log_levels  # noqa: F401  (first: before jax)
+
+# isort: split
 from absl import app
 from absl import flags
 

@@ -17,6 +17,10 @@ TensorFlow) is imported: a bad flag is refused in seconds, and
 ``--help`` lists only these flags and absl's.
 """
 
+# isort: split
+from experiments import log_levels  # noqa: F401  (first: before jax)
+
+# isort: split
 import sys
 
 from absl import app
