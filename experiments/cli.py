@@ -25,6 +25,7 @@ import difflib
 import importlib.util
 import pathlib
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -299,8 +300,9 @@ def dataclass_values(holders: Mapping[str, flags.FlagHolder]
 
 def define_override_flags(config: ml_collections.ConfigDict,
                           helps: Mapping[str, str],
-                          flag_values: flags.FlagValues = flags.FLAGS
-                          ) -> dict[str, flags.FlagHolder]:
+                          flag_values: flags.FlagValues = flags.FLAGS,
+                          shown_defaults: ml_collections.ConfigDict | None
+                          = None) -> dict[str, flags.FlagHolder]:
   """Named flags that override fields of ``config`` when given.
 
   Each flag takes the type of the field's value in ``config`` (a tuple of
@@ -310,24 +312,50 @@ def define_override_flags(config: ml_collections.ConfigDict,
   Args:
     config: a config whose values give the types.
     helps: field path (``deq.rel_tol``: the flag is ``--rel_tol``) -> help.
+    shown_defaults: a config whose values the help names as the defaults
+      (``Training steps. (default from the config: 300)``); None: none.
 
   Returns:
     Field path -> flag holder; :func:`given_overrides` reads them back.
   """
   holders = {}
   for path, help_ in helps.items():
-    value = config
-    for part in path.split('.'):
-      value = value[part]
+    value = _field(config, path)
     if isinstance(value, (tuple, list)):
       if not value:
         raise TypeError(f'cannot type --{path} from an empty list')
       kind = tuple[type(value[0]), ...]
     else:
       kind = type(value)
-    holders[path] = _define_typed(path.split('.')[-1], kind, None, help_,
-                                  flag_values)
+    holders[path] = _define_typed(
+        path.split('.')[-1], kind, None,
+        help_ + _default_note(shown_defaults, path), flag_values)
   return holders
+
+
+def _field(config: ml_collections.ConfigDict, path: str) -> Any:
+  """The value of field ``path`` (``deq.rel_tol``) of ``config``."""
+  value = config
+  for part in path.split('.'):
+    value = value[part]
+  return value
+
+
+def _default_note(config: ml_collections.ConfigDict | None,
+                  path: str) -> str:
+  """`` (default from the config: 64,128)``: field ``path`` of ``config``
+  as a flag would give it; empty without a config or that field."""
+  try:
+    value = _field(config, path) if config is not None else None
+  except (AttributeError, KeyError):
+    value = None
+  if value is None:
+    return ''
+  if isinstance(value, (tuple, list)):
+    shown = ','.join(str(v) for v in value)
+  else:
+    shown = str(value) if value != '' else "''"
+  return f' (default from the config: {shown})'
 
 
 def given_overrides(holders: Mapping[str, flags.FlagHolder]
@@ -357,9 +385,10 @@ def check_equilibrium_only(names: Sequence[str],
     ValueError: ``names`` is not empty and the model is not an equilibrium
       model (``dear``); the message names the flags.
   """
-  # Imported here: the report imports this module and needs no CLRS.
-  from deq_clrs.training import models  # pylint: disable=g-import-not-at-top
-  if names and not models.is_equilibrium(config):
+  # Imported here: the report imports this module and needs no JAX.
+  # pylint: disable-next=g-import-not-at-top
+  from deq_clrs.training import preflight
+  if names and not preflight.is_equilibrium(config):
     steps = _STEPS_WITHOUT_SOLVER.get(config.model,
                                       'for the true number of steps')
     raise ValueError(
@@ -408,12 +437,13 @@ TRAIN_NAMED_FLAGS = {
     'model': 'dear | nar (true steps, no hints) | nar_lt (learned '
              'termination) | nar_hints (CLRS hints).',
     'processor': 'dear: deq_mpnn | deq_triplet_mpnn; nar*: mpnn | '
-                 'triplet_mpnn | clrs:<kind> (e.g. clrs:triplet_gmpnn).',
+                 'triplet_mpnn | clrs:<kind> (e.g. clrs:triplet_gmpnn); '
+                 "'' is deq_mpnn for dear, mpnn for nar*.",
     'data_dir': 'Cache of generated datasets.',
     'hidden_size': 'Latent size.', 'batch_size': 'Graphs per step.',
     'train_steps': 'Training steps.', 'seed': 'Initialisation and batch seed.',
     'test_samples': 'Graphs per test set.',
-    'test_sizes': 'Test graph sizes, e.g. 64,128 (default 64).',
+    'test_sizes': 'Test graph sizes, e.g. 64,128.',
     'learning_rate': 'Adam learning rate.',
     # Options of the equilibrium solver: only meaningful with --model=dear.
     'deq.solver': 'anderson | fixed_point.',
@@ -456,13 +486,32 @@ class TrainFlags:
     return sorted(self.values['config'].override_values)
 
 
+def _help_config(argv: Sequence[str], default: ml_collections.ConfigDict
+                 ) -> ml_collections.ConfigDict | None:
+  """The config whose values ``--help`` names as the named flags' defaults:
+  the ``--config`` file of ``argv`` (``default``, the default file's, when
+  none is given), or None if it cannot be loaded (that is reported when the
+  flags are parsed)."""
+  path, argument = _config_file(argv, DEFAULT_TRAIN_CONFIG)
+  if path == DEFAULT_TRAIN_CONFIG and not argument:
+    return default
+  if config_file_problem(path, argument):
+    return None
+  try:
+    return load_config_file(path, argument)
+  except Exception:  # pylint: disable=broad-except  (reported at parsing)
+    return None
+
+
 def define_train_flags(flag_values: flags.FlagValues = flags.FLAGS,
                        sys_argv: Sequence[str] | None = None) -> TrainFlags:
   """Defines the flags of ``experiments.train`` in ``flag_values``.
 
   ``experiments.train`` defines them in absl's global flags; ``launch``
   defines them in fresh flag values and parses a job's command line, so that
-  the job's config is built exactly as the run will build it.
+  the job's config is built exactly as the run will build it. The help of
+  each named flag ends with its default: the value in the ``--config`` file
+  of the command line (``(default from the config: 300)``).
 
   Args:
     flag_values: where to define them.
@@ -487,8 +536,11 @@ def define_train_flags(flag_values: flags.FlagValues = flags.FLAGS,
       'fields are set with --config.<field>=value (see experiments/configs/'
       'default.py).', flag_values=flag_values,
       sys_argv=None if sys_argv is None else list(sys_argv))
-  named = define_override_flags(default.get_config(), TRAIN_NAMED_FLAGS,
-                                flag_values)
+  config = default.get_config()
+  named = define_override_flags(
+      config, TRAIN_NAMED_FLAGS, flag_values,
+      shown_defaults=_help_config(
+          sys.argv if sys_argv is None else sys_argv, config))
   return TrainFlags(
       values=flag_values, workdir=workdir, named=named,
       coordinator_address=flags.DEFINE_string(

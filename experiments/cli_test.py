@@ -4,16 +4,39 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(module, *args):
+def run_module(module, *args, quiet_env=True):
+  """``python -m module *args``; ``quiet_env=False``: without
+  ``TF_CPP_MIN_LOG_LEVEL``, as a user runs it (the program sets it)."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  if not quiet_env:
+    del env['TF_CPP_MIN_LOG_LEVEL']
   return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
+
+
+# The heavy imports a refused command line must not reach.
+HEAVY = ('clrs', 'tensorflow', 'haiku', 'chex', 'tensorflow_datasets')
+
+
+def run_train_timed(*args):
+  """``python -m experiments.train`` under ``-X importtime``: the process,
+  the wall time, and the top-level names of the modules it imported."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  start = time.monotonic()
+  proc = subprocess.run(
+      [sys.executable, '-X', 'importtime', '-m', 'experiments.train', *args],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  seconds = time.monotonic() - start
+  imported = set(re.findall(r'^import time:.*\| +([\w.]+)$', proc.stderr,
+                            flags=re.MULTILINE))
+  return proc, seconds, {name.split('.')[0] for name in imported}
 
 
 def assert_one_line_error(proc, message):
@@ -59,6 +82,80 @@ def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
   assert '--workdir:' not in proc.stderr  # absl's flag help is not printed
   assert 'JAX computes on' not in proc.stderr  # nor the devices before it
   assert not (tmp_path / 'run').exists()  # refused before doing anything
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--algorithm=bogosort'], "unknown algorithm 'bogosort'"),
+    (['--model=hints'], "unknown model 'hints'"),
+    (['--model=nar', '--rel_tol=0.01'],
+     '--rel_tol only applies to the equilibrium solver of --model=dear'),
+    (['--config.deq.rel_toll=0.01'],
+     'unknown config field --config.deq.rel_toll (did you mean'),
+    (['--solver=newton'], "unknown solver method 'newton'"),
+    (['--workdir=/proc/deq_clrs/run'],
+     'cannot write to --workdir=/proc/deq_clrs/run'),
+])
+def test_bad_flags_are_refused_before_clrs_is_imported(tmp_path, args,
+                                                       message):
+  # They took 14-52 s, most of it CLRS's and TensorFlow's import, and an
+  # unwritable workdir was named after an 80-line config dump.
+  proc, seconds, imported = run_train_timed(
+      f'--workdir={tmp_path / "run"}', *args)
+  assert_one_line_error(proc, message)
+  assert 'config:' not in proc.stderr
+  assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+  assert seconds < 20  # Loose: the machine is shared (about 2 s alone).
+
+
+@pytest.mark.parametrize('config_file', ['default.py', 'dear_paper.py',
+                                         'dear_cpu.py', 'test.py',
+                                         'cpu_budget.py'])
+def test_reading_a_config_file_imports_no_clrs(config_file):
+  path = os.path.join(ROOT, 'experiments', 'configs', config_file)
+  code = ('import sys\n'
+          'from experiments import cli\n'
+          f'cli.load_config_file({path!r})\n'
+          f'print(sorted(set(sys.modules) & set({HEAVY!r})))\n')
+  proc = run_module_code(code)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == '[]'
+
+
+def test_the_static_algorithm_names_are_clrs_30():
+  import clrs
+
+  from deq_clrs.training import preflight
+  assert preflight.CLRS_30_ALGORITHMS == tuple(
+      sorted(clrs.CLRS_30_ALGS_SETTINGS))
+
+
+def _help_text(*args):
+  proc = run_module('experiments.train', *args)
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  return ' '.join((proc.stdout + proc.stderr).split())  # unwrapped
+
+
+def test_help_names_our_flags_with_their_defaults_and_no_others():
+  text = _help_text('--helpfull')
+  for flag, default in [('train_steps', '300'), ('algorithm', 'bfs'),
+                        ('rel_tol', '0.1'), ('test_sizes', '64'),
+                        ('model', 'dear'), ('processor', "''")]:
+    # The flag's help up to the next flag's name.
+    match = re.search(rf'--{flag}: ((?:(?! --[a-z_]+:).)*)', text)
+    assert match, (flag, text[:3000])
+    assert f'(default from the config: {default})' in match.group(1), (
+        match.group(0))
+  assert '--train_steps: Training steps. (default from the config: 300)' in (
+      text)
+  # Ours first, then absl's; none of CLRS's, TensorFlow's or chex's.
+  assert text.index('--algorithm:') < text.index('absl.app:')
+  for other in ('chex', 'tensorflow', 'tfds', 'clrs_text', '--tpu',
+                'absltest'):
+    assert other not in text, other
+  # The defaults are the --config file's.
+  config_file = os.path.join(ROOT, 'experiments', 'configs', 'test.py')
+  text = _help_text(f'--config={config_file}', '--help')
+  assert '--hidden_size: Latent size. (default from the config: 16)' in text
 
 
 @pytest.fixture
@@ -241,13 +338,33 @@ def test_config_field_problems_name_the_valid_fields():
           '--config.cell.gate_bias?)')
 
 
-def test_evaluate_on_a_missing_workdir_ends_in_one_line(tmp_path):
-  proc = run_module('experiments.evaluate', f'--workdir={tmp_path / "no"}')
-  assert_one_line_error(proc, f'--workdir={tmp_path / "no"} does not exist')
-  # TensorFlow's start-up lines are gone; the devices are named once.
+def assert_quiet_start_up(proc):
+  """TensorFlow's and XLA's start-up lines are gone; the devices are named
+  once."""
   for noise in ('oneDNN', 'cuda', 'cuInit', 'absl::InitializeLog', 'libtpu'):
     assert noise not in proc.stderr, proc.stderr
   assert proc.stderr.count('JAX computes on 1 x cpu (backend cpu') == 1
+
+
+def test_evaluate_on_a_missing_workdir_ends_in_one_line(tmp_path):
+  proc = run_module('experiments.evaluate', f'--workdir={tmp_path / "no"}',
+                    quiet_env=False)
+  assert_one_line_error(proc, f'--workdir={tmp_path / "no"} does not exist')
+  assert_quiet_start_up(proc)
+
+
+def test_train_starts_up_quietly_after_its_late_clrs_import(tmp_path):
+  # jax is imported before the flags are checked and CLRS after: the log
+  # level must still be set before jax (an E-level "failed call to cuInit"
+  # came through when it was not). A workdir of another run stops it
+  # after the start-up.
+  (tmp_path / 'run').mkdir()
+  (tmp_path / 'run' / 'config.json').write_text('{"hidden_size": 1}')
+  proc = run_module('experiments.train', '--config=' + os.path.join(
+      ROOT, 'experiments', 'configs', 'test.py'),
+                    f'--workdir={tmp_path / "run"}', quiet_env=False)
+  assert_one_line_error(proc, 'holds a run with a different config')
+  assert_quiet_start_up(proc)
 
 
 def test_start_up_noise_is_filtered_and_the_rest_kept(capfd):

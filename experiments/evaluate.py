@@ -4,17 +4,17 @@
   python -m experiments.evaluate --workdir=/tmp/lt_bfs --read_at=true_length
 
 Writes ``<workdir>/eval_results.json`` (or ``--output``); the logic is
-:func:`deq_clrs.training.evaluate_checkpoint`.
+:func:`deq_clrs.training.evaluate_checkpoint`. CLRS (and so TensorFlow) is
+imported after the flags are parsed: a bad flag is refused in seconds.
 """
 
 # isort: split
-from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+from experiments import log_levels  # noqa: F401  (first: before jax)
 
 # isort: split
 from absl import app
 from absl import flags
 
-from deq_clrs import training
 from experiments import cli
 from experiments.configs import default
 
@@ -51,6 +51,13 @@ _SOLVER = cli.define_override_flags(default.get_config(), {
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
+  # Only now CLRS and TensorFlow, quiet first (see experiments.quiet).
+  # pylint: disable=g-import-not-at-top
+  from experiments import quiet  # noqa: F401
+
+  # isort: split
+  from deq_clrs import training
+  # pylint: enable=g-import-not-at-top
   training.quiet_orbax_logs()
   cli.log_devices()
   overrides = {path[len('deq.'):]: value

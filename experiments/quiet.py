@@ -10,22 +10,30 @@ with JAX. The entry points import this module before anything else::
   from experiments import quiet  # noqa: F401  (before TensorFlow)
   # isort: split
 
-It sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless already set), imports CLRS (and
-so TensorFlow) with the process's stderr captured, and writes back every
-captured line except TensorFlow's info and warning log lines; if the import
-fails, everything captured is written back. ``DEQ_CLRS_VERBOSE_START=1``
+or, those that check their flags before they import CLRS
+(``experiments.train``, ``experiments.evaluate``), in ``main``, right
+before the first import that reaches CLRS; they import
+:mod:`experiments.log_levels` first instead, which sets the log level
+before jax loads.
+
+It sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless already set;
+:mod:`experiments.log_levels`), imports CLRS (and so TensorFlow) with the
+process's stderr captured, and writes back every captured line except
+TensorFlow's info and warning log lines; if the import fails, everything
+captured is written back. ``DEQ_CLRS_VERBOSE_START=1``
 turns all of this off.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import sys
 import tempfile
 from collections.abc import Iterator
+
+from experiments import log_levels
 
 # C++ log lines at INFO or WARNING level (``I0000 00:00:...`` / ``W1123
 # 05:28:37...``) and absl's note that precedes them.
@@ -65,9 +73,7 @@ def quiet_start_up() -> None:
   """Sets TensorFlow's log level and imports CLRS with its noise hidden."""
   if os.environ.get('DEQ_CLRS_VERBOSE_START'):
     return
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-  # JAX's "Unable to initialize backend 'tpu'" is an INFO line.
-  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
+  log_levels.set_log_levels()
   if 'clrs' in sys.modules:
     return
   with filtered_stderr():

@@ -11,10 +11,14 @@ Every field of ``experiments/configs/default.py`` can also be set with
 ``--config.<field>=...``; the named flags (``--algorithm``, ``--seed``,
 ``--rel_tol``, ...: ``cli.TRAIN_NAMED_FLAGS``) override the config.
 Rerunning the same command resumes from the workdir's last checkpoint.
+
+The flags, the config and the workdir are checked before CLRS (and so
+TensorFlow) is imported: a bad flag is refused in seconds, and
+``--help`` lists only these flags and absl's.
 """
 
 # isort: split
-from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+from experiments import log_levels  # noqa: F401  (first: before jax)
 
 # isort: split
 import sys
@@ -23,8 +27,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from deq_clrs import training
-from deq_clrs.training import parallel
+from deq_clrs.training import preflight
 from experiments import cli
 
 try:
@@ -35,7 +38,8 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags():
-  """The config file's config with the named flags applied.
+  """The config file's config with the named flags applied, checked without
+  CLRS (:func:`deq_clrs.training.preflight.check_config`).
 
   Raises:
     ValueError: a flag that does not fit the others.
@@ -44,22 +48,32 @@ def config_from_flags():
   cli.check_settings_fit_model(_FLAGS.config_fields_given(),
                                list(cli.given_overrides(_FLAGS.named)),
                                config)
-  training.check_config(config)
+  preflight.check_config(config)
   return config
 
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
+  try:
+    config = config_from_flags()
+    preflight.prepare_workdir(_FLAGS.workdir.value)
+  except ValueError as e:
+    cli.fail(e)
+  # Only now CLRS and TensorFlow: quiet first, so that TensorFlow's start-up
+  # noise is hidden (see experiments.quiet).
+  # pylint: disable=g-import-not-at-top
+  from experiments import quiet  # noqa: F401
+
+  # isort: split
+  from deq_clrs import training
+  from deq_clrs.training import parallel
+  # pylint: enable=g-import-not-at-top
   training.quiet_orbax_logs()
   # Before anything starts JAX's backend.
   parallel.initialize_distributed(_FLAGS.coordinator_address.value,
                                   _FLAGS.num_processes.value,
                                   _FLAGS.process_id.value)
-  try:
-    config = config_from_flags()
-  except ValueError as e:
-    cli.fail(e)
   cli.log_devices()  # After the checks: a refused flag prints one line.
   logging.info('config:\n%s', config)
   try:

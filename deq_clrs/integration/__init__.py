@@ -4,8 +4,9 @@ Built on the CLRS-free core (:mod:`deq_clrs.solvers`, :mod:`deq_clrs.cells`,
 :mod:`deq_clrs.deq`); imports clrs and haiku. Nothing here trains a model:
 that is :mod:`deq_clrs.training`.
 
-* :mod:`~deq_clrs.integration.processors`: the Haiku processors, the
-  processor factory and the option defaults.
+* :mod:`~deq_clrs.integration.processors`: the Haiku processors and the
+  processor factory (its options and their defaults are defined
+  in :mod:`deq_clrs.options`, which imports no CLRS).
 * :mod:`~deq_clrs.integration.one_shot`: the one-shot data form.
 * :mod:`~deq_clrs.integration.oracle_data`: CLRS graphs in and out of the
   exact oracles of :mod:`deq_clrs.oracles`.

@@ -33,53 +33,12 @@ import jax.numpy as jnp
 
 from deq_clrs import cells as cells_lib
 from deq_clrs import deq as deq_lib
-from deq_clrs import solvers
+from deq_clrs import options as options_lib
 from deq_clrs.stats import SolverStatsLog
 
-PROCESSOR_KINDS = {
-    # kind: (cell kind, equilibrium?)
-    'deq_mpnn': ('mpnn', True),
-    'deq_triplet_mpnn': ('triplet_mpnn', True),
-    'mpnn': ('mpnn', False),
-    'triplet_mpnn': ('triplet_mpnn', False),
-}
-
-# Factory option name -> field name, per config class.
-_CELL_OPTIONS = {
-    f.name: f.name for f in dataclasses.fields(cells_lib.CellConfig)
-    if f.name != 'kind'}
-_SOLVER_OPTIONS = {'solver': 'method', **{
-    f.name: f.name for f in dataclasses.fields(solvers.SolverConfig)
-    if f.name != 'method'}}
-_BACKWARD_OPTIONS = {'backward': 'mode', **{
-    f.name: f.name for f in dataclasses.fields(solvers.BackwardConfig)
-    if f.name != 'mode'}}
-# trajectory_samples is set by the training loop's alignment regulariser
-# (it writes Haiku state, which BaselineModel's hk.transform cannot hold).
-_DEQ_OPTIONS = {f.name: f.name for f in dataclasses.fields(deq_lib.DEQConfig)
-                if f.name not in ('solver', 'backward', 'trajectory_samples')}
-_EQUILIBRIUM_ONLY = {**_SOLVER_OPTIONS, **_BACKWARD_OPTIONS, **_DEQ_OPTIONS}
-
-
-def _defaults(cls, table: dict[str, str]) -> dict[str, Any]:
-  fields = {f.name: f.default for f in dataclasses.fields(cls)}
-  return {option: fields[field] for option, field in table.items()}
-
-
-def option_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
-  """The defaults of every factory option, read from the config dataclasses.
-
-  Returns:
-    ``(cell options, equilibrium options)``: option name -> default, with
-    the names :func:`get_processor_factory` takes (``solver`` and
-    ``backward`` for the dataclasses' ``method`` and ``mode``). Configs are
-    built from these, so each default is written once, in its dataclass.
-  """
-  cell = _defaults(cells_lib.CellConfig, _CELL_OPTIONS)
-  deq = {**_defaults(solvers.SolverConfig, _SOLVER_OPTIONS),
-         **_defaults(solvers.BackwardConfig, _BACKWARD_OPTIONS),
-         **_defaults(deq_lib.DEQConfig, _DEQ_OPTIONS)}
-  return cell, deq
+# Re-exported: the option tables and defaults live in the CLRS-free core.
+PROCESSOR_KINDS = options_lib.PROCESSOR_KINDS
+option_defaults = options_lib.option_defaults
 
 
 class NotOneShotError(RuntimeError):
@@ -297,29 +256,6 @@ def get_processor_factory(kind: str, *,
     ValueError: unknown kind, unknown option, an equilibrium option given to
       a non-equilibrium kind, or an invalid value.
   """
-  if kind not in PROCESSOR_KINDS:
-    raise ValueError(f'unknown processor kind {kind!r}; expected one of '
-                     f'{sorted(PROCESSOR_KINDS)}')
-  cell_kind, is_equilibrium = PROCESSOR_KINDS[kind]
-  known = {**_CELL_OPTIONS, **_EQUILIBRIUM_ONLY}
-  unknown = sorted(set(options) - set(known))
-  if unknown:
-    raise ValueError(f'unknown processor option(s) {unknown}; valid options '
-                     f'are {sorted(known)}')
-  if not is_equilibrium:
-    misplaced = sorted(set(options) & set(_EQUILIBRIUM_ONLY))
-    if misplaced:
-      raise ValueError(f'option(s) {misplaced} only apply to equilibrium '
-                       f'processors (deq_*), not to {kind!r}')
-
-  def pick(table):
-    return {field: options[opt] for opt, field in table.items()
-            if opt in options}
-
-  cell = cells_lib.CellConfig(kind=cell_kind, **pick(_CELL_OPTIONS))
-  deq = deq_lib.DEQConfig(
-      solver=solvers.SolverConfig(**pick(_SOLVER_OPTIONS)),
-      backward=solvers.BackwardConfig(**pick(_BACKWARD_OPTIONS)),
-      **pick(_DEQ_OPTIONS))
+  cell, deq = options_lib.processor_configs(kind, **options)
   return ProcessorFactory(kind=kind, cell=cell, deq=deq,
                           evaluation=evaluation, stats_log=stats_log)

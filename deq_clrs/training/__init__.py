@@ -2,7 +2,9 @@
 
 * :func:`train_and_evaluate`: train one model on one algorithm, resumably.
 * :func:`evaluate_checkpoint`: score a saved checkpoint on chosen sizes.
-* :func:`check_config`: refuse impossible configs with a reason.
+* :func:`check_config`: refuse impossible configs with a reason
+  (:mod:`~deq_clrs.training.preflight` has all of it but the devices'
+  check, without CLRS, and the workdir's check).
 * :class:`UserError`: a bad setting, workdir or file (the entry points
   report it in one line, without a traceback); :class:`DivergedError`, one
   kind of it: training stopped at a non-finite loss or parameters;
@@ -10,7 +12,7 @@
   loss.
 
 The names are imported on first use, so that the light modules of this
-package (``errors``, ``run_config``) load without CLRS.
+package (``errors``, ``preflight``, ``run_config``) load without CLRS.
 """
 
 import importlib
@@ -19,7 +21,7 @@ from typing import Any
 # Name -> the module that defines it.
 _NAMES = {
     'DivergedError': 'errors',
-    'MODELS': 'models',
+    'MODELS': 'preflight',
     'NonFiniteLossError': 'errors',
     'UserError': 'errors',
     'check_config': 'models',

@@ -38,38 +38,22 @@ from deq_clrs import integration
 from deq_clrs import stats as stats_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import parallel
+from deq_clrs.training import preflight
 from deq_clrs.training import step as step_lib
 
-MODELS = ('dear', 'nar', 'nar_lt', 'nar_hints')
-DEFAULT_PROCESSOR = {'dear': 'deq_mpnn', 'nar': 'mpnn', 'nar_lt': 'mpnn',
-                     'nar_hints': 'mpnn'}
+# The names and the light checks live in preflight (no CLRS); re-exported.
+MODELS = preflight.MODELS
+EQUILIBRIUM_PROCESSORS = preflight.EQUILIBRIUM_PROCESSORS
+CELL_PROCESSORS = preflight.CELL_PROCESSORS
+CLRS_PREFIX = preflight.CLRS_PREFIX
+CLRS_PROCESSORS = preflight.CLRS_PROCESSORS
+processor_name = preflight.processor_name
+uses_hints = preflight.uses_hints
+is_equilibrium = preflight.is_equilibrium
+cell_options = preflight.cell_options
 # nar_lt's termination target: a graph-level mask hint, decoded each step.
 LT_HINT = 'lt_continue'
 LT_SPEC = (clrs.Stage.HINT, clrs.Location.GRAPH, clrs.Type.MASK)
-EQUILIBRIUM_PROCESSORS = ('deq_mpnn', 'deq_triplet_mpnn')
-CELL_PROCESSORS = ('mpnn', 'triplet_mpnn')
-# Model selection on the validation set: lowest task loss (the paper's) or
-# highest CLRS score.
-SELECT_BY = ('loss', 'score')
-CLRS_PREFIX = 'clrs:'
-CLRS_PROCESSORS = ('deepsets', 'gat', 'gat_full', 'gatv2', 'gatv2_full',
-                   'memnet_full', 'memnet_masked', 'mpnn', 'pgn', 'pgn_mask',
-                   'triplet_mpnn', 'triplet_pgn', 'triplet_pgn_mask', 'gpgn',
-                   'gpgn_mask', 'gmpnn', 'triplet_gpgn', 'triplet_gpgn_mask',
-                   'triplet_gmpnn')
-
-
-def processor_name(config: ml_collections.ConfigDict) -> str:
-  """The processor of a config, with ``''`` resolved per model."""
-  return config.processor or DEFAULT_PROCESSOR[config.model]
-
-
-def uses_hints(config: ml_collections.ConfigDict) -> bool:
-  return config.model == 'nar_hints'
-
-
-def is_equilibrium(config: ml_collections.ConfigDict) -> bool:
-  return config.model == 'dear'
 
 
 def model_spec(config: ml_collections.ConfigDict) -> clrs.Spec:
@@ -112,13 +96,6 @@ def lt_step_cap(config: ml_collections.ConfigDict, nb_nodes: int) -> int:
   return max(1, math.ceil(config.nar_lt.cap_per_node * nb_nodes))
 
 
-def cell_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Cell options for :func:`integration.get_processor_factory`."""
-  options = dict(config.cell)
-  options['mid_size'] = options['mid_size'] or None  # 0 = hidden size.
-  return options
-
-
 def processor_factory(config: ml_collections.ConfigDict,
                       stats_log: stats_lib.SolverStatsLog | None = None):
   """The training processor factory of a config (validated by its builder).
@@ -126,33 +103,14 @@ def processor_factory(config: ml_collections.ConfigDict,
   Raises:
     ValueError: an unknown processor or one that does not fit the model.
   """
-  name = processor_name(config)
-  if config.model == 'dear':
-    if name not in EQUILIBRIUM_PROCESSORS:
-      raise ValueError(
-          f'--model=dear needs an equilibrium processor '
-          f'{list(EQUILIBRIUM_PROCESSORS)}, got --processor={name!r}')
-    return integration.get_processor_factory(
-        name, stats_log=stats_log, **cell_options(config), **dict(config.deq))
-  if name in EQUILIBRIUM_PROCESSORS:
-    raise ValueError(
-        f'--processor={name!r} solves for an equilibrium and is only valid '
-        f'with --model=dear; --model={config.model} runs a processor for the '
-        f'true number of steps: use one of {list(CELL_PROCESSORS)} or '
-        f'clrs:<kind>')
-  if name in CELL_PROCESSORS:
-    return integration.get_processor_factory(name, **cell_options(config))
+  name = preflight.check_processor(config)
   if name.startswith(CLRS_PREFIX):
-    kind = name[len(CLRS_PREFIX):]
-    if kind not in CLRS_PROCESSORS:
-      raise ValueError(f'unknown CLRS processor {kind!r}; expected one of '
-                       f'{list(CLRS_PROCESSORS)}')
     return clrs.get_processor_factory(
-        kind, use_ln=config.cell.layer_norm,
+        name[len(CLRS_PREFIX):], use_ln=config.cell.layer_norm,
         nb_triplet_fts=config.cell.nb_triplet_fts, nb_heads=1)
-  raise ValueError(
-      f'unknown processor {name!r}; expected one of '
-      f'{list(EQUILIBRIUM_PROCESSORS + CELL_PROCESSORS)} or clrs:<kind>')
+  return integration.get_processor_factory(
+      name, stats_log=stats_log if is_equilibrium(config) else None,
+      **preflight.processor_options(config))
 
 
 def decodes_hints(config: ml_collections.ConfigDict) -> bool:
@@ -374,20 +332,6 @@ def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
   return parallel.make_mesh(jax.devices()[:config.num_devices])
 
 
-def _check_names(config: ml_collections.ConfigDict) -> None:
-  """The algorithm, model and selection criterion are known ones."""
-  algorithms = data_lib.valid_algorithms()
-  if config.algorithm not in algorithms:
-    raise ValueError(f'unknown algorithm {config.algorithm!r}; valid CLRS-30 '
-                     f'algorithms: {", ".join(algorithms)}')
-  if config.model not in MODELS:
-    raise ValueError(f'unknown model {config.model!r}; expected one of '
-                     f'{list(MODELS)}')
-  if config.select_by not in SELECT_BY:
-    raise ValueError(f'select_by must be one of {list(SELECT_BY)}, got '
-                     f'{config.select_by!r}')
-
-
 def _check_devices(config: ml_collections.ConfigDict) -> None:
   """The devices exist and divide the training batch."""
   if config.num_devices < 0 or config.num_devices > jax.device_count():
@@ -400,40 +344,6 @@ def _check_devices(config: ml_collections.ConfigDict) -> None:
                      f'num_devices or batch_size)')
 
 
-def _check_sizes(config: ml_collections.ConfigDict) -> None:
-  """Graph sizes: at least one per list, none below 4 nodes."""
-  for key in ('train_sizes', 'test_sizes'):
-    sizes = list(config[key])
-    if not sizes:
-      raise ValueError(f'{key} must name at least one graph size')
-    if min(sizes) < 4:
-      raise ValueError(f'{key} must be >= 4 nodes, got {sizes}')
-  if config.val_size < 4:
-    raise ValueError(f'val_size must be >= 4 nodes, got {config.val_size}')
-
-
-# The teacher's processor for each equilibrium processor: the same cell.
-TEACHER_PROCESSOR = {'deq_mpnn': 'mpnn', 'deq_triplet_mpnn': 'triplet_mpnn'}
-
-
-def _check_alignment(config: ml_collections.ConfigDict) -> None:
-  """The alignment regulariser's settings fit the model."""
-  weight = config.align.weight
-  if not weight >= 0:
-    raise ValueError(f'align.weight must be >= 0, got {weight}')
-  if not weight:
-    return
-  if not is_equilibrium(config):
-    raise ValueError(f'align.weight > 0 (the alignment regulariser) needs '
-                     f'--model=dear, got --model={config.model}')
-  if not config.align.teacher:
-    raise ValueError('align.weight > 0 needs align.teacher: the workdir of '
-                     'a trained --model=nar run of the same algorithm')
-  if config.deq.backward != 'phantom':
-    raise ValueError(f'align.weight > 0 needs backward=phantom (it samples '
-                     f'the forward solve), got {config.deq.backward!r}')
-
-
 def check_teacher(config: ml_collections.ConfigDict,
                   teacher: ml_collections.ConfigDict) -> None:
   """The NAR run ``teacher`` can be the alignment teacher of ``config``.
@@ -443,7 +353,7 @@ def check_teacher(config: ml_collections.ConfigDict,
   """
   want = {'model': 'nar', 'algorithm': config.algorithm,
           'hidden_size': config.hidden_size,
-          'processor': TEACHER_PROCESSOR[processor_name(config)]}
+          'processor': preflight.TEACHER_PROCESSOR[processor_name(config)]}
   got = {'model': teacher.model, 'algorithm': teacher.algorithm,
          'hidden_size': teacher.hidden_size,
          'processor': processor_name(teacher)}
@@ -459,39 +369,12 @@ def check_teacher(config: ml_collections.ConfigDict,
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """Refuses configs that cannot run, with a message that says why.
+  """Refuses configs that cannot run, with a message that says why:
+  :func:`preflight.check_config` and the devices (which start JAX's
+  backend).
 
   Raises:
     ValueError: naming the offending setting and what is valid.
   """
-  _check_names(config)
-  positive = ('hidden_size', 'batch_size', 'train_samples_per_size',
-              'val_samples', 'test_samples', 'eval_batch_size', 'log_every',
-              'eval_every', 'checkpoint_every', 'keep_checkpoints', 'val_size')
-  for key in positive:
-    if config[key] < 1:
-      raise ValueError(f'{key} must be >= 1, got {config[key]}')
+  preflight.check_config(config)
   _check_devices(config)
-  if not 0 <= config.seed < 2**32:
-    # JAX keys (64-bit integers off) keep a seed's low 32 bits: seed
-    # 2**32 + 5 would silently repeat seed 5's run.
-    raise ValueError(f'seed must be in [0, 2**32), got {config.seed}')
-  if config.data_seed < 0:
-    raise ValueError(f'data_seed must be >= 0, got {config.data_seed}')
-  if config.train_steps < 1:
-    raise ValueError(
-        f'train_steps must be >= 1, got {config.train_steps} (a run of no '
-        f'steps would report an untrained model; to score a saved '
-        f'checkpoint use python -m experiments.evaluate)')
-  if not config.learning_rate > 0:
-    raise ValueError(
-        f'learning_rate must be > 0, got {config.learning_rate}')
-  if config.model == 'nar_lt' and not config.nar_lt.cap_per_node > 0:
-    raise ValueError(f'nar_lt.cap_per_node must be > 0, got '
-                     f'{config.nar_lt.cap_per_node}')
-  if config.grad_clip < 0:
-    raise ValueError(f'grad_clip must be >= 0, got {config.grad_clip}')
-  _check_sizes(config)
-  _check_alignment(config)
-  # Builds (and so validates) the processor options without a model.
-  processor_factory(config)

@@ -14,7 +14,6 @@ import json
 import logging as pylogging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import parallel
+from deq_clrs.training import preflight
 from deq_clrs.training import progress
 from deq_clrs.training import provenance
 from deq_clrs.training import run_config
@@ -215,18 +215,6 @@ def _write_json(obj: Any, path: str) -> None:
   with open(tmp, 'w') as f:
     json.dump(obj, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
-
-
-def _prepare_workdir(workdir: str) -> None:
-  """Creates the workdir and checks that files can be written into it."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):
-      pass
-  except OSError as error:
-    raise UserError(
-        f'cannot write to --workdir={workdir} ({error.strerror or error}); '
-        f'choose a directory you can create and write to') from error
 
 
 def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -552,7 +540,7 @@ def _start_run(config: ml_collections.ConfigDict,
   ``config.json``; returns the results of a run that is already finished
   (then nothing is written)."""
   models_lib.check_config(config)
-  _prepare_workdir(workdir)
+  preflight.prepare_workdir(workdir)
   _check_resumable(config, workdir)
   finished = _finished_results(config, workdir)
   if finished is not None:

@@ -5,7 +5,8 @@ DEAR code on torchdeq): training graphs of 8..16 nodes, Erdos-Renyi edge
 probabilities 0.1..0.9, validation on 100 graphs of 16 nodes, test on 100
 graphs of 64, model selection by the lowest validation loss, Adam with grad
 clip 1. The cell and solver defaults are read from the library's dataclasses
-(``deq_clrs.integration.option_defaults``), so they are written once. What
+(``deq_clrs.options.option_defaults``, which imports no CLRS or TensorFlow),
+so they are written once. What
 is smaller than the paper, so that the default run takes minutes on one CPU
 core: latent 64 (paper 128), learning rate 1e-3 (paper 3e-4) and 300 steps
 (paper: 100 epochs). ``dear_paper.py`` is the paper's protocol exactly.
@@ -13,19 +14,19 @@ core: latent 64 (paper 128), learning rate 1e-3 (paper 3e-4) and 300 steps
 
 import ml_collections
 
-from deq_clrs import integration
+from deq_clrs import options
 
 
 def cell_config() -> ml_collections.ConfigDict:
   """The cell options with the library's defaults (``mid_size`` 0 = hidden)."""
-  cell, _ = integration.option_defaults()
+  cell, _ = options.option_defaults()
   cell['mid_size'] = cell['mid_size'] or 0
   return ml_collections.ConfigDict(cell)
 
 
 def deq_config() -> ml_collections.ConfigDict:
   """The equilibrium options (model 'dear' only) with the library's defaults."""
-  _, deq = integration.option_defaults()
+  _, deq = options.option_defaults()
   return ml_collections.ConfigDict(deq)
 
 
