@@ -135,8 +135,9 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
         skipped.append((extra, f'not merged: scored {unlike}, not as the '
                                f'run itself scores'))
       else:
-        for key in ('test_scores', 'test_loss', 'gt_steps_mean',
-                    'seconds_per_sample', 'load', 'solver'):
+        for key in ('test_scores', 'test_scores_per_graph', 'test_loss',
+                    'gt_steps_mean', 'seconds_per_sample', 'load',
+                    'solver'):
           if more.get(key):
             run[key] = {**more[key], **(run.get(key) or {})}
     key = identity(run)
