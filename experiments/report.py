@@ -2,9 +2,13 @@
 
   python -m experiments.report --runs=workdir_runs --out=results
 
-Reads every ``results.json`` under ``--runs`` (and, beside it, an
-``eval_results.json`` written by ``experiments.evaluate``, whose extra test
-sizes are merged in), then writes into ``--out``:
+Reads every run folder under ``--runs`` (a ``results.json`` beside a
+``config.json``, with, beside them, an ``eval_results.json`` written by
+``experiments.evaluate``, whose extra test sizes are merged in) and the
+report copies directly in ``--runs`` (``<out>/runs``), never the project's
+own ``results/`` unless ``--runs`` is in it; says in one line how many
+files it left out and why (``--list_skipped`` names them); then writes into
+``--out``:
 
 * ``table.md``: per algorithm and model, the CLRS score at every test size
   (mean +- std over seeds, numpy's population std; a statistic that only
@@ -57,6 +61,8 @@ from experiments import stats
 _RUNS = flags.DEFINE_string('runs', 'workdir_runs',
                             'Directory searched for results.json files.')
 _OUT = flags.DEFINE_string('out', 'results', 'Output directory.')
+_LIST_SKIPPED = flags.DEFINE_bool(
+    'list_skipped', False, 'Name each results file left out, with why.')
 
 
 def _fmt(values: list[float], digits: int = 3) -> str:
@@ -547,8 +553,8 @@ def _copy_text(run: dict[str, Any]) -> str:
 
 
 def write_report(runs_dir: str, out_dir: str,
-                 log: Callable[[str], None] = print
-                 ) -> list[dict[str, Any]]:
+                 log: Callable[[str], None] = print,
+                 list_skipped: bool = False) -> list[dict[str, Any]]:
   """Writes table.md, the plots and copies of the results files.
 
   The plots: score against graph size, solver iterations (DEAR) or steps
@@ -559,16 +565,26 @@ def write_report(runs_dir: str, out_dir: str,
   config). An existing copy is brought up to date when the run keeps all
   the copy holds and adds to it (a test size scored since by
   ``experiments.evaluate``), so that the table and its copies agree; a copy
-  that differs otherwise is never overwritten. Every file
-  left out, and every copy not written, is reported through ``log`` with
-  the reason.
+  that differs otherwise is never overwritten.
+
+  Only run folders (a ``results.json`` beside a ``config.json``) under
+  ``runs_dir`` and report copies directly in it are read, and the
+  project's own ``results/`` only when ``runs_dir`` is in it
+  (``run_files.find_results``). How many files were left out and why is
+  reported through ``log`` in one line (each file with its reason too
+  with ``list_skipped``), and every copy not written with the reason.
   """
   skipped = []
-  runs = run_files.load_runs(runs_dir, skipped)
-  for path, reason in skipped:
+  runs = run_files.load_runs(runs_dir, skipped, run_folders_only=True)
+  if skipped:
+    log(run_files.skipped_summary(skipped)
+        + ('' if list_skipped else ' (--list_skipped names them)'))
+  for path, reason in skipped if list_skipped else ():
     log(f'skipped {path}: {reason}')
   if not runs:
-    raise FileNotFoundError(f'no results.json under {runs_dir}')
+    raise FileNotFoundError(
+        f'no run under {runs_dir} (a run folder holds results.json beside '
+        f'config.json; report copies are read from the folder given)')
   os.makedirs(os.path.join(out_dir, 'runs'), exist_ok=True)
   for r in runs:
     target = os.path.join(out_dir, 'runs', run_files.copy_name(r))
@@ -610,7 +626,8 @@ def main(argv):
   if not os.path.isdir(_RUNS.value):
     cli.fail(f'--runs={_RUNS.value} is not a directory')
   try:
-    runs = write_report(_RUNS.value, _OUT.value)
+    runs = write_report(_RUNS.value, _OUT.value,
+                        list_skipped=_LIST_SKIPPED.value)
   except FileNotFoundError as e:
     cli.fail(e)
   print(f'{len(runs)} runs -> {_OUT.value}/table.md')

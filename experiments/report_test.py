@@ -4,6 +4,7 @@ import json
 import os
 
 from experiments import report
+from experiments import run_files
 
 
 def fake_run(model, seed, score, solver, train_steps=200):
@@ -87,9 +88,12 @@ def test_report_writes_table_and_plots(tmp_path):
 
 
 def write_run(folder, run):
+  """A run folder: ``results.json`` beside ``config.json``."""
   os.makedirs(folder, exist_ok=True)
   with open(folder / 'results.json', 'w') as f:
     json.dump(run, f)
+  with open(folder / 'config.json', 'w') as f:
+    json.dump(run['config'], f)
 
 
 def test_report_pools_only_seeds_of_one_config(tmp_path):
@@ -118,10 +122,12 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   write_run(runs / 'zz_copy_of_d0', fake_run('dear', 0, 0.8, solver))
   os.makedirs(runs / 'broken')
   (runs / 'broken' / 'results.json').write_text('{"algorithm": ')
+  (runs / 'broken' / 'config.json').write_text('{}')
 
   out = tmp_path / 'out'
   printed = []
-  gathered = report.write_report(str(runs), str(out), log=printed.append)
+  gathered = report.write_report(str(runs), str(out), log=printed.append,
+                                 list_skipped=True)
   assert len(gathered) == 5
   table = (out / 'table.md').read_text()
   rows = {line.split(' | ')[1]: line for line in table.splitlines()[2:]}
@@ -133,6 +139,9 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   assert '0.700 ± 0.082' in rows['dear (train_steps=200)']
   assert '| 0 | 0.900 | 0.100 |' in rows['dear (train_steps=5)']
   assert '3.0 / 5' in rows['nar_lt']
+  assert printed.pop(0) == (
+      'skipped 3: 1 reached twice through links, 1 unreadable, 1 another '
+      'file of a run already read')
   reasons = dict(line.split(': ', 1) for line in printed)
   assert reasons[f'skipped {runs / "link_to_d0" / "results.json"}'] == (
       f'the same file as {runs / "d0" / "results.json"}')
@@ -193,17 +202,18 @@ def test_a_run_scored_since_its_copy_wins_over_the_copy_met_first(tmp_path):
   live = tmp_path / 'live'
   write_run(live / 'd0', fake_run('dear', 0, 0.8, None))
   view.mkdir()
-  os.symlink(out / 'runs', view / 'copies')
-  os.symlink(live, view / 'live')
   report.write_report(str(live), str(out))
+  (copy,) = os.listdir(out / 'runs')
+  os.symlink(out / 'runs' / copy, view / copy)
+  os.symlink(live, view / 'live')
   _write_eval_128(live / 'd0', 0.3)
   printed = []
-  runs = report.write_report(str(view), str(out), log=printed.append)
-  (copy,) = os.listdir(out / 'runs')
+  runs = report.write_report(str(view), str(out), log=printed.append,
+                             list_skipped=True)
   assert [r['_path'] for r in runs] == [str(view / 'live' / 'd0' /
                                             'results.json')]
-  assert printed[0] == (
-      f'skipped {view / "copies" / copy}: the same config and seed as '
+  assert printed[1] == (
+      f'skipped {view / copy}: the same config and seed as '
       f'{view / "live" / "d0" / "results.json"}, which holds all it does '
       'and more')
   assert '0.300' in (out / 'table.md').read_text()
@@ -212,10 +222,11 @@ def test_a_run_scored_since_its_copy_wins_over_the_copy_met_first(tmp_path):
   # Once the copy has caught up the two agree, and the first one met (the
   # copy) is kept, as before.
   printed = []
-  (again,) = report.write_report(str(view), str(out), log=printed.append)
-  assert again['_path'] == str(view / 'copies' / copy)
-  assert printed == [f'skipped {view / "live" / "d0" / "results.json"}: the '
-                     f'same config and seed as {view / "copies" / copy}']
+  (again,) = report.write_report(str(view), str(out), log=printed.append,
+                                 list_skipped=True)
+  assert again['_path'] == str(view / copy)
+  assert printed[1:] == [f'skipped {view / "live" / "d0" / "results.json"}: '
+                         f'the same config and seed as {view / copy}']
 
 
 def test_report_keeps_an_unreadable_copy_and_says_so(tmp_path):
@@ -232,6 +243,40 @@ def test_report_keeps_an_unreadable_copy_and_says_so(tmp_path):
   (note,) = printed
   assert note.startswith(f'not overwriting {out / "runs" / copy}')
   assert (out / 'runs' / copy).read_text() == '{"algorithm": '
+
+
+def test_report_reads_only_run_folders_and_says_what_it_skipped(tmp_path):
+  # A broad folder (as --runs=/tmp was): a run folder, a results.json
+  # without its config.json, report copies in a folder below, and a
+  # results/ folder of this project reached through a link.
+  broad = tmp_path / 'broad'
+  write_run(broad / 'mine' / 'd0', fake_run('dear', 0, 0.8, None))
+  (broad / 'loose').mkdir(parents=True)
+  (broad / 'loose' / 'results.json').write_text(
+      json.dumps(fake_run('nar', 0, 0.5, None)))
+  other = broad / 'other_checkout' / 'results' / 'runs'
+  other.mkdir(parents=True)
+  for seed in (0, 1):
+    (other / f'bfs.nar.seed{seed}.abc.results.json').write_text(
+        json.dumps(fake_run('nar', seed, 0.5, None)))
+  os.symlink(run_files.PROJECT_RESULTS, broad / 'project_results')
+  printed = []
+  runs = report.write_report(str(broad), str(tmp_path / 'out'),
+                             log=printed.append)
+  assert [r['_path'] for r in runs] == [
+      str(broad / 'mine' / 'd0' / 'results.json')]
+  assert printed == [
+      'skipped 4: 1 without config.json beside them, 2 report copies '
+      "below the folder given, 1 the project's own results/ "
+      '(--list_skipped names them)']
+  # Copies are read from the folder given itself, and the project's own
+  # results from a folder in it.
+  assert len(report.write_report(str(other), str(tmp_path / 'o2'),
+                                 log=printed.append)) == 2
+  skipped = []
+  assert run_files.load_runs(str(broad / 'project_results' / 'dear_cpu' /
+                                 'runs'), skipped, run_folders_only=True)
+  assert not skipped
 
 
 def test_the_code_column_names_every_commit_that_trained_a_run():
