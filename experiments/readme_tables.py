@@ -159,8 +159,9 @@ def synced_texts(root: pathlib.Path, table_md: str, gaps_md: str
   try:
     old = table_rows(text, RESULTS_HEADER)
   except ValueError:
-    old = []
-  lines = _replace(lines, RESULTS_HEADER, results_table(table_md, old))
+    old = None  # The README quotes no such table.
+  if old is not None:
+    lines = _replace(lines, RESULTS_HEADER, results_table(table_md, old))
   lines = _replace(lines, GAPS_HEADER, gap_lines(gaps_md),
                    gap_header(gaps_md))
   new = '\n'.join(lines) + '\n'

@@ -504,7 +504,7 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   fig.suptitle('Score against graph size\n(16 = validation, larger = test)',
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, metadata=report_curves.PNG_METADATA)
   plt.close(fig)
 
 
@@ -542,7 +542,7 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
   ax.set_title('DEAR: solver iterations against true steps (test sets)')
   ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5))
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, metadata=report_curves.PNG_METADATA)
   plt.close(fig)
 
 
@@ -608,6 +608,15 @@ def write_report(runs_dir: str, out_dir: str,
           f'more (test sizes scored since)')
     with open(target, 'w') as f:
       f.write(text)
+  write_outputs(runs, out_dir)
+  return runs
+
+
+def write_outputs(runs: list[dict[str, Any]], out_dir: str) -> list[str]:
+  """Writes table.md, gaps.md and the plots of ``runs`` into ``out_dir``
+  (no copies); returns the names written."""
+  names = ['table.md', 'gaps.md', 'accuracy_vs_size.png',
+           'iterations_vs_steps.png']
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:
     f.write(markdown_table(runs))
   with open(os.path.join(out_dir, 'gaps.md'), 'w') as f:
@@ -617,7 +626,8 @@ def write_report(runs_dir: str, out_dir: str,
   if any(r.get('history') for r in runs):
     report_curves.plot_learning_curves(
         group(runs), os.path.join(out_dir, 'learning_curves.png'))
-  return runs
+    names.append('learning_curves.png')
+  return names
 
 
 def main(argv):
