@@ -80,5 +80,5 @@ def test_allocator_table_is_the_scripts():
       (results / f'benchmark_allocator.{v}.json').read_text())
                     for v in ('default', 'tuned'))
   assert rebuild_results.allocator_markdown(
-      default, tuned, 'glibc.malloc.hugetlb=1') == (
+      default, tuned, rebuild_results.ALLOCATOR_SETTING) == (
           results / 'benchmark_allocator.md').read_text()
