@@ -208,6 +208,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
             ','.join(str(r.get('train_steps', '?')) for r in group_runs),
             code_label(group_runs)]
     lines.append('| ' + ' | '.join(row) + ' |')
+  lines += ['', STD_NOTE]
   if flagged:
     lines += ['', SHARED_NOTE]
   if train_flagged:
@@ -236,6 +237,13 @@ def _train_shared_text(group_runs: list[dict[str, Any]]) -> str:
       parts.append(f'seed {r["seed"]} at {shared} of {len(loads)} '
                    f'validations')
   return f' (cores shared: {", ".join(parts)})' if parts else ''
+
+
+#: Said under every table: what its ± is.
+STD_NOTE = ('"a ± b": the mean and the *population* standard deviation '
+            "(numpy's default, ddof=0) over the row's seeds; a cell that "
+            'names seeds holds only those. gaps.md gives intervals of the '
+            'differences, from the sample variances (ddof=1).')
 
 
 #: Said under a table where some ms/graph were measured on shared cores.

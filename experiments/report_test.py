@@ -130,7 +130,9 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
                                  list_skipped=True)
   assert len(gathered) == 5
   table = (out / 'table.md').read_text()
-  rows = {line.split(' | ')[1]: line for line in table.splitlines()[2:]}
+  rows = {line.split(' | ')[1]: line for line in table.splitlines()[2:]
+          if line.startswith('|')}
+  assert report.STD_NOTE in table  # the ± is the population std
   assert set(rows) == {'dear (train_steps=200)', 'dear (train_steps=5)',
                        'nar_lt'}
   assert '| 0,1,2 |' in rows['dear (train_steps=200)']
