@@ -5,7 +5,8 @@ r"""Copies the report's tables into the READMEs that quote them.
 ``tests/test_readme.py`` check so):
 
 - ``results/README.md``'s table: the columns ``SHOWN`` of ``table.md``;
-- ``results/README.md``'s gap lines: the 64-node lines of ``gaps.md``;
+- ``results/README.md``'s gap lines: the 64-node lines of ``gaps.md``'s
+  table of every row against NAR, under that table's header;
 - ``README.md``'s *Results*: per algorithm, the 64-node scores of
   DEAR, NAR, NAR with learned termination and DEAR at tolerance 0.01, as
   ``gaps.md`` writes them.
@@ -95,9 +96,20 @@ def results_table(table_md: str, old: Sequence[Sequence[str]]) -> list[str]:
 
 
 def gap_lines(gaps_md: str, size: int = 64) -> list[str]:
-  """The lines of gaps.md for test size ``size``, in its order."""
-  return [line for line in gaps_md.splitlines()
+  """The lines for test size ``size`` of gaps.md's table of every row
+  against NAR (the first whose header starts with ``GAPS_HEADER``), in its
+  order."""
+  lines = gaps_md.splitlines()
+  start, end = table_span(lines, GAPS_HEADER)
+  return [line for line in lines[start:end]
           if line.startswith(f'| {size} | ')]
+
+
+def gap_header(gaps_md: str) -> list[str]:
+  """The header line and rule of that table of gaps.md."""
+  lines = gaps_md.splitlines()
+  start, _ = table_span(lines, GAPS_HEADER)
+  return lines[start - 2:start]
 
 
 def summary_table(gaps_md: str, algorithms: Sequence[str]) -> list[str]:
@@ -121,37 +133,62 @@ def summary_table(gaps_md: str, algorithms: Sequence[str]) -> list[str]:
   return lines
 
 
-def _replace(lines: list[str], header: str, body: list[str]) -> list[str]:
-  start, end = table_span(lines, header)
+def _replace(lines: list[str], header: str, body: list[str],
+             head: Sequence[str] = ()) -> list[str]:
+  """``lines`` with the body of the table under ``header`` (and, given
+  ``head``, its header line and rule) replaced; unchanged where ``lines``
+  have no such table (a README that does not quote it)."""
+  try:
+    start, end = table_span(lines, header)
+  except ValueError:
+    return lines
+  if head:
+    return lines[:start - 2] + list(head) + body + lines[end:]
   return lines[:start] + body + lines[end:]
 
 
-def synced(root: pathlib.Path) -> dict[pathlib.Path, str]:
-  """The new text of each README whose tables differ from the report's."""
-  results = root / 'results'
-  table_md = (results / 'dear_cpu' / 'table.md').read_text()
-  gaps_md = (results / 'dear_cpu' / 'gaps.md').read_text()
+def synced_texts(root: pathlib.Path, table_md: str, gaps_md: str
+                 ) -> dict[pathlib.Path, str]:
+  """The new text of each README (under ``root``) whose quoted tables
+  differ from ``table_md`` and ``gaps_md``; a README without one of the
+  tables is left as it is there."""
   changed = {}
-
-  path = results / 'README.md'
+  path = root / 'results' / 'README.md'
   text = path.read_text()
   lines = text.splitlines()
-  old = table_rows(text, RESULTS_HEADER)
-  lines = _replace(lines, RESULTS_HEADER, results_table(table_md, old))
-  lines = _replace(lines, GAPS_HEADER, gap_lines(gaps_md))
+  try:
+    old = table_rows(text, RESULTS_HEADER)
+  except ValueError:
+    old = None  # The README quotes no such table.
+  if old is not None:
+    lines = _replace(lines, RESULTS_HEADER, results_table(table_md, old))
+  lines = _replace(lines, GAPS_HEADER, gap_lines(gaps_md),
+                   gap_header(gaps_md))
   new = '\n'.join(lines) + '\n'
   if new != text:
     changed[path] = new
 
   path = root / 'README.md'
   text = path.read_text()
-  algorithms = [row[0] for row in table_rows(text, SUMMARY_HEADER)]
-  lines = _replace(text.splitlines(), SUMMARY_HEADER,
-                   summary_table(gaps_md, algorithms))
-  new = '\n'.join(lines) + '\n'
-  if new != text:
-    changed[path] = new
+  try:
+    algorithms = [row[0] for row in table_rows(text, SUMMARY_HEADER)]
+  except ValueError:
+    algorithms = []
+  if algorithms:
+    lines = _replace(text.splitlines(), SUMMARY_HEADER,
+                     summary_table(gaps_md, algorithms))
+    new = '\n'.join(lines) + '\n'
+    if new != text:
+      changed[path] = new
   return changed
+
+
+def synced(root: pathlib.Path) -> dict[pathlib.Path, str]:
+  """The new text of each README whose tables differ from the committed
+  report's (``results/dear_cpu/table.md`` and ``gaps.md``)."""
+  results = root / 'results' / 'dear_cpu'
+  return synced_texts(root, (results / 'table.md').read_text(),
+                      (results / 'gaps.md').read_text())
 
 
 def main(argv: Sequence[str]) -> None:

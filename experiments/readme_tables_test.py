@@ -95,4 +95,14 @@ def test_unrecorded_commit_keeps_the_readmes_commit():
 
 def test_algorithm_without_a_gap_line_is_refused():
   with pytest.raises(ValueError, match='no 64-node line for dfs'):
-    readme_tables.summary_table('| 64 | bfs | dear | 1 | 1 |', ['dfs'])
+    readme_tables.summary_table(
+        '| test size | algorithm | row |\n|---|---|---|\n'
+        '| 64 | bfs | dear | 1 | 1 |\n', ['dfs'])
+
+
+def test_a_readme_without_a_quoted_table_is_left_alone(repo):
+  # A README that quotes no table of the report (it cites the generated
+  # file instead) is not refused, and not changed.
+  (repo / 'README.md').write_text('# deq_clrs\n\nSee results/.\n')
+  (repo / 'results' / 'README.md').write_text('# Results\n')
+  assert readme_tables.synced(repo) == {}

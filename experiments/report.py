@@ -2,9 +2,13 @@
 
   python -m experiments.report --runs=workdir_runs --out=results
 
-Reads every ``results.json`` under ``--runs`` (and, beside it, an
-``eval_results.json`` written by ``experiments.evaluate``, whose extra test
-sizes are merged in), then writes into ``--out``:
+Reads every run folder under ``--runs`` (a ``results.json`` beside a
+``config.json``, with, beside them, an ``eval_results.json`` written by
+``experiments.evaluate``, whose extra test sizes are merged in) and the
+report copies directly in ``--runs`` (``<out>/runs``), never the project's
+own ``results/`` unless ``--runs`` is in it; says in one line how many
+files it left out and why (``--list_skipped`` names them); then writes into
+``--out``:
 
 * ``table.md``: per algorithm and model, the CLRS score at every test size
   (mean +- std over seeds, numpy's population std; a statistic that only
@@ -15,9 +19,13 @@ sizes are merged in), then writes into ``--out``:
   ``provenance.shared_cores``), training time (marked likewise, with how
   many of the seed's validations saw shared cores) and the commits that
   made the runs;
-* ``gaps.md``: per test size, how far each row of an algorithm trails its
-  ``nar`` row (gap of the means, the larger seed std, and the gap over the
-  seeds both rows have);
+* ``gaps.md``: per test size, each row of an algorithm less its ``nar`` row
+  (and ``dear`` less ``nar_lt``): the difference of the means, its 95%
+  interval (Welch's over seeds, or a paired bootstrap over seeds and test
+  graphs where both rows stored per-graph scores: :mod:`experiments.stats`),
+  the verdict that follows the interval, and for DEAR against NAR at 64
+  nodes the verdict after Holm's correction over the algorithms; a positive
+  difference means the row is ahead;
 * ``accuracy_vs_size.png``: score against graph size (16 = validation set);
 * ``iterations_vs_steps.png``: DEAR's solver iterations per graph against
   the true algorithm's number of steps;
@@ -48,10 +56,13 @@ from deq_clrs.training import provenance
 from experiments import cli
 from experiments import report_curves
 from experiments import run_files
+from experiments import stats
 
 _RUNS = flags.DEFINE_string('runs', 'workdir_runs',
                             'Directory searched for results.json files.')
 _OUT = flags.DEFINE_string('out', 'results', 'Output directory.')
+_LIST_SKIPPED = flags.DEFINE_bool(
+    'list_skipped', False, 'Name each results file left out, with why.')
 
 
 def _fmt(values: list[float], digits: int = 3) -> str:
@@ -197,6 +208,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
             ','.join(str(r.get('train_steps', '?')) for r in group_runs),
             code_label(group_runs)]
     lines.append('| ' + ' | '.join(row) + ' |')
+  lines += ['', STD_NOTE]
   if flagged:
     lines += ['', SHARED_NOTE]
   if train_flagged:
@@ -225,6 +237,13 @@ def _train_shared_text(group_runs: list[dict[str, Any]]) -> str:
       parts.append(f'seed {r["seed"]} at {shared} of {len(loads)} '
                    f'validations')
   return f' (cores shared: {", ".join(parts)})' if parts else ''
+
+
+#: Said under every table: what its ± is.
+STD_NOTE = ('"a ± b": the mean and the *population* standard deviation '
+            "(numpy's default, ddof=0) over the row's seeds; a cell that "
+            'names seeds holds only those. gaps.md gives intervals of the '
+            'differences, from the sample variances (ddof=1).')
 
 
 #: Said under a table where some ms/graph were measured on shared cores.
@@ -267,47 +286,192 @@ def _scores(group_runs: list[dict[str, Any]], size: str) -> dict[int, float]:
           if size in r['test_scores']}
 
 
-def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
-  """How far each other row of an algorithm trails its ``baseline`` row.
+#: The test size of the main comparison (DEAR against NAR, Holm-corrected).
+MAIN_SIZE = '64'
+#: The second baseline DEAR is compared with (NAR, learned termination).
+LT_BASELINE = 'nar_lt'
 
-  One line per (test size, algorithm, row) where both rows were scored at
-  that size: each side's mean ± std over its seeds (named), the gap (the
-  baseline's mean less the row's: positive when the row trails), the
-  larger of the two stds (``-`` when both have one seed: no spread to
-  compare with), whether the gap, either way, exceeds it, and the gap over
-  the seeds both have (``-`` when they share none), so that a comparison of
-  unequal seed sets can be told from a paired one.
 
-  Returns:
-    The markdown table: its header, the rule under it and one line per
-    comparison.
-  """
+def _per_graph(group_runs: list[dict[str, Any]], size: str
+               ) -> dict[int, list[float]] | None:
+  """seed -> per-graph test scores at ``size``; None unless every run
+  scored there stored them (``test_scores_per_graph``)."""
+  out = {}
+  for r in group_runs:
+    if size not in r['test_scores']:
+      continue
+    scores = (r.get('test_scores_per_graph') or {}).get(size)
+    if not scores:
+      return None
+    out[r['seed']] = scores
+  return out
+
+
+def compare(mine: list[dict[str, Any]], base: list[dict[str, Any]],
+            size: str) -> stats.Comparison:
+  """``mine`` less ``base`` at ``size``: a paired bootstrap over seeds and
+  test graphs where both rows stored per-graph scores of one test set,
+  Welch's interval over seeds otherwise."""
+  graphs_mine, graphs_base = _per_graph(mine, size), _per_graph(base, size)
+  if graphs_mine and graphs_base and len(
+      {len(v) for v in (*graphs_mine.values(), *graphs_base.values())}) == 1:
+    return stats.paired_bootstrap(graphs_mine, graphs_base)
+  return stats.welch(list(_scores(mine, size).values()),
+                     list(_scores(base, size).values()))
+
+
+def _signed(x: float) -> str:
+  return f'{x:+.3f}'
+
+
+def _interval(c: stats.Comparison) -> str:
+  return '-' if c.low is None else f'[{_signed(c.low)}, {_signed(c.high)}]'
+
+
+def _p(p: float | None) -> str:
+  if p is None:
+    return '-'
+  return '< 0.001' if p < 0.001 else f'{p:.3f}'
+
+
+def _method(c: stats.Comparison) -> str:
+  if c.method == 'bootstrap':
+    return 'paired bootstrap'
+  return 'Welch (no per-graph scores)'
+
+
+def _score_cell(scores: dict[int, float]) -> str:
+  return f'{_fmt(list(scores.values()))} ({_seeds_text(sorted(scores))})'
+
+
+def _comparisons(runs: list[dict[str, Any]], baseline: str,
+                 rows: Callable[[str], bool]
+                 ) -> list[tuple[str, str, str, dict, dict, Any]]:
+  """``(size, algorithm, row, row scores, baseline scores, comparison)``
+  for each row (``rows(name)``) of an algorithm that has a ``baseline``
+  row, at each test size both were scored at."""
   groups = group(runs)
-  head = ['test size', 'algorithm', 'row', 'row score', f'{baseline} score',
-          'gap', 'larger std', 'gap beyond std', 'gap, shared seeds']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  out = []
   for size in test_sizes(runs):
     for (alg, name), group_runs in groups.items():
       base_runs = groups.get((alg, baseline))
-      if name == baseline or base_runs is None:
+      if name == baseline or base_runs is None or not rows(name):
         continue
       mine, base = _scores(group_runs, size), _scores(base_runs, size)
-      if not mine or not base:
-        continue
-      gap = np.mean(list(base.values())) - np.mean(list(mine.values()))
-      stds = [float(np.std(list(v.values()))) for v in (mine, base)
-              if len(v) > 1]
-      shared = sorted(set(mine) & set(base))
-      paired = (f'{np.mean([base[s] - mine[s] for s in shared]):.3f} '
-                f'({_seeds_text(shared)})' if shared else '-')
-      lines.append('| ' + ' | '.join([
-          size, alg, name,
-          f'{_fmt(list(mine.values()))} ({_seeds_text(sorted(mine))})',
-          f'{_fmt(list(base.values()))} ({_seeds_text(sorted(base))})',
-          f'{gap:.3f}', f'{max(stds):.3f}' if stds else '-',
-          ('yes' if abs(gap) > max(stds) else 'no') if stds else '-',
-          paired]) + ' |')
+      if mine and base:
+        out.append((size, alg, name, mine, base,
+                    compare(group_runs, base_runs, size)))
+  return out
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+  return (['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+          + ['| ' + ' | '.join(row) + ' |' for row in rows])
+
+
+def main_comparison(runs: list[dict[str, Any]], size: str = MAIN_SIZE,
+                    model: str = 'dear', baseline: str = BASELINE
+                    ) -> list[str]:
+  """DEAR less NAR per algorithm at ``size``, each with its own verdict and
+  the verdict after Holm's correction over the algorithms (the lines of a
+  markdown table and a sentence under it)."""
+  found = [c for c in _comparisons(runs, baseline, lambda n: n == model)
+           if c[0] == size]
+  adjusted = stats.holm_adjusted([c[-1].p for c in found])
+  rows = []
+  for (_, alg, _, mine, base, c), p in zip(found, adjusted):
+    after = stats.verdict(c)
+    if p is not None:
+      after = (after if after in ('ahead', 'behind') and p <= 1 - stats.LEVEL
+               else 'not resolved after Holm')
+    rows.append([alg, _score_cell(mine), _score_cell(base),
+                 _signed(c.difference), _interval(c), _p(c.p),
+                 stats.verdict(c), _p(p), after])
+  head = ['algorithm', f'{model} score', f'{baseline} score',
+          f'{model} − {baseline}', '95% interval', 'p', 'verdict',
+          'Holm-adjusted p', 'verdict after Holm']
+  resolved = sum(r[-1] in ('ahead', 'behind') for r in rows)
+  return _table(head, rows) + [
+      '', f'After Holm\'s correction over these {len(rows)} algorithms '
+      f'(family-wise error 5%), {resolved} of {len(rows)} differences are '
+      f'resolved.']
+
+
+def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
+  """gaps.md: each row of an algorithm against its ``baseline`` row.
+
+  Three tables, after notes on the sign, the ``±`` and the intervals: the
+  main comparison (``dear`` less ``baseline`` at ``MAIN_SIZE`` nodes,
+  Holm-corrected over the algorithms); every row less ``baseline`` at every
+  test size both were scored at, with the difference over the seeds both
+  have (``-`` when they share none); and ``dear`` less ``LT_BASELINE``.
+
+  Returns:
+    The markdown text.
+  """
+  vs_base = _comparisons(runs, baseline, lambda name: True)
+  vs_lt = _comparisons(runs, LT_BASELINE, lambda name: name == 'dear')
+  every = []
+  for size, alg, name, mine, base, c in vs_base:
+    shared = sorted(set(mine) & set(base))
+    paired = (f'{_signed(np.mean([mine[s] - base[s] for s in shared]))} '
+              f'({_seeds_text(shared)})' if shared else '-')
+    every.append([size, alg, name, _score_cell(mine), _score_cell(base),
+                  _signed(c.difference), _interval(c), stats.verdict(c),
+                  _method(c), paired])
+  lt = [[size, alg, _score_cell(mine), _score_cell(base),
+         _signed(c.difference), _interval(c), stats.verdict(c), _method(c)]
+        for size, alg, _, mine, base, c in vs_lt]
+  bootstrapped = any(c[-1].method == 'bootstrap' for c in vs_base + vs_lt)
+  lines = [
+      f'# Each row against {baseline}', '', GAPS_NOTE, '',
+      BOOTSTRAP_NOTE if bootstrapped else WELCH_ONLY_NOTE, '',
+      f'## Main comparison: dear − {baseline} at {MAIN_SIZE} nodes, '
+      f'corrected for multiple comparisons', '',
+      *main_comparison(runs, baseline=baseline), '',
+      f'## Every row − {baseline}', '',
+      *_table(['test size', 'algorithm', 'row', 'row score',
+               f'{baseline} score', f'row − {baseline}', '95% interval',
+               'verdict', 'interval from', f'row − {baseline}, shared seeds'],
+              every), '',
+      f'## dear − {LT_BASELINE} (learned termination)', '',
+      *_table(['test size', 'algorithm', 'dear score', f'{LT_BASELINE} score',
+               f'dear − {LT_BASELINE}', '95% interval', 'verdict',
+               'interval from'], lt)]
   return '\n'.join(lines) + '\n'
+
+
+#: Said at the top of gaps.md: the sign, the ± and the verdicts.
+GAPS_NOTE = (
+    'Generated by `experiments.report` from the run records; do not edit. '
+    '**Sign: every difference is the row\'s CLRS score less the '
+    'baseline\'s, so a positive difference means the row (DEAR) is ahead '
+    'and a negative one that it trails.** Score cells are the mean ± the '
+    '*population* standard deviation (numpy\'s default, ddof=0) over the '
+    'seeds named, as in table.md. Intervals are 95% intervals of the '
+    'difference; the verdict follows the interval: `ahead` (it lies above '
+    '0), `behind` (below 0), `not resolved at n seeds` (it holds 0), '
+    '`1 seed: no interval` (a side has one seed). Welch intervals use each '
+    'side\'s *sample* variance (ddof=1), the Welch-Satterthwaite degrees of '
+    'freedom and Student\'s t quantile; p is Welch\'s two-sided p-value. '
+    'Each verdict holds for its own comparison; the main comparison also '
+    'gives the verdict after Holm\'s correction over its algorithms.')
+#: Said when no interval could use per-graph scores.
+WELCH_ONLY_NOTE = (
+    'No run here stored per-graph test scores (runs store them from now '
+    'on, as `test_scores_per_graph`), so every interval is Welch\'s over '
+    'seeds. All runs are scored on one shared test set, so these intervals '
+    'leave out test-set noise: they say how far another seed could move '
+    'the score, not another draw of test graphs.')
+#: Said when some interval did.
+BOOTSTRAP_NOTE = (
+    'Where both rows stored per-graph test scores, the interval is a paired '
+    'bootstrap over seeds and test graphs (all runs share one test set, so '
+    'graph i of one row pairs with graph i of the other; 10,000 replicates, '
+    'percentile interval) of the mean per-graph score, which is the CLRS '
+    'score where each output is an accuracy over graphs of one size and '
+    'differs slightly for F1-scored mask outputs; elsewhere it is Welch\'s '
+    'over seeds, which leaves out test-set noise.')
 
 
 def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
@@ -348,7 +512,7 @@ def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
   fig.suptitle('Score against graph size\n(16 = validation, larger = test)',
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, metadata=report_curves.PNG_METADATA)
   plt.close(fig)
 
 
@@ -368,12 +532,12 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
   for (alg, model), group_runs in group(runs).items():
     xs, ys, hi = [], [], []
     for r in group_runs:
-      for s, stats in (r.get('solver') or {}).items():
-        if not stats:
+      for s, solver in (r.get('solver') or {}).items():
+        if not solver:
           continue
         xs.append(r['gt_steps_mean'][s])
-        ys.append(stats['iterations_mean'])
-        hi.append(stats['iterations_max'] - stats['iterations_mean'])
+        ys.append(solver['iterations_mean'])
+        hi.append(solver['iterations_max'] - solver['iterations_mean'])
     if xs:
       ax.errorbar(xs, ys, yerr=[np.zeros(len(hi)), hi], fmt=markers[model],
                   color=colors[alg], capsize=3, label=f'{alg} [{model}]')
@@ -386,7 +550,7 @@ def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
   ax.set_title('DEAR: solver iterations against true steps (test sets)')
   ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5))
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, metadata=report_curves.PNG_METADATA)
   plt.close(fig)
 
 
@@ -397,8 +561,8 @@ def _copy_text(run: dict[str, Any]) -> str:
 
 
 def write_report(runs_dir: str, out_dir: str,
-                 log: Callable[[str], None] = print
-                 ) -> list[dict[str, Any]]:
+                 log: Callable[[str], None] = print,
+                 list_skipped: bool = False) -> list[dict[str, Any]]:
   """Writes table.md, the plots and copies of the results files.
 
   The plots: score against graph size, solver iterations (DEAR) or steps
@@ -409,16 +573,26 @@ def write_report(runs_dir: str, out_dir: str,
   config). An existing copy is brought up to date when the run keeps all
   the copy holds and adds to it (a test size scored since by
   ``experiments.evaluate``), so that the table and its copies agree; a copy
-  that differs otherwise is never overwritten. Every file
-  left out, and every copy not written, is reported through ``log`` with
-  the reason.
+  that differs otherwise is never overwritten.
+
+  Only run folders (a ``results.json`` beside a ``config.json``) under
+  ``runs_dir`` and report copies directly in it are read, and the
+  project's own ``results/`` only when ``runs_dir`` is in it
+  (``run_files.find_results``). How many files were left out and why is
+  reported through ``log`` in one line (each file with its reason too
+  with ``list_skipped``), and every copy not written with the reason.
   """
   skipped = []
-  runs = run_files.load_runs(runs_dir, skipped)
-  for path, reason in skipped:
+  runs = run_files.load_runs(runs_dir, skipped, run_folders_only=True)
+  if skipped:
+    log(run_files.skipped_summary(skipped)
+        + ('' if list_skipped else ' (--list_skipped names them)'))
+  for path, reason in skipped if list_skipped else ():
     log(f'skipped {path}: {reason}')
   if not runs:
-    raise FileNotFoundError(f'no results.json under {runs_dir}')
+    raise FileNotFoundError(
+        f'no run under {runs_dir} (a run folder holds results.json beside '
+        f'config.json; report copies are read from the folder given)')
   os.makedirs(os.path.join(out_dir, 'runs'), exist_ok=True)
   for r in runs:
     target = os.path.join(out_dir, 'runs', run_files.copy_name(r))
@@ -442,6 +616,15 @@ def write_report(runs_dir: str, out_dir: str,
           f'more (test sizes scored since)')
     with open(target, 'w') as f:
       f.write(text)
+  write_outputs(runs, out_dir)
+  return runs
+
+
+def write_outputs(runs: list[dict[str, Any]], out_dir: str) -> list[str]:
+  """Writes table.md, gaps.md and the plots of ``runs`` into ``out_dir``
+  (no copies); returns the names written."""
+  names = ['table.md', 'gaps.md', 'accuracy_vs_size.png',
+           'iterations_vs_steps.png']
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:
     f.write(markdown_table(runs))
   with open(os.path.join(out_dir, 'gaps.md'), 'w') as f:
@@ -451,7 +634,8 @@ def write_report(runs_dir: str, out_dir: str,
   if any(r.get('history') for r in runs):
     report_curves.plot_learning_curves(
         group(runs), os.path.join(out_dir, 'learning_curves.png'))
-  return runs
+    names.append('learning_curves.png')
+  return names
 
 
 def main(argv):
@@ -460,7 +644,8 @@ def main(argv):
   if not os.path.isdir(_RUNS.value):
     cli.fail(f'--runs={_RUNS.value} is not a directory')
   try:
-    runs = write_report(_RUNS.value, _OUT.value)
+    runs = write_report(_RUNS.value, _OUT.value,
+                        list_skipped=_LIST_SKIPPED.value)
   except FileNotFoundError as e:
     cli.fail(e)
   print(f'{len(runs)} runs -> {_OUT.value}/table.md')

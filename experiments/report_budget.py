@@ -124,4 +124,10 @@ def markdown(comparisons: list[dict[str, Any]]) -> str:
         '-' if c['table'] is None else f'{_score(c["table"]):.3f}',
         _at(short), _at(long), str(long['train_steps']), change, nar_s,
         f'{_seconds(short)} / {_seconds(long)}']) + ' |')
+  lines += ['', STD_NOTE]
   return '\n'.join(lines) + '\n'
+
+
+#: Said under the table: what its ± is.
+STD_NOTE = ('"nar (seeds)": the mean and the *population* standard '
+            "deviation (numpy's default, ddof=0) over the seeds named.")

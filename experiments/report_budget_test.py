@@ -47,7 +47,7 @@ def test_a_longer_run_is_set_beside_its_snapshot_and_the_table():
   assert c['table']['test_scores']['64']['score'] == 0.6
   assert c['short'] is snapshot
   md = report_budget.markdown(out).splitlines()
-  assert len(md) == 3
+  assert len(md) == 5 and md[-1] == report_budget.STD_NOTE
   cells = [x.strip() for x in md[2].strip('|').split('|')]
   assert cells == ['bfs', '0', '0.800 ± 0.082 (0,1,2)', '0.600',
                    '0.650 (step 4750)', '0.750 (step 12000)', '15000',

@@ -13,6 +13,10 @@ from typing import Callable
 
 import numpy as np
 
+#: The PNG metadata of every figure: none, not even matplotlib's version
+#: (``Software``), so that a figure's bytes depend on what it draws.
+PNG_METADATA = {'Software': None}
+
 
 def curve(runs: list[dict[str, Any]],
           value: Callable[[dict[str, Any]], float | None]
@@ -99,5 +103,5 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
   fig.suptitle('Score against training steps\n(mean over seeds, band: range)',
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, metadata=PNG_METADATA)
   plt.close(fig)

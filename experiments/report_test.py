@@ -4,6 +4,7 @@ import json
 import os
 
 from experiments import report
+from experiments import run_files
 
 
 def fake_run(model, seed, score, solver, train_steps=200):
@@ -87,9 +88,12 @@ def test_report_writes_table_and_plots(tmp_path):
 
 
 def write_run(folder, run):
+  """A run folder: ``results.json`` beside ``config.json``."""
   os.makedirs(folder, exist_ok=True)
   with open(folder / 'results.json', 'w') as f:
     json.dump(run, f)
+  with open(folder / 'config.json', 'w') as f:
+    json.dump(run['config'], f)
 
 
 def test_report_pools_only_seeds_of_one_config(tmp_path):
@@ -118,13 +122,17 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   write_run(runs / 'zz_copy_of_d0', fake_run('dear', 0, 0.8, solver))
   os.makedirs(runs / 'broken')
   (runs / 'broken' / 'results.json').write_text('{"algorithm": ')
+  (runs / 'broken' / 'config.json').write_text('{}')
 
   out = tmp_path / 'out'
   printed = []
-  gathered = report.write_report(str(runs), str(out), log=printed.append)
+  gathered = report.write_report(str(runs), str(out), log=printed.append,
+                                 list_skipped=True)
   assert len(gathered) == 5
   table = (out / 'table.md').read_text()
-  rows = {line.split(' | ')[1]: line for line in table.splitlines()[2:]}
+  rows = {line.split(' | ')[1]: line for line in table.splitlines()[2:]
+          if line.startswith('|')}
+  assert report.STD_NOTE in table  # the ± is the population std
   assert set(rows) == {'dear (train_steps=200)', 'dear (train_steps=5)',
                        'nar_lt'}
   assert '| 0,1,2 |' in rows['dear (train_steps=200)']
@@ -133,6 +141,9 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   assert '0.700 ± 0.082' in rows['dear (train_steps=200)']
   assert '| 0 | 0.900 | 0.100 |' in rows['dear (train_steps=5)']
   assert '3.0 / 5' in rows['nar_lt']
+  assert printed.pop(0) == (
+      'skipped 3: 1 reached twice through links, 1 unreadable, 1 another '
+      'file of a run already read')
   reasons = dict(line.split(': ', 1) for line in printed)
   assert reasons[f'skipped {runs / "link_to_d0" / "results.json"}'] == (
       f'the same file as {runs / "d0" / "results.json"}')
@@ -193,17 +204,18 @@ def test_a_run_scored_since_its_copy_wins_over_the_copy_met_first(tmp_path):
   live = tmp_path / 'live'
   write_run(live / 'd0', fake_run('dear', 0, 0.8, None))
   view.mkdir()
-  os.symlink(out / 'runs', view / 'copies')
-  os.symlink(live, view / 'live')
   report.write_report(str(live), str(out))
+  (copy,) = os.listdir(out / 'runs')
+  os.symlink(out / 'runs' / copy, view / copy)
+  os.symlink(live, view / 'live')
   _write_eval_128(live / 'd0', 0.3)
   printed = []
-  runs = report.write_report(str(view), str(out), log=printed.append)
-  (copy,) = os.listdir(out / 'runs')
+  runs = report.write_report(str(view), str(out), log=printed.append,
+                             list_skipped=True)
   assert [r['_path'] for r in runs] == [str(view / 'live' / 'd0' /
                                             'results.json')]
-  assert printed[0] == (
-      f'skipped {view / "copies" / copy}: the same config and seed as '
+  assert printed[1] == (
+      f'skipped {view / copy}: the same config and seed as '
       f'{view / "live" / "d0" / "results.json"}, which holds all it does '
       'and more')
   assert '0.300' in (out / 'table.md').read_text()
@@ -212,10 +224,11 @@ def test_a_run_scored_since_its_copy_wins_over_the_copy_met_first(tmp_path):
   # Once the copy has caught up the two agree, and the first one met (the
   # copy) is kept, as before.
   printed = []
-  (again,) = report.write_report(str(view), str(out), log=printed.append)
-  assert again['_path'] == str(view / 'copies' / copy)
-  assert printed == [f'skipped {view / "live" / "d0" / "results.json"}: the '
-                     f'same config and seed as {view / "copies" / copy}']
+  (again,) = report.write_report(str(view), str(out), log=printed.append,
+                                 list_skipped=True)
+  assert again['_path'] == str(view / copy)
+  assert printed[1:] == [f'skipped {view / "live" / "d0" / "results.json"}: '
+                         f'the same config and seed as {view / copy}']
 
 
 def test_report_keeps_an_unreadable_copy_and_says_so(tmp_path):
@@ -234,6 +247,40 @@ def test_report_keeps_an_unreadable_copy_and_says_so(tmp_path):
   assert (out / 'runs' / copy).read_text() == '{"algorithm": '
 
 
+def test_report_reads_only_run_folders_and_says_what_it_skipped(tmp_path):
+  # A broad folder (as --runs=/tmp was): a run folder, a results.json
+  # without its config.json, report copies in a folder below, and a
+  # results/ folder of this project reached through a link.
+  broad = tmp_path / 'broad'
+  write_run(broad / 'mine' / 'd0', fake_run('dear', 0, 0.8, None))
+  (broad / 'loose').mkdir(parents=True)
+  (broad / 'loose' / 'results.json').write_text(
+      json.dumps(fake_run('nar', 0, 0.5, None)))
+  other = broad / 'other_checkout' / 'results' / 'runs'
+  other.mkdir(parents=True)
+  for seed in (0, 1):
+    (other / f'bfs.nar.seed{seed}.abc.results.json').write_text(
+        json.dumps(fake_run('nar', seed, 0.5, None)))
+  os.symlink(run_files.PROJECT_RESULTS, broad / 'project_results')
+  printed = []
+  runs = report.write_report(str(broad), str(tmp_path / 'out'),
+                             log=printed.append)
+  assert [r['_path'] for r in runs] == [
+      str(broad / 'mine' / 'd0' / 'results.json')]
+  assert printed == [
+      'skipped 4: 1 without config.json beside them, 2 report copies '
+      "below the folder given, 1 the project's own results/ "
+      '(--list_skipped names them)']
+  # Copies are read from the folder given itself, and the project's own
+  # results from a folder in it.
+  assert len(report.write_report(str(other), str(tmp_path / 'o2'),
+                                 log=printed.append)) == 2
+  skipped = []
+  assert run_files.load_runs(str(broad / 'project_results' / 'dear_cpu' /
+                                 'runs'), skipped, run_folders_only=True)
+  assert not skipped
+
+
 def test_the_code_column_names_every_commit_that_trained_a_run():
   started = {'commit': '1111111aaaa', 'dirty': False}
   finished = {'commit': '2222222bbbb', 'dirty': False}
@@ -250,6 +297,25 @@ def test_the_code_column_names_every_commit_that_trained_a_run():
 
 
 
+def _gap_rows(text, header):
+  """The body rows (cells stripped) of gaps.md's table whose header line, or
+  the heading above it, is ``header``."""
+  lines = text.splitlines()
+  start = lines.index(header)
+  while not lines[start].startswith('|'):
+    start += 1
+  start += 2
+  rows = []
+  for line in lines[start:]:
+    if not line.startswith('|'):
+      break
+    rows.append([c.strip() for c in line.strip('|').split('|')])
+  return rows
+
+
+EVERY = '## Every row − nar'
+
+
 def test_gaps_compare_each_row_with_nar_and_name_the_seeds(tmp_path):
   solver = {'iterations_mean': 4.0, 'iterations_max': 6,
             'converged_fraction': 1.0}
@@ -264,20 +330,26 @@ def test_gaps_compare_each_row_with_nar_and_name_the_seeds(tmp_path):
                      'n2': fake_run('nar', 2, 0.7, None),
                      't0': tagged, 'x0': lonely})
   report.write_report(str(runs), str(tmp_path / 'out'))
-  lines = (tmp_path / 'out' / 'gaps.md').read_text().splitlines()
-  rows = [[c.strip() for c in line.strip('|').split('|')] for line in lines]
-  assert all(len(row) == len(rows[0]) for row in rows)  # one cell per column
-  rows = rows[2:]
+  text = (tmp_path / 'out' / 'gaps.md').read_text()
+  assert 'a positive difference means the row (DEAR) is ahead' in text
+  assert '*population* standard deviation' in text
+  rows = _gap_rows(text, EVERY)
+  # dear's mean 0.7 less nar's 0.6; sample variances 0.02 and 0.02, so
+  # the standard error is 0.141 with 2 degrees of freedom (t = 4.303):
+  # 0.1 +- 0.608. On seed 0, the one both have: 0.8 - 0.5.
   assert rows == [
-      # nar's mean 0.6 less dear's 0.7; both stds are 0.1, so the gap
-      # does not exceed them; on seed 0, the one both have: 0.5 - 0.8.
       ['64', 'bfs', 'dear', '0.700 ± 0.100 (seeds 0, 1)',
-       '0.600 ± 0.100 (seeds 0, 2)', '-0.100', '0.100', 'no',
-       '-0.300 (seed 0)'],
+       '0.600 ± 0.100 (seeds 0, 2)', '+0.100', '[-0.508, +0.708]',
+       'not resolved at 2 seeds', 'Welch (no per-graph scores)',
+       '+0.300 (seed 0)'],
       ['64', 'bfs', 'dear:tol0.01', '0.450 (seed 0)',
-       '0.600 ± 0.100 (seeds 0, 2)', '0.150', '0.100', 'yes',
-       '0.050 (seed 0)'],
+       '0.600 ± 0.100 (seeds 0, 2)', '-0.150', '-', '1 seed: no interval',
+       'Welch (no per-graph scores)', '-0.050 (seed 0)'],
   ]
+  (main,) = _gap_rows(text, report.main_comparison([])[0])
+  assert main[:4] == ['bfs', '0.700 ± 0.100 (seeds 0, 1)',
+                      '0.600 ± 0.100 (seeds 0, 2)', '+0.100']
+  assert main[-1] == 'not resolved after Holm'
 
 
 def test_gaps_without_shared_seeds_or_spread_say_so(tmp_path):
@@ -285,10 +357,53 @@ def test_gaps_without_shared_seeds_or_spread_say_so(tmp_path):
   _write_runs(runs, {'d1': fake_run('dear', 1, 0.8, None),
                      'n0': fake_run('nar', 0, 0.5, None)})
   report.write_report(str(runs), str(tmp_path / 'out'))
-  line = (tmp_path / 'out' / 'gaps.md').read_text().splitlines()[2]
-  assert [c.strip() for c in line.strip('|').split('|')] == [
-      '64', 'bfs', 'dear', '0.800 (seed 1)', '0.500 (seed 0)', '-0.300', '-',
-      '-', '-']
+  (row,) = _gap_rows((tmp_path / 'out' / 'gaps.md').read_text(), EVERY)
+  assert row == ['64', 'bfs', 'dear', '0.800 (seed 1)', '0.500 (seed 0)',
+                 '+0.300', '-', '1 seed: no interval',
+                 'Welch (no per-graph scores)', '-']
+
+
+def _scored(model, seed, algorithm, scores):
+  """A run with per-graph test scores at 64 nodes (and their mean)."""
+  run = fake_run(model, seed, float(sum(scores) / len(scores)), None)
+  run['algorithm'] = algorithm
+  run['test_scores_per_graph'] = {'64': scores}
+  return run
+
+
+def test_gaps_verdicts_follow_the_intervals_and_holm(tmp_path):
+  # Three algorithms, three seeds each: on 'clear' DEAR leads on every
+  # seed by far; on 'close' the seeds overlap; on 'mixed' only one side
+  # stored per-graph scores, so Welch's interval is used and said so.
+  runs = {}
+  for seed in range(3):
+    runs[f'cd{seed}'] = _scored('dear', seed, 'clear',
+                                [0.9 + 0.01 * seed] * 4)
+    runs[f'cn{seed}'] = _scored('nar', seed, 'clear', [0.5 + 0.01 * seed] * 4)
+    runs[f'od{seed}'] = _scored('dear', seed, 'close',
+                                [0.5, 0.7, 0.6, 0.4 + 0.1 * seed])
+    runs[f'on{seed}'] = _scored('nar', seed, 'close',
+                                [0.6, 0.5, 0.6, 0.45 + 0.1 * seed])
+    mixed = fake_run('dear', seed, 0.3 + 0.02 * seed, None)
+    mixed['algorithm'] = 'mixed'
+    runs[f'md{seed}'] = mixed
+    runs[f'mn{seed}'] = _scored('nar', seed, 'mixed', [0.5 + 0.03 * seed] * 4)
+  _write_runs(tmp_path / 'runs', runs)
+  report.write_report(str(tmp_path / 'runs'), str(tmp_path / 'out'))
+  text = (tmp_path / 'out' / 'gaps.md').read_text()
+  assert report.BOOTSTRAP_NOTE in text
+  every = {row[1]: row for row in _gap_rows(text, EVERY)}
+  assert every['clear'][5:9] == [
+      '+0.400', '[+0.387, +0.413]', 'ahead', 'paired bootstrap']
+  assert every['close'][7:9] == ['not resolved at 3 seeds',
+                                 'paired bootstrap']
+  assert every['mixed'][5] == '-0.210'
+  assert every['mixed'][7:9] == ['behind', 'Welch (no per-graph scores)']
+  main = {row[0]: row for row in _gap_rows(
+      text, report.main_comparison([])[0])}
+  assert main['clear'][-1] == 'ahead'  # p ~ 1e-4, times 3 still < 0.05
+  assert main['close'][-1] == 'not resolved after Holm'
+  assert 'differences are resolved' in text
 
 
 def test_times_measured_on_shared_cores_are_marked_with_their_seeds(tmp_path):

@@ -29,7 +29,25 @@ RESULTS = 'results.json'
 COPY_SUFFIX = '.results.json'
 
 
-def find_results(runs_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
+#: The project's own results folder, which a search of a folder above it
+#: leaves out (:func:`find_results` with ``run_folders_only``).
+PROJECT_RESULTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results')
+CONFIG = 'config.json'
+NO_CONFIG = f'no {CONFIG} beside it (not a run folder)'
+DEEP_COPY = ('a report copy below the folder searched (copies are read only '
+             'from the folder given itself)')
+OWN_RESULTS = ("the project's own results folder (give it, or a folder in "
+               'it, to read it)')
+
+
+def _inside(path: str, folder: str) -> bool:
+  path, folder = os.path.realpath(path), os.path.realpath(folder)
+  return path == folder or path.startswith(folder + os.sep)
+
+
+def find_results(runs_dir: str, run_folders_only: bool = False
+                 ) -> tuple[list[str], list[tuple[str, str]]]:
   """Every ``results.json`` (and report copy, ``*.results.json``) under
   ``runs_dir``, each real file once.
 
@@ -37,28 +55,81 @@ def find_results(runs_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
   or folder reached twice (a link to a folder already searched, or a loop)
   is read once.
 
+  Args:
+    runs_dir: the folder searched, recursively.
+    run_folders_only: read only run folders (a ``results.json`` beside a
+      ``config.json``) at any depth and report copies directly in
+      ``runs_dir``, and leave out the project's own ``results/`` unless
+      ``runs_dir`` is in it, so that a search of a broad folder (``/tmp``,
+      the checkout) does not sweep up copies that are not the user's runs.
+
   Returns:
     ``(paths, skipped)``: paths in a stable order, and ``(path, reason)``
     for each path left out.
   """
   paths, skipped, seen_dirs, seen_files = [], [], set(), {}
+  own = run_folders_only and not _inside(runs_dir, PROJECT_RESULTS)
   for folder, dirs, files in os.walk(runs_dir, followlinks=True):
     real = os.path.realpath(folder)
     if real in seen_dirs:
       dirs[:] = []  # Already searched under another name: not again.
     seen_dirs.add(real)
+    if own and _inside(folder, PROJECT_RESULTS):
+      dirs[:] = []
+      skipped.append((folder, OWN_RESULTS))
+      continue
     dirs.sort()
     for name in sorted(files):
       if name != RESULTS and not name.endswith(COPY_SUFFIX):
         continue
       path = os.path.join(folder, name)
+      reason = _not_a_run_file(folder, name, runs_dir) if (
+          run_folders_only) else ''
       real = os.path.realpath(path)
-      if real in seen_files:
-        skipped.append((path, f'the same file as {seen_files[real]}'))
+      if not reason and real in seen_files:
+        reason = f'the same file as {seen_files[real]}'
+      if reason:
+        skipped.append((path, reason))
         continue
       seen_files[real] = path
       paths.append(path)
   return paths, skipped
+
+
+def _not_a_run_file(folder: str, name: str, runs_dir: str) -> str:
+  """Why ``folder/name`` is not read by a search of run folders only, or
+  ''."""
+  if name == RESULTS:
+    return '' if os.path.exists(os.path.join(folder, CONFIG)) else NO_CONFIG
+  same = os.path.realpath(folder) == os.path.realpath(runs_dir)
+  return '' if same else DEEP_COPY
+
+
+#: The kinds of reason a file is skipped for, by how the reason begins.
+SKIP_KINDS = (
+    (NO_CONFIG, 'without config.json beside them'),
+    (DEEP_COPY, 'report copies below the folder given'),
+    (OWN_RESULTS, "the project's own results/"),
+    ('the same file as', 'reached twice through links'),
+    ('unreadable', 'unreadable'),
+    ('not a results file', 'not results of experiments.train'),
+    ('not merged', 'eval_results.json scored unlike their run'),
+    ('the same config and seed as', 'another file of a run already read'),
+)
+
+
+def skipped_summary(skipped: list[tuple[str, str]]) -> str:
+  """One line: how many files were skipped and why, e.g. ``skipped 3: 2
+  without config.json beside them, 1 unreadable``; '' for none."""
+  if not skipped:
+    return ''
+  counts: dict[str, int] = {}
+  for _, reason in skipped:
+    kind = next((k for start, k in SKIP_KINDS if reason.startswith(start)),
+                reason)
+    counts[kind] = counts.get(kind, 0) + 1
+  return f'skipped {len(skipped)}: ' + ', '.join(
+      f'{n} {kind}' for kind, n in counts.items())
 
 
 def config_key(run: dict[str, Any]) -> str:
@@ -91,8 +162,8 @@ def load_folder(folder: str, required: tuple[str, ...]
   return found, skipped
 
 
-def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
-              ) -> list[dict[str, Any]]:
+def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None,
+              run_folders_only: bool = False) -> list[dict[str, Any]]:
   """Every results.json under ``runs_dir``, with eval_results.json merged
   (and every report copy, which holds its merged scores already).
 
@@ -104,9 +175,10 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
       such files the one kept holds all the other does and more, e.g. a
       run scored at a new test size since its report copy was written;
       otherwise the one met first is kept).
+    run_folders_only: see :func:`find_results`.
   """
   skipped = [] if skipped is None else skipped
-  paths, duplicates = find_results(runs_dir)
+  paths, duplicates = find_results(runs_dir, run_folders_only)
   skipped.extend(duplicates)
   runs, seen = [], {}  # seen: identity -> index into runs.
   for path in paths:
@@ -135,8 +207,9 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None
         skipped.append((extra, f'not merged: scored {unlike}, not as the '
                                f'run itself scores'))
       else:
-        for key in ('test_scores', 'test_loss', 'gt_steps_mean',
-                    'seconds_per_sample', 'load', 'solver'):
+        for key in ('test_scores', 'test_scores_per_graph', 'test_loss',
+                    'gt_steps_mean', 'seconds_per_sample', 'load',
+                    'solver'):
           if more.get(key):
             run[key] = {**more[key], **(run.get(key) or {})}
     key = identity(run)

@@ -29,32 +29,18 @@ for variant in default tuned; do
     --batch_size=32 --hidden_size=128 --repeats="${REPEATS:-5}" \
     --memory_caps= --output="$out.$variant.json"
 done
-python - "$out" "$tuned" <<'EOF'
+# The table: experiments.rebuild_results builds it (and checks it) from the
+# two JSON records.
+PYTHONPATH=. python - "$out" "$tuned" <<'EOF'
 import json
 import sys
 
+from experiments import rebuild_results
+
 out, tuned = sys.argv[1:]
-runs = {v: json.load(open(f'{out}.{v}.json'))['algorithms']
-        for v in ('default', 'tuned')}
-lines = [
-    f'Median seconds per call, glibc defaults against '
-    f'GLIBC_TUNABLES={tuned}, measured in one run of '
-    '`results/allocator_benchmark.sh` (batch 32, latent 128, 16 nodes, one '
-    'core). Speed-up = default / tuned.', '',
-    '| algorithm | model | call | default s | tuned s | speed-up |',
-    '| --- | --- | --- | --- | --- | --- |']
-for alg, models in runs['default'].items():
-  for model, entry in models['models'].items():
-    calls = {'train step': lambda e: e['train_step']['median_s']}
-    for size in entry['inference']:
-      calls[f'inference ({size})'] = (
-          lambda e, size=size: e['inference'][size]['median_s'])
-    for call, get in calls.items():
-      base = get(entry)
-      new = get(runs['tuned'][alg]['models'][model])
-      lines.append(f'| {alg} | {model} | {call} | {base:.3f} | {new:.3f} | '
-                   f'{base / new:.2f}x |')
-text = '\n'.join(lines) + '\n'
+default, new = (json.load(open(f'{out}.{v}.json'))
+                for v in ('default', 'tuned'))
+text = rebuild_results.allocator_markdown(default, new, tuned)
 open(f'{out}.md', 'w').write(text)
 print(text)
 EOF

@@ -56,6 +56,28 @@ def _concat(trees: list[Any]) -> Any:
                                 *trees)
 
 
+def per_graph_scores(outputs: Sequence[Any], preds: dict[str, Any]
+                     ) -> list[float]:
+  """CLRS's score of each graph alone: ``clrs.evaluate`` on that graph's
+  slice of the outputs and predictions (the mean over outputs, as CLRS
+  scores a set), in the dataset's order.
+
+  Args:
+    outputs: the dataset's output DataPoints (graphs along axis 0).
+    preds: the model's predictions, name -> DataPoint (graphs along axis 0).
+  """
+  outputs = jax.tree_util.tree_map(np.asarray, tuple(outputs))
+  preds = jax.tree_util.tree_map(np.asarray, preds)
+  graphs = outputs[0].data.shape[0]
+  scores = []
+  for i in range(graphs):
+    one = lambda x, i=i: x[i:i + 1]
+    scores.append(float(clrs.evaluate(
+        jax.tree_util.tree_map(one, outputs),
+        jax.tree_util.tree_map(one, preds))['score']))
+  return scores
+
+
 def summarize_stats(stats: dict[str, np.ndarray]) -> dict[str, float]:
   """Means and maxima of per-graph solver (or termination) statistics."""
   out = {'graphs': int(stats['iterations'].size),
@@ -92,7 +114,8 @@ def _evaluate_batch(models: models_lib.Models, params: Any, key: jax.Array,
 
 def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
              *, batch_size: int, seed: int, timed: bool = False,
-             with_loss: bool = False) -> dict[str, Any]:
+             with_loss: bool = False, per_graph: bool = False
+             ) -> dict[str, Any]:
   """Scores parameters on a whole cached dataset.
 
   Args:
@@ -111,6 +134,8 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
   Returns:
     ``{'score': CLRS score (mean of per-output scores), 'outputs': {name:
     score}, 'gt_steps_mean': float, 'graphs': int}`` plus
+    ``'scores_per_graph'`` (the CLRS score of each graph alone,
+    :func:`per_graph_scores`) with ``per_graph``,
     ``'seconds_per_sample'`` and ``'load'`` (the machine's load after the
     timing and other processes' share of this one's CPUs during it:
     ``provenance.machine_load``) when timed, ``'loss'`` with
@@ -152,6 +177,8 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
       'gt_steps_mean': data_lib.mean_steps(dataset),
       'graphs': data_lib.num_graphs(dataset),
   }
+  if per_graph:
+    result['scores_per_graph'] = per_graph_scores(dataset.outputs, preds)
   if with_loss:
     result['loss'] = float(loss_sum) / data_lib.num_graphs(dataset)
   if timed:
@@ -411,25 +438,30 @@ def _test_results(models: models_lib.Models, params: Any,
                   sizes: Sequence[int], writer, step: int,
                   params_step: int) -> dict[str, Any]:
   """Scores ``params`` (those after ``params_step`` training steps) on the
-  test sets; fields of ``results.json``.
+  test sets; fields of ``results.json``. ``test_scores_per_graph``: size
+  -> the score of each test graph alone, in the test set's order (every
+  run of a size shares its test set, so the lists of two runs pair up
+  graph by graph).
 
   Raises:
     NonFiniteLossError: a test loss is NaN or inf (before anything is
       written).
   """
   out = {'test_scores': {}, 'test_loss': {}, 'gt_steps_mean': {},
-         'seconds_per_sample': {}, 'load': {}, 'solver': {}}
+         'seconds_per_sample': {}, 'load': {}, 'solver': {},
+         'test_scores_per_graph': {}}
   for size in sizes:
     dataset = load_eval_set(config, 'test', size)
     result = evaluate(models, params, dataset,
                       batch_size=config.eval_batch_size, seed=config.seed,
-                      timed=True, with_loss=True)
+                      timed=True, with_loss=True, per_graph=True)
     _check_finite_eval_loss(
         result['loss'], f'the test loss at n={size} of the parameters of '
         f'step {params_step}', eval_set_path(config, 'test', size),
         'no results file was written')
     key = str(size)
     out['test_scores'][key] = {'score': result['score'], **result['outputs']}
+    out['test_scores_per_graph'][key] = result['scores_per_graph']
     out['test_loss'][key] = result['loss']
     out['gt_steps_mean'][key] = result['gt_steps_mean']
     out['seconds_per_sample'][key] = result['seconds_per_sample']
@@ -1098,8 +1130,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
 
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
-    'test_scores', 'gt_steps_mean', 'seconds_per_sample', 'load',
-    'solver'}``, and
+    'test_scores', 'test_scores_per_graph', 'gt_steps_mean',
+    'seconds_per_sample', 'load', 'solver'}``, and
     ``'read_at'`` for a ``nar_lt`` run.
 
   Raises:

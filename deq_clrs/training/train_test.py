@@ -42,6 +42,17 @@ class Interrupted(Exception):
   pass
 
 
+def _check_per_graph_scores(saved, size):
+  """Each test graph's own score is stored; bfs's one output is a pointer
+  scored by accuracy over nodes, so over graphs of one size they average
+  to the set's score."""
+  assert 'pi' in saved['test_scores'][size]  # bfs's one output
+  per_graph = saved['test_scores_per_graph'][size]
+  assert len(per_graph) == 8 and all(0.0 <= x <= 1.0 for x in per_graph)
+  assert np.mean(per_graph) == pytest.approx(
+      saved['test_scores'][size]['score'])
+
+
 def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   results = training.train_and_evaluate(tiny_config(data_dir), workdir)
@@ -54,7 +65,7 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   size = '12'
   assert set(saved['test_scores']) == {size}
   assert 0.0 <= saved['test_scores'][size]['score'] <= 1.0
-  assert 'pi' in saved['test_scores'][size]  # bfs's one output
+  _check_per_graph_scores(saved, size)
   assert list(saved['test_loss']) == [size] and np.isfinite(
       saved['test_loss'][size])
   solver = saved['solver'][size]
@@ -114,6 +125,27 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
     training.evaluate_checkpoint(workdir, [12], output=str(
         tmp_path / 'bad.json'), read_at='true_length')
   assert 'read_at' not in evaluated
+
+
+def test_per_graph_scores_are_clrs_scores_of_each_graph():
+  def point(name, type_, data):
+    return clrs.DataPoint(name=name, location=clrs.Location.NODE,
+                          type_=type_, data=np.asarray(data))
+  # Two graphs of three nodes: a pointer (accuracy) and a mask (F1).
+  truth = (point('pi', clrs.Type.POINTER, [[0, 0, 1], [2, 2, 2]]),
+           point('m', clrs.Type.MASK, [[1, 0, 0], [1, 1, 0]]))
+  preds = {'pi': point('pi', clrs.Type.POINTER, [[0, 1, 1], [2, 2, 2]]),
+           'm': point('m', clrs.Type.MASK, [[1, 0, 1], [0, 0, 0]])}
+  # Graph 0: pointer 2/3, mask F1 of tp 1, fp 1, fn 0 = 2/3: score 2/3.
+  # Graph 1: pointer 1, mask F1 0 (nothing predicted, two missed): 1/2.
+  assert train_lib.per_graph_scores(truth, preds) == [
+      pytest.approx(2 / 3), pytest.approx(0.5)]
+  # Each is CLRS's score of that graph alone.
+  for i, score in enumerate(train_lib.per_graph_scores(truth, preds)):
+    one = lambda x, i=i: x[i:i + 1]
+    alone = clrs.evaluate(jax.tree_util.tree_map(one, truth),
+                          jax.tree_util.tree_map(one, preds))
+    assert score == pytest.approx(alone['score'])
 
 
 class _OutOfMemory:
