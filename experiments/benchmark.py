@@ -27,6 +27,7 @@ from absl import flags
 from absl import logging
 
 from deq_clrs.training import benchmarking
+from deq_clrs.training import progress
 from experiments import cli
 
 # Named, typed and defaulted by the fields of the configs.
@@ -59,6 +60,11 @@ _GRADIENT_CONFIG = cli.define_dataclass_flags(
         'workdir': 'Load the DEAR cell from this experiments/train.py '
                    'workdir (best parameters) instead of training one.',
     }, prefix='gradient_')
+_CACHE = flags.DEFINE_string(
+    'compilation_cache_dir', '',
+    "JAX's persistent compilation cache for the benchmark ('' = off, the "
+    'default: with it, a rerun loads its programs and the "compile s" '
+    'column measures loading, not compiling).')
 _OUTPUT = flags.DEFINE_string('output', 'benchmark.json',
                               'Where to write the JSON results; the markdown '
                               'table goes beside it (.md).')
@@ -81,7 +87,13 @@ def main(argv):
     cli.fail(f'cannot write --output={_OUTPUT.value} ({e.strerror or e}); '
              f'choose a file in a folder you can write to')
   cli.log_devices()
-  results = benchmarking.run(config, log=logging.info, gradient=gradient)
+  progress.enable_compilation_cache(_CACHE.value)
+  with progress.Heartbeat() as heartbeat:
+    def log(*args):
+      logging.info(*args)
+      heartbeat.beat()
+    heartbeat.phase('benchmarking (each model and shape compiles first)')
+    results = benchmarking.run(config, log=log, gradient=gradient)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)
   table = benchmarking.format_table(results)

@@ -39,6 +39,10 @@ installs the newest matplotlib, as the project's users do).
 
 from __future__ import annotations
 
+# isort: split
+from experiments import quiet  # noqa: F401  (first: before TensorFlow)
+
+# isort: split
 import argparse
 import json
 import pathlib
