@@ -18,7 +18,7 @@ from deq_clrs.training import run_config
 # differ only in these (and the seed) are seeds of one row.
 BOOKKEEPING = frozenset({'seed', 'data_dir', 'log_every', 'test_sizes',
                          'test_every', 'checkpoint_every', 'keep_checkpoints',
-                         'tensorboard'})
+                         'tensorboard', 'compilation_cache_dir'})
 # What every results.json of experiments.train has (older ones included).
 REQUIRED = ('algorithm', 'model', 'seed', 'config', 'val_score',
             'test_scores')
