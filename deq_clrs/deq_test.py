@@ -68,6 +68,10 @@ def layer_loss(params, graph, cell, backward, solver=TIGHT):
   return jnp.sum(jnp.cos(h) * jnp.arange(h.size).reshape(h.shape) / h.size)
 
 
+# Tens of seconds per adjoint solver here: with --runslow (solvers_test
+# covers all three on a small map, and the gated cell's implicit gradient is
+# checked against unrolling below, in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize('linear_solver', sorted(solvers.LINEAR_SOLVERS))
 def test_implicit_gradients_on_a_contractive_graph_cell(linear_solver):
   with jax.enable_x64(True):
@@ -242,6 +246,7 @@ def test_attach_loss_gradient_adds_the_regulariser_gradient():
                              parts(theta)[0])
 
 
+@pytest.mark.slow
 def test_jacobian_regulariser_reaches_the_parameters():
   graph = random_graph()
   cell = cells.GatedMPNNCell(out_size=D)

@@ -532,6 +532,7 @@ print(json.dumps(calls))
 '''
 
 
+@pytest.mark.slow
 def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   import json
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w', '--test_sizes=8,12',

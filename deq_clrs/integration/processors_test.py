@@ -31,6 +31,9 @@ def processor_params(params):
   return {k: v for k, v in params.items() if 'clrs_processor' in k}
 
 
+# Minutes each (tests/test_readme.py runs the same drop-in path on bfs in
+# the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize('algorithm', ['bfs', 'insertion_sort'])
 def test_deq_processor_trains_and_predicts_in_baseline_model(algorithm):
   # bfs: node-pointer output; insertion_sort: a sorting algorithm.
@@ -115,6 +118,7 @@ def test_one_shot_path_never_reads_the_true_step_count():
   assert len(log.drain()) == 3
 
 
+@pytest.mark.slow
 def test_forgetting_one_shot_data_is_an_error():
   raw, spec = batch_of('bfs', 8)
   assert raw.features.hints[0].data.shape[0] > 2  # several steps
@@ -136,6 +140,7 @@ def test_forgetting_one_shot_data_is_an_error():
     float(model.feedback(jax.random.PRNGKey(0), raw))  # float: wait for it
 
 
+@pytest.mark.slow
 def test_evaluation_twin_uses_the_evaluation_budget():
   raw, spec = batch_of('bfs', 16)
   fb = deq_clrs.one_shot_feedback(raw)

@@ -1,4 +1,7 @@
-"""The benchmark's bookkeeping (not its timings: those are never asserted)."""
+"""The benchmark's bookkeeping (not its timings: those are never asserted).
+
+The tests that run a benchmark or train a cell take minutes on a 2-core CPU:
+they are marked slow (CI runs them with --runslow)."""
 
 import json
 import os
@@ -25,6 +28,7 @@ def tiny_results():
   return benchmarking.run(config, log=lambda msg: None)
 
 
+@pytest.mark.slow
 def test_results_have_every_measurement(tiny_results):
   res = tiny_results['algorithms']['bfs']
   assert set(res['models']) == {'dear_phantom', 'nar'}
@@ -46,6 +50,7 @@ def test_results_have_every_measurement(tiny_results):
   json.dumps(tiny_results)  # JSON-ready
 
 
+@pytest.mark.slow
 def test_ratios_are_dear_over_baseline(tiny_results):
   res = tiny_results['algorithms']['bfs']
   r = res['ratios']['dear_phantom/nar']
@@ -57,6 +62,7 @@ def test_ratios_are_dear_over_baseline(tiny_results):
   assert 'dear_phantom/nar' in benchmarking.format_table(tiny_results)
 
 
+@pytest.mark.slow
 def test_dear_training_memory_is_flat_in_the_iteration_cap(tiny_results):
   # XLA's compiled memory is deterministic: a phantom-gradient step needs the
   # same memory whether the solver may run 3 or 30 iterations.
@@ -114,6 +120,7 @@ def test_cosine_similarity_and_processor_params():
           'phantom(30, damping 0.5)')
 
 
+@pytest.mark.slow
 def test_implicit_vs_implicit_agree(brief_cell, grad_batch):
   # The reference against itself with the adjoint system solved 100x
   # tighter: the comparison must see the same parameters, batch and rng on
@@ -142,6 +149,7 @@ def test_implicit_vs_implicit_agree(brief_cell, grad_batch):
   json.dumps(r)
 
 
+@pytest.mark.slow
 def test_load_dear_cell_from_a_workdir(tmp_path, brief_cell):
   config = default_config.get_config()
   config.algorithm, config.model, config.hidden_size = 'bfs', 'dear', HIDDEN
@@ -165,6 +173,7 @@ def test_load_dear_cell_from_a_workdir(tmp_path, brief_cell):
     benchmarking.load_dear_cell(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_many_step_phantom_matches_the_implicit_gradient(brief_cell,
                                                          grad_batch):
   # k phantom steps from the fixed point give the Neumann series of
@@ -183,6 +192,7 @@ def test_many_step_phantom_matches_the_implicit_gradient(brief_cell,
   assert 0.95 < r['norm_ratio'] < 1.05
 
 
+@pytest.mark.slow
 def test_one_step_phantom_gradient_is_reported(brief_cell, grad_batch):
   # DEAR's gradient, at its own tolerance (0.1) and at the implicit fixed
   # point: reported, whatever it is.

@@ -42,6 +42,7 @@ def result(proc, timeout=600):
 RTOL = 1e-5
 
 
+@pytest.mark.slow
 def test_sharded_training_equals_single_device_on_4_devices(tmp_path):
   res = result(run_worker('devices', 4, tmp_path=tmp_path))
   assert res['num_devices'] == 4

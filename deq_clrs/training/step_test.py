@@ -99,6 +99,7 @@ def test_the_teacher_network_is_the_nar(batch, nar):
       rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_loss_adds_the_weighted_alignment_cost(batch, aligned):
   plain = models_lib.build_models(_config('dear'), batch)
   params = plain.initial_state.params

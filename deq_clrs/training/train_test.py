@@ -175,7 +175,8 @@ def test_running_out_of_memory_in_evaluation_names_the_batch_and_the_fix(
                               None, dataset, False, 50)
 
 
-@pytest.mark.parametrize('model', ['nar', 'dear'])
+@pytest.mark.parametrize('model', [pytest.param('nar', marks=pytest.mark.slow),
+                                   'dear'])
 def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path,
                                                        model):
   config = tiny_config(data_dir, train_steps=6, model=model)
@@ -217,6 +218,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path,
       jax.tree_util.tree_leaves(final['params'])))
 
 
+@pytest.mark.slow
 def test_a_run_resumed_on_other_code_records_each_segments_code(
     data_dir, tmp_path, monkeypatch):
   config = tiny_config(data_dir, train_steps=6, model='nar')
@@ -273,6 +275,7 @@ def test_a_history_cut_short_by_a_kill_resumes_from_its_checkpoint(
   assert len(path.read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_nar_with_hints_and_a_stock_clrs_processor(data_dir, tmp_path):
   config = tiny_config(data_dir, model='nar_hints', processor='clrs:mpnn',
                        train_steps=2)
