@@ -114,8 +114,9 @@ class CompileLog:
   """Counts XLA compilations and persistent-cache loads, from the moment
   it is opened (a context manager) until it is closed.
 
-  Only programs big enough to matter are counted: those whose backend
-  compilation (or cache load) took at least ``min_seconds``.
+  Every load from the persistent cache is counted; of the compilations,
+  only those that took at least ``min_seconds`` (JAX also compiles many
+  tiny programs, in milliseconds, that are not worth a word).
   """
 
   def __init__(self, min_seconds: float = 0.5):
@@ -147,12 +148,12 @@ class CompileLog:
       # A cache hit is announced inside the compile it replaces.
       hit = self._pending_hits > 0
       self._pending_hits = max(self._pending_hits - 1, 0)
-      if seconds < self.min_seconds:
-        return
       if hit:
         self._current.cached += 1
-      else:
+      elif seconds >= self.min_seconds:
         self._current.compiled += 1
+      else:
+        return
       self._current.seconds += seconds
 
   def take(self) -> Compiled:

@@ -104,6 +104,20 @@ def test_compile_log_counts_compiles_and_cache_loads():
   assert progress.Compiled().describe() == ''
 
 
+def test_compile_log_counts_every_cache_load_but_only_slow_compiles():
+  width = 3000 + int(time.time_ns() % 100000)
+  with progress.CompileLog(min_seconds=1e6) as log:  # no compile is slow
+    f, x = _fresh_program(width)
+    f(x).block_until_ready()
+    compiled = log.take()
+    jax.clear_caches()
+    f, x = _fresh_program(width)
+    f(x).block_until_ready()
+    loaded = log.take()
+  assert compiled.compiled == 0 and compiled.cached == 0
+  assert loaded.cached >= 1
+
+
 def test_heartbeat_says_what_a_phase_compiled():
   lines = []
   width = 2000 + int(time.time_ns() % 100000)
