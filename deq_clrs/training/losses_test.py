@@ -142,8 +142,8 @@ def test_nar_lt_evaluation_loss_is_the_loss_at_the_true_lengths(
                                 alone.stats['iterations'])
 
 
-@pytest.mark.parametrize('algorithm,cap_per_node', [('bfs', 5.0),
-                                                    ('dfs', 0.4)])
+@pytest.mark.parametrize('algorithm,cap_per_node', [
+    ('bfs', 5.0), pytest.param('dfs', 0.4, marks=pytest.mark.slow)])
 def test_nar_lt_read_at_the_true_length_is_clrs_prediction(
     algorithm, cap_per_node):
   """The diagnostic read (``lt_read_at='true_length'``) gives CLRS's own

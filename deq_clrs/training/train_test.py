@@ -450,6 +450,7 @@ def test_learned_termination_stops_at_the_first_negative_logit():
   np.testing.assert_array_equal(stopped, [True, True, False])
 
 
+@pytest.mark.slow
 def test_nar_lt_run_is_not_told_the_steps_at_test_time(data_dir, tmp_path):
   config = tiny_config(data_dir, model='nar_lt', train_steps=2)
   results = training.train_and_evaluate(config, str(tmp_path / 'run'))
