@@ -899,6 +899,7 @@ def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
       with_hints=models_lib.uses_hints(config),
       er_probs=tuple(config.er_probs))
   val_set = load_eval_set(config, 'val', config.val_size)
+  heartbeat.phase('building the model (and restoring its checkpoint)')
   models = _build_models(config, val_set)
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   stepper = models.stepper
