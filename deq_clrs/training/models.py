@@ -35,7 +35,6 @@ import numpy as np
 
 from deq_clrs import alignment as alignment_lib
 from deq_clrs import integration
-from deq_clrs import stats as stats_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import preflight
@@ -96,8 +95,7 @@ def lt_step_cap(config: ml_collections.ConfigDict, nb_nodes: int) -> int:
   return max(1, math.ceil(config.nar_lt.cap_per_node * nb_nodes))
 
 
-def processor_factory(config: ml_collections.ConfigDict,
-                      stats_log: stats_lib.SolverStatsLog | None = None):
+def processor_factory(config: ml_collections.ConfigDict):
   """The training processor factory of a config (validated by its builder).
 
   Raises:
@@ -109,8 +107,7 @@ def processor_factory(config: ml_collections.ConfigDict,
         name[len(CLRS_PREFIX):], use_ln=config.cell.layer_norm,
         nb_triplet_fts=config.cell.nb_triplet_fts, nb_heads=1)
   return integration.get_processor_factory(
-      name, stats_log=stats_log if is_equilibrium(config) else None,
-      **preflight.processor_options(config))
+      name, **preflight.processor_options(config))
 
 
 def decodes_hints(config: ml_collections.ConfigDict) -> bool:
