@@ -35,6 +35,10 @@ _READ_AT = flags.DEFINE_enum(
     'read_at', 'stop', ['stop', 'true_length'], 'nar_lt runs only: read the '
     'predictions where the model stops (its score) or at the true number of '
     'steps (a diagnostic: it is told the steps).')
+_EVAL_SETS = flags.DEFINE_enum(
+    'eval_sets', None, ['own', 'reference'], 'Validation and test graphs '
+    '(default: the run\'s): ours, or the authors\' DEAR recipe, to score '
+    'on the graphs their code is scored on.')
 # Equilibrium runs only: evaluate with other solver settings, e.g. a looser
 # tolerance for speed (accuracy against speed). Typed by the config's fields;
 # not given, the run's value stays.
@@ -67,7 +71,7 @@ def main(argv):
         _WORKDIR.value, _TEST_SIZES.value, data_dir=_DATA_DIR.value,
         which=_WHICH.value, step=_STEP.value, output=_OUTPUT.value,
         solver_overrides=overrides, eval_batch_size=_EVAL_BATCH_SIZE.value,
-        read_at=_READ_AT.value)
+        read_at=_READ_AT.value, eval_sets=_EVAL_SETS.value)
   except training.UserError as e:
     cli.fail(e)
   except ValueError as e:

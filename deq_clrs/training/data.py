@@ -34,6 +34,7 @@ import os
 import pickle
 import tempfile
 import zlib
+from collections.abc import Callable
 from collections.abc import Sequence
 
 import clrs
@@ -181,7 +182,8 @@ def concatenate(parts: Sequence[clrs.Feedback]) -> clrs.Feedback:
 
 def generate(algorithm: str, size: int, num_samples: int, seed: int, *,
              er_probs: Sequence[float] | None = None,
-             with_hints: bool = False) -> clrs.Feedback:
+             with_hints: bool = False,
+             random_pos: bool = False) -> clrs.Feedback:
   """Generates a dataset with CLRS's offline sampler, chunk by chunk.
 
   Args:
@@ -192,6 +194,9 @@ def generate(algorithm: str, size: int, num_samples: int, seed: int, *,
     er_probs: edge probabilities, one drawn per graph, for algorithms whose
       sampler takes them (None: CLRS's default).
     with_hints: keep every hint; otherwise :func:`steps_only`.
+    random_pos: replace the evenly spaced ``pos`` input by sorted uniform
+      draws (CLRS's ``process_random_pos``, as CLRS's ``run.py`` and the
+      authors' DEAR code do), from a generator seeded per chunk.
 
   Returns:
     A ``Feedback`` of ``num_samples`` graphs, permutations enforced.
@@ -206,7 +211,12 @@ def generate(algorithm: str, size: int, num_samples: int, seed: int, *,
                      & 0x7FFFFFFF)
     sampler, _ = clrs.build_sampler(algorithm, num_samples=count,
                                     length=size, seed=chunk_seed, **kwargs)
-    part = enforce_permutations(sampler.next())
+    part = sampler.next()
+    if random_pos:
+      rng = np.random.RandomState(
+          np.random.SeedSequence([seed, chunk, 1]).generate_state(1)[0])
+      part = next(clrs.process_random_pos(iter([part]), rng))
+    part = enforce_permutations(part)
     parts.append(part if with_hints else steps_only(part))
   return concatenate(parts)
 
@@ -343,20 +353,36 @@ def _read_cached(path: str, num_samples: int) -> clrs.Feedback | None:
 
 def cache_path(algorithm: str, split: str, size: int, num_samples: int, *,
                data_dir: str, data_seed: int = 0, with_hints: bool = False,
-               er_probs: Sequence[float] | None = None) -> str:
+               er_probs: Sequence[float] | None = None,
+               random_pos: bool = False) -> str:
   """The file in ``data_dir`` that caches one dataset (arguments as for
   :func:`load_dataset`), named after everything that makes its graphs."""
   seed = dataset_seed(data_seed, split, size)
   name = (f'{algorithm}_{split}_n{size}_k{num_samples}_s{seed}_'
           f'{_probs_tag(er_probs)}_'
-          f'{"hints" if with_hints else "steps"}_perm.pkl')
+          f'{"hints" if with_hints else "steps"}_perm'
+          f'{"_rpos" if random_pos else ""}.pkl')
   return os.path.join(data_dir, name)
+
+
+def load_or_make(path: str, num_samples: int,
+                 make: Callable[[], clrs.Feedback]) -> clrs.Feedback:
+  """The dataset cached at ``path``; made by ``make()`` and cached if the
+  file is missing, damaged or unreadable (see :func:`load_dataset`)."""
+  if os.path.exists(path):
+    feedback = _read_cached(path, num_samples)
+    if feedback is not None:
+      return feedback
+  feedback = make()
+  _atomic_pickle(feedback, path)
+  return feedback
 
 
 def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
                  data_dir: str, data_seed: int = 0,
                  with_hints: bool = False,
-                 er_probs: Sequence[float] | None = None) -> clrs.Feedback:
+                 er_probs: Sequence[float] | None = None,
+                 random_pos: bool = False) -> clrs.Feedback:
   """Loads one dataset from ``data_dir``, generating and caching it once.
 
   Every cache file carries the SHA-256 of its contents, checked before it
@@ -374,22 +400,17 @@ def load_dataset(algorithm: str, split: str, size: int, num_samples: int, *,
     with_hints: keep every hint (for models that use hints); otherwise
       :func:`steps_only`.
     er_probs: Erdos-Renyi edge probabilities (see :func:`generate`).
+    random_pos: randomised ``pos`` inputs (see :func:`generate`).
 
   Returns:
     A ``Feedback`` holding all ``num_samples`` graphs (hints [T, B, ...]).
   """
   path = cache_path(algorithm, split, size, num_samples, data_dir=data_dir,
                     data_seed=data_seed, with_hints=with_hints,
-                    er_probs=er_probs)
-  if os.path.exists(path):
-    feedback = _read_cached(path, num_samples)
-    if feedback is not None:
-      return feedback
-  feedback = generate(algorithm, size, num_samples,
-                      dataset_seed(data_seed, split, size),
-                      er_probs=er_probs, with_hints=with_hints)
-  _atomic_pickle(feedback, path)
-  return feedback
+                    er_probs=er_probs, random_pos=random_pos)
+  return load_or_make(path, num_samples, lambda: generate(
+      algorithm, size, num_samples, dataset_seed(data_seed, split, size),
+      er_probs=er_probs, with_hints=with_hints, random_pos=random_pos))
 
 
 @dataclasses.dataclass
@@ -409,11 +430,12 @@ class TrainStream:
   def load(cls, algorithm: str, sizes: Sequence[int], samples_per_size: int,
            batch_size: int, seed: int, *, data_dir: str, data_seed: int = 0,
            with_hints: bool = False,
-           er_probs: Sequence[float] | None = None) -> TrainStream:
+           er_probs: Sequence[float] | None = None,
+           random_pos: bool = False) -> TrainStream:
     pools = {int(n): load_dataset(algorithm, 'train', int(n),
                                   samples_per_size, data_dir=data_dir,
                                   data_seed=data_seed, with_hints=with_hints,
-                                  er_probs=er_probs)
+                                  er_probs=er_probs, random_pos=random_pos)
              for n in sizes}
     return cls(pools=pools, batch_size=batch_size, seed=seed)
 

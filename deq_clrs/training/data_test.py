@@ -106,3 +106,34 @@ def test_a_file_that_passes_its_check_but_is_not_the_dataset_is_refused(
   _assert_same(_load(str(tmp_path))[0], first)
   (message,) = _warnings(caplog)
   assert path in message and 'holds a dict, not a Feedback' in message
+
+
+def _input(feedback, name):
+  return [dp.data for dp in feedback.features.inputs if dp.name == name][0]
+
+
+def test_random_pos_replaces_only_the_positions():
+  even = data.generate('bellman_ford', 10, 6, seed=3, er_probs=(0.5,))
+  rand = data.generate('bellman_ford', 10, 6, seed=3, er_probs=(0.5,),
+                       random_pos=True)
+  again = data.generate('bellman_ford', 10, 6, seed=3, er_probs=(0.5,),
+                        random_pos=True)
+  np.testing.assert_allclose(_input(even, 'pos')[0], np.arange(10) / 10)
+  pos = _input(rand, 'pos')
+  assert np.all(np.diff(pos, axis=1) > 0) and pos.min() >= 0 < pos.max() <= 1
+  assert not np.allclose(pos, _input(even, 'pos'))
+  np.testing.assert_array_equal(pos, _input(again, 'pos'))  # Seeded.
+  for name in ('A', 'adj', 's'):  # Same graphs, same sources.
+    np.testing.assert_array_equal(_input(rand, name), _input(even, name))
+  np.testing.assert_array_equal(rand.outputs[0].data, even.outputs[0].data)
+
+
+def test_random_pos_datasets_are_cached_apart(tmp_path):
+  common = dict(algorithm='bfs', split='val', size=8, num_samples=3,
+                data_dir=str(tmp_path))
+  assert (data.cache_path(**common, random_pos=True)
+          != data.cache_path(**common))
+  rand = data.load_dataset(**common, random_pos=True)
+  even = data.load_dataset(**common)
+  assert not np.allclose(_input(rand, 'pos'), _input(even, 'pos'))
+  assert len(os.listdir(tmp_path)) == 2

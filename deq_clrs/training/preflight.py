@@ -124,6 +124,28 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
                      f'{config.select_by!r}')
 
 
+# Algorithms whose reference evaluation sets ``eval_sets='reference'`` can
+# redraw (see deq_clrs.training.reference_data).
+REFERENCE_EVAL_ALGORITHMS = ('bellman_ford', 'bfs', 'dag_shortest_paths',
+                             'dfs', 'floyd_warshall', 'insertion_sort',
+                             'mst_prim')
+EVAL_SETS = ('own', 'reference')
+
+
+def check_eval_sets(config: ml_collections.ConfigDict) -> None:
+  """``eval_sets`` is known and, if ``'reference'``, fits the algorithm."""
+  if config.eval_sets not in EVAL_SETS:
+    raise ValueError(f'eval_sets must be one of {list(EVAL_SETS)}, got '
+                     f'{config.eval_sets!r}')
+  if (config.eval_sets == 'reference'
+      and config.algorithm not in REFERENCE_EVAL_ALGORITHMS):
+    raise ValueError(
+        f'eval_sets=reference: no reference recipe for '
+        f'{config.algorithm!r} (the authors use their own sampler or a '
+        f'pred_as_input form for it); available for: '
+        f'{", ".join(REFERENCE_EVAL_ALGORITHMS)}')
+
+
 def _check_sizes(config: ml_collections.ConfigDict) -> None:
   """Graph sizes: at least one per list, none below 4 nodes."""
   for key in ('train_sizes', 'test_sizes'):
@@ -194,6 +216,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   _check_names(config)
   _check_values(config)
   _check_sizes(config)
+  check_eval_sets(config)
   _check_alignment(config)
   check_processor(config)
 

@@ -11,7 +11,8 @@ import ml_collections
 # value in those runs (the setting switched off): a run without one resumes,
 # is scored and is reported as if it had that value.
 ADDED_SETTINGS: dict[str, Any] = {'align': {'weight': 0.0, 'teacher': ''},
-                                  'compilation_cache_dir': ''}
+                                  'compilation_cache_dir': '',
+                                  'random_pos': False, 'eval_sets': 'own'}
 
 
 def with_added_settings(config: ml_collections.ConfigDict

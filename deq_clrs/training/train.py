@@ -32,6 +32,7 @@ from deq_clrs.training import parallel
 from deq_clrs.training import preflight
 from deq_clrs.training import progress
 from deq_clrs.training import provenance
+from deq_clrs.training import reference_data
 from deq_clrs.training import run_config
 from deq_clrs.training.errors import DivergedError
 from deq_clrs.training.errors import NonFiniteLossError
@@ -197,23 +198,33 @@ def _data_dir(config: ml_collections.ConfigDict) -> str:
 def _eval_set_args(config: ml_collections.ConfigDict, split: str,
                    size: int) -> dict[str, Any]:
   samples = config.val_samples if split == 'val' else config.test_samples
-  return dict(algorithm=config.algorithm, split=split, size=size,
+  args = dict(algorithm=config.algorithm, split=split, size=size,
               num_samples=samples, data_dir=_data_dir(config),
-              data_seed=config.data_seed,
-              with_hints=models_lib.uses_hints(config),
-              er_probs=tuple(config.er_probs))
+              with_hints=models_lib.uses_hints(config))
+  if config.eval_sets == 'reference':
+    return args
+  return dict(args, data_seed=config.data_seed,
+              er_probs=tuple(config.er_probs), random_pos=config.random_pos)
+
+
+def _eval_data_module(config: ml_collections.ConfigDict):
+  """The module whose ``load_dataset``/``cache_path`` make the run's
+  validation and test sets (``config.eval_sets``)."""
+  return reference_data if config.eval_sets == 'reference' else data_lib
 
 
 def load_eval_set(config: ml_collections.ConfigDict, split: str,
                   size: int) -> clrs.Feedback:
   """The cached validation or test set of a config at one size."""
-  return data_lib.load_dataset(**_eval_set_args(config, split, size))
+  return _eval_data_module(config).load_dataset(
+      **_eval_set_args(config, split, size))
 
 
 def eval_set_path(config: ml_collections.ConfigDict, split: str,
                   size: int) -> str:
   """The cache file of :func:`load_eval_set`'s dataset (for messages)."""
-  return data_lib.cache_path(**_eval_set_args(config, split, size))
+  return _eval_data_module(config).cache_path(
+      **_eval_set_args(config, split, size))
 
 
 def _check_finite_eval_loss(loss: float, what: str, path: str,
@@ -897,7 +908,7 @@ def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
       config.train_samples_per_size, config.batch_size, config.seed,
       data_dir=_data_dir(config), data_seed=config.data_seed,
       with_hints=models_lib.uses_hints(config),
-      er_probs=tuple(config.er_probs))
+      er_probs=tuple(config.er_probs), random_pos=config.random_pos)
   val_set = load_eval_set(config, 'val', config.val_size)
   heartbeat.phase('building the model (and restoring its checkpoint)')
   models = _build_models(config, val_set)
@@ -1064,9 +1075,12 @@ def _set_for_evaluation(config: ml_collections.ConfigDict,
                         test_sizes: Sequence[int] | None,
                         data_dir: str | None,
                         solver_overrides: dict[str, Any] | None,
-                        eval_batch_size: int | None) -> None:
+                        eval_batch_size: int | None,
+                        eval_sets: str | None = None) -> None:
   """A run's config as :func:`evaluate_checkpoint` scores it (in place):
   its arguments that were given replace the run's values; checked."""
+  if eval_sets is not None:
+    config.eval_sets = eval_sets
   if test_sizes:
     config.test_sizes = tuple(int(n) for n in test_sizes)
   if solver_overrides:
@@ -1110,7 +1124,8 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
                         output: str | None = None,
                         solver_overrides: dict[str, Any] | None = None,
                         eval_batch_size: int | None = None,
-                        read_at: str = 'stop') -> dict[str, Any]:
+                        read_at: str = 'stop',
+                        eval_sets: str | None = None) -> dict[str, Any]:
   """Scores a saved checkpoint on chosen test sizes, without training.
 
   Args:
@@ -1128,6 +1143,9 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     read_at: ``nar_lt`` runs only: ``'stop'`` (the model's score) or
       ``'true_length'``, a diagnostic that reads the predictions at the true
       number of steps (the stopping statistics stay those of the model).
+    eval_sets: ``'own'`` or ``'reference'`` (the authors' validation and
+      test graphs, see :mod:`deq_clrs.training.reference_data`); default:
+      the run's.
 
   Returns:
     ``{'algorithm', 'model', 'seed', 'checkpoint_step', 'params',
@@ -1161,7 +1179,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     reason = error.strerror or error
     raise UserError(f'cannot write --output={output} ({reason})') from error
   _set_for_evaluation(config, test_sizes, data_dir, solver_overrides,
-                      eval_batch_size)
+                      eval_batch_size, eval_sets)
   val_set = load_eval_set(config, 'val', config.val_size)
   models = _build_models(config, val_set, lt_read_at=read_at)
   state = _restore_for_evaluation(models, workdir, config, step)
@@ -1172,6 +1190,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       'seed': config.seed, 'checkpoint_step': int(state['step']),
       'solver_overrides': dict(solver_overrides or {}),
       'eval_batch_size': int(config.eval_batch_size),
+      'eval_sets': config.eval_sets,
       'params': which, 'params_step': int(
           state['best_step'] if which == 'best' else state['step']),
       'code_version': provenance.code_version(),

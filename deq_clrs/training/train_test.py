@@ -558,6 +558,10 @@ def test_steps_only_keeps_the_number_of_steps(data_dir):
     (dict(seed=-1), r'seed must be in \[0, 2\*\*32\), got -1'),
     (dict(seed=2**32 + 5), r'seed must be in \[0, 2\*\*32\), got 4294967301'),
     (dict(data_seed=-2), 'data_seed must be >= 0, got -2'),
+    (dict(eval_sets='theirs'),
+     "eval_sets must be one of \\['own', 'reference'\\], got 'theirs'"),
+    (dict(algorithm='binary_search', eval_sets='reference'),
+     "no reference recipe for 'binary_search'.*bellman_ford"),
 ])
 def test_bad_configs_are_refused(data_dir, overrides, message):
   with pytest.raises(ValueError, match=message):
