@@ -18,6 +18,8 @@ One command for what used to take several report entry points:
   and ``benchmark_allocator.md`` from ``benchmark_allocator.default.json``
   and ``.tuned.json`` (:func:`allocator_markdown`, as
   ``results/allocator_benchmark.sh`` writes it);
+* ``results/parity/table.md`` (``experiments.report_parity`` on the
+  records in ``parity/reference/`` and ``parity/ours/``);
 * the README tables that quote ``table.md`` and ``gaps.md``
   (``experiments.readme_tables``; a README that quotes none is left alone).
 
@@ -55,11 +57,13 @@ from experiments import readme_tables
 from experiments import report
 from experiments import report_ablations
 from experiments import report_budget
+from experiments import report_parity
 from experiments import run_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The runs of the table, relative to ``results/``.
 DEAR_CPU = 'dear_cpu'
+PARITY = 'parity'
 #: The config tag of the longer runs of budget.md.
 BUDGET_TAG = 'steps15k'
 #: The benchmark records whose markdown is ``format_table`` of their JSON.
@@ -144,6 +148,14 @@ def _build_benchmarks(results: pathlib.Path, out: pathlib.Path) -> None:
         allocator_markdown(default, tuned, ALLOCATOR_SETTING))
 
 
+def _build_parity(results: pathlib.Path, out: pathlib.Path) -> None:
+  """Builds ``parity/table.md`` where there are records of ours."""
+  text = report_parity.build(results / PARITY)
+  if text is not None:
+    (out / PARITY).mkdir(parents=True, exist_ok=True)
+    (out / PARITY / 'table.md').write_text(text)
+
+
 def build(root: pathlib.Path, out: pathlib.Path, log=print
           ) -> dict[pathlib.Path, pathlib.Path | str]:
   """Builds every generated file of ``root``'s ``results/``.
@@ -160,6 +172,7 @@ def build(root: pathlib.Path, out: pathlib.Path, log=print
   results = root / 'results'
   tables = _build_dear_cpu(results, out, log)
   _build_benchmarks(results, out)
+  _build_parity(results, out)
   built: dict[pathlib.Path, pathlib.Path | str] = {
       results / path.relative_to(out): path
       for path in sorted(out.rglob('*')) if path.is_file()}

@@ -1190,7 +1190,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       'seed': config.seed, 'checkpoint_step': int(state['step']),
       'solver_overrides': dict(solver_overrides or {}),
       'eval_batch_size': int(config.eval_batch_size),
-      'eval_sets': config.eval_sets,
+      'eval_sets': config.eval_sets, 'tag': config.tag,
       'params': which, 'params_step': int(
           state['best_step'] if which == 'best' else state['step']),
       'code_version': provenance.code_version(),
