@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 AGGREGATIONS = ('max', 'sum', 'mean')
-MSG_MLPS = ('reference', 'simple')
+MSG_MLPS = ('reference', 'authors', 'simple')
 
 
 def _check(aggregation: str, msg_mlp: str = 'reference') -> None:
@@ -51,11 +51,20 @@ def message_mlp(msgs: jax.Array, mid: int, kind: str,
   * ``'reference'`` (the authors' DEAR processor): ``[Dense(mid), LayerNorm,
     ReLU]`` twice, parameters ``{prefix}_mlp_0``, ``{prefix}_norm_0``,
     ``{prefix}_mlp_1``, ``{prefix}_norm_1``.
+  * ``'authors'`` (the order in the authors' code): ``[LayerNorm, ReLU,
+    Dense(mid)]`` twice, so messages may be negative; parameters
+    ``{prefix}_norm_0``, ``{prefix}_mlp_0``, ``{prefix}_norm_1``,
+    ``{prefix}_mlp_1``.
   * ``'simple'`` (this project's first cell): ``Dense(mid)(relu(msgs))``,
     parameters ``{prefix}_mlp``.
   """
   if kind == 'simple':
     return nn.Dense(mid, name=f'{prefix}_mlp')(jax.nn.relu(msgs))
+  if kind == 'authors':
+    for i in range(2):
+      msgs = jax.nn.relu(nn.LayerNorm(name=f'{prefix}_norm_{i}')(msgs))
+      msgs = nn.Dense(mid, name=f'{prefix}_mlp_{i}')(msgs)
+    return msgs
   for i in range(2):
     msgs = nn.Dense(mid, name=f'{prefix}_mlp_{i}')(msgs)
     msgs = jax.nn.relu(nn.LayerNorm(name=f'{prefix}_norm_{i}')(msgs))
@@ -266,8 +275,12 @@ class CellConfig:
 
   Attributes:
     kind: a key of :data:`CELLS`.
-    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias, cayley:
-      see :class:`GatedMPNNCell`.
+    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias, cayley,
+      complete_graph: see :class:`GatedMPNNCell`.
+    mask_pointers: not the cell's but its processor's: CLRS's ``inf_bias``
+      (pointer logits of non-edges set below every edge's, so a node points
+      only along an edge or to itself, as in the authors' decoder); only for
+      algorithms with a graph input.
     nb_triplet_fts: for ``'triplet_mpnn'`` only.
   """
   kind: str = 'mpnn'
@@ -278,6 +291,8 @@ class CellConfig:
   gated: bool = True
   gate_bias: float = 0.0
   cayley: bool = False
+  complete_graph: bool = False
+  mask_pointers: bool = False
   nb_triplet_fts: int = 8
 
   def __post_init__(self):
@@ -321,8 +336,10 @@ class GatedMPNNCell(nn.Module):
       [B,N,D]).
     mid_size: width of the message MLP (defaults to ``out_size``).
     aggregation: ``'max'`` (DEAR), ``'sum'`` or ``'mean'``.
-    msg_mlp: the MLP after the summed messages: ``'reference'`` (the
-      authors', ``[Dense, LayerNorm, ReLU]`` twice) or ``'simple'`` (ReLU then
+    msg_mlp: the MLP after the summed messages: ``'reference'``
+      (``[Dense, LayerNorm, ReLU]`` twice: the authors' layers, in this
+      project's first reading of their order), ``'authors'`` (``[LayerNorm,
+      ReLU, Dense]`` twice: their code's order) or ``'simple'`` (ReLU then
       one Dense; the default before ``msg_mlp`` existed).
     layer_norm: apply LayerNorm to the candidate state.
     gated: mix the candidate with the previous state through a learned gate;
@@ -333,6 +350,9 @@ class GatedMPNNCell(nn.Module):
     cayley: also pass messages over the Cayley expander graph (parameters
       ``cay_*`` and ``upd_cay``); off, the cell is exactly the one without
       this option.
+    complete_graph: pass messages between every pair of nodes, whatever
+      ``adj_mat`` says (CLRS's MPNN processor always does; the authors' code
+      does for algorithms without an adjacency input, e.g. sorting).
   """
   out_size: int
   mid_size: int | None = CellConfig.mid_size
@@ -342,6 +362,7 @@ class GatedMPNNCell(nn.Module):
   gated: bool = CellConfig.gated
   gate_bias: float = CellConfig.gate_bias
   cayley: bool = CellConfig.cayley
+  complete_graph: bool = CellConfig.complete_graph
 
   @nn.compact
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
@@ -357,6 +378,8 @@ class GatedMPNNCell(nn.Module):
     msgs = (m_send[:, :, None, :] + m_recv[:, None, :, :] + m_edge
             + m_graph[:, None, None, :])
     msgs = message_mlp(msgs, mid, self.msg_mlp)
+    if self.complete_graph:
+      adj_mat = jnp.ones_like(adj_mat)
     agg = aggregate(msgs, adj_mat, self.aggregation)
     cand = (nn.Dense(self.out_size, name='upd_self')(z)
             + nn.Dense(self.out_size, name='upd_msg')(agg))
@@ -400,6 +423,7 @@ class TripletGatedMPNNCell(nn.Module):
   gated: bool = CellConfig.gated
   gate_bias: float = CellConfig.gate_bias
   cayley: bool = CellConfig.cayley
+  complete_graph: bool = CellConfig.complete_graph
   nb_triplet_fts: int = CellConfig.nb_triplet_fts
 
   @nn.compact
@@ -421,7 +445,8 @@ class TripletGatedMPNNCell(nn.Module):
         out_size=self.out_size, mid_size=self.mid_size,
         aggregation=self.aggregation, msg_mlp=self.msg_mlp,
         layer_norm=self.layer_norm, gated=self.gated,
-        gate_bias=self.gate_bias, cayley=self.cayley, name='pairwise')
+        gate_bias=self.gate_bias, cayley=self.cayley,
+        complete_graph=self.complete_graph, name='pairwise')
     # The triplet edge messages join the pairwise edge features.
     edge_in = jnp.concatenate([edge_fts, tri_edge], axis=-1)
     return pair(node_fts, edge_in, graph_fts, adj_mat, hidden)

@@ -175,7 +175,9 @@ def test_cells_take_their_defaults_from_cell_config(kind):
   cell = {f.name: f.default for f in dataclasses.fields(cells.CELLS[kind])
           if f.name in config}
   assert cell == {k: config[k] for k in cell}
-  assert set(config) - set(cell) <= {'kind', 'nb_triplet_fts'}
+  # mask_pointers is read by the processor (CLRS's inf_bias), not the cell.
+  assert set(config) - set(cell) <= {'kind', 'nb_triplet_fts',
+                                     'mask_pointers'}
   built = cells.CellConfig(kind=kind, gate_bias=-1.5, cayley=True).build(D)
   assert (built.gate_bias, built.cayley) == (-1.5, True)
 
@@ -381,3 +383,51 @@ def test_cayley_cell_runs_on_a_single_node():
   out = cell.apply(cell.init(jax.random.PRNGKey(0), *args), *args)
   assert out.shape == (B, 1, D)
   assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_authors_msg_mlp_is_layer_norm_relu_dense_twice():
+  """The authors' order: messages end in a Dense layer (may be negative)."""
+  import flax.linen as nn  # noqa: PLC0415
+
+  class Mlp(nn.Module):
+    kind: str
+
+    @nn.compact
+    def __call__(self, x):
+      return cells.message_mlp(x, 6, self.kind)
+
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, 6)) * 2.0 + 0.5
+  module = Mlp('authors')
+  variables = module.init(jax.random.PRNGKey(0), x)
+  p = variables['params']
+  assert set(p) == {'msg_norm_0', 'msg_mlp_0', 'msg_norm_1', 'msg_mlp_1'}
+
+  def norm(v, q):
+    mean = v.mean(-1, keepdims=True)
+    var = ((v - mean) ** 2).mean(-1, keepdims=True)
+    return (v - mean) / jnp.sqrt(var + 1e-6) * q['scale'] + q['bias']
+
+  want = x
+  for i in range(2):
+    want = jax.nn.relu(norm(want, p[f'msg_norm_{i}']))
+    want = want @ p[f'msg_mlp_{i}']['kernel'] + p[f'msg_mlp_{i}']['bias']
+  got = module.apply(variables, x)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert float(got.min()) < 0  # 'reference' ends in a ReLU: never negative.
+  ref = Mlp('reference')
+  assert float(ref.apply(ref.init(jax.random.PRNGKey(0), x), x).min()) >= 0
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+def test_complete_graph_passes_messages_between_every_pair(kind):
+  node, edge, gfts, adj, hidden = graph()
+  eye = jnp.broadcast_to(jnp.eye(N), adj.shape)
+  complete = cells.CellConfig(kind=kind, complete_graph=True).build(D)
+  plain = cells.CellConfig(kind=kind).build(D)
+  variables = plain.init(jax.random.PRNGKey(0), node, edge, gfts, eye, hidden)
+  with_ones = plain.apply(variables, node, edge, gfts, jnp.ones_like(adj),
+                          hidden)
+  only_self = plain.apply(variables, node, edge, gfts, eye, hidden)
+  got = complete.apply(variables, node, edge, gfts, eye, hidden)
+  np.testing.assert_allclose(got, with_ones, rtol=1e-6, atol=1e-6)
+  assert not np.allclose(got, only_self, atol=1e-4)

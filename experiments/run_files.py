@@ -135,7 +135,7 @@ def skipped_summary(skipped: list[tuple[str, str]]) -> str:
 def config_key(run: dict[str, Any]) -> str:
   """The run's config without the seed and bookkeeping fields, as JSON
   (settings added after the run was made count at their value then)."""
-  config = {**run_config.ADDED_SETTINGS, **run['config']}
+  config = run_config.filled(run['config'])
   config = {k: v for k, v in config.items() if k not in BOOKKEEPING}
   return json.dumps(config, sort_keys=True)
 

@@ -84,6 +84,16 @@ class DEQProcessor(clrs.processors.Processor):
     self._stats_log = stats_log
     self._stats_in_state = stats_in_state
     self._calls = 0
+    self._mask_pointers = cell_config.mask_pointers
+
+  @property
+  def inf_bias(self) -> bool:
+    """CLRS's switch for masking node-pointer logits to the graph's edges."""
+    return self._mask_pointers
+
+  @property
+  def inf_bias_edge(self) -> bool:
+    return self._mask_pointers
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
                **unused_kwargs):
@@ -148,6 +158,16 @@ class RolloutProcessor(clrs.processors.Processor):
     super().__init__(name=name)
     self._module = deq_lib.RolloutModule(
         cell_config=cell_config, out_size=out_size, steps=steps, parent=None)
+    self._mask_pointers = cell_config.mask_pointers
+
+  @property
+  def inf_bias(self) -> bool:
+    """CLRS's switch for masking node-pointer logits to the graph's edges."""
+    return self._mask_pointers
+
+  @property
+  def inf_bias_edge(self) -> bool:
+    return self._mask_pointers
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
                **unused_kwargs):
@@ -175,6 +195,16 @@ class CellProcessor(clrs.processors.Processor):
                name: str = 'cell'):
     super().__init__(name=name)
     self._cell = cell_config.build(out_size)
+    self._mask_pointers = cell_config.mask_pointers
+
+  @property
+  def inf_bias(self) -> bool:
+    """CLRS's switch for masking node-pointer logits to the graph's edges."""
+    return self._mask_pointers
+
+  @property
+  def inf_bias_edge(self) -> bool:
+    return self._mask_pointers
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
                **unused_kwargs):

@@ -222,3 +222,33 @@ def test_factory_accepts_the_message_and_cayley_options(kind):
   assert factory.cell.cayley is True
   assert factory.for_evaluation().cell == factory.cell
   assert factory.cell.build(8).cayley is True
+
+
+# The equilibrium kind compiles a solver: behind the slow marker.
+@pytest.mark.parametrize('kind', [pytest.param('deq_mpnn',
+                                               marks=pytest.mark.slow),
+                                  'mpnn'])
+def test_mask_pointers_points_only_along_edges(kind):
+  """CLRS's inf_bias through ``mask_pointers``: every predicted pointer of
+  an untrained model is an edge or the node itself; without it, not."""
+  raw, spec = batch_of('bellman_ford', 12, seed=3)
+  adj = np.asarray([d.data for d in raw.features.inputs
+                    if d.name == 'adj'][0]) > 0
+  batch = deq_clrs.one_shot_feedback(raw) if kind == 'deq_mpnn' else raw
+
+  def pointers(**options):
+    options = dict(options, solver='fixed_point', max_iter=3,
+                   eval_max_iter=3) if kind == 'deq_mpnn' else options
+    model = make_model(spec, batch,
+                       deq_clrs.get_processor_factory(kind, **options))
+    model.init(batch.features, seed=0)
+    out, _ = model.predict(jax.random.PRNGKey(0), batch.features)
+    return np.asarray(out['pi'].data).astype(int)
+
+  def along_edges(pi):
+    rows = np.arange(pi.shape[1])
+    return adj[np.arange(BATCH)[:, None], pi, rows[None]] | (
+        pi == rows[None])
+
+  assert along_edges(pointers(mask_pointers=True)).all()
+  assert not along_edges(pointers()).all()

@@ -253,6 +253,21 @@ def alignment_extras(feedback: clrs.Feedback) -> dict[str, Any]:
           'steps': max(steps - 1, 1)}
 
 
+def _check_pointer_mask(config: ml_collections.ConfigDict,
+                        spec: clrs.Spec) -> None:
+  """``cell.mask_pointers`` needs a graph to mask to: CLRS masks pointer
+  logits with the adjacency its network builds from the inputs, which for
+  an algorithm without an edge input is the identity (every node would
+  point to itself)."""
+  edge_inputs = [name for name, (stage, location, _) in spec.items()
+                 if stage == clrs.Stage.INPUT
+                 and location == clrs.Location.EDGE]
+  if config.cell.get('mask_pointers') and not edge_inputs:
+    raise ValueError(
+        f'cell.mask_pointers=True needs an algorithm with a graph (edge) '
+        f'input; {config.algorithm} has none')
+
+
 def build_models(config: ml_collections.ConfigDict,
                  dummy: clrs.Feedback,
                  teacher_params: Any | None = None,
@@ -272,6 +287,7 @@ def build_models(config: ml_collections.ConfigDict,
     parallel over ``config.num_devices`` devices (0 = all).
   """
   spec = model_spec(config)
+  _check_pointer_mask(config, spec)
   prepare = preparation(config)
   dummy = prepare(dummy)
 

@@ -3,6 +3,7 @@ since it was written (light: the report reads it without CLRS)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import ml_collections
@@ -12,15 +13,35 @@ import ml_collections
 # is scored and is reported as if it had that value.
 ADDED_SETTINGS: dict[str, Any] = {'align': {'weight': 0.0, 'teacher': ''},
                                   'compilation_cache_dir': '',
-                                  'random_pos': False, 'eval_sets': 'own'}
+                                  'random_pos': False, 'eval_sets': 'own',
+                                  'cell': {'complete_graph': False,
+                                           'mask_pointers': False}}
+
+
+def _fill(config: Any, added: dict[str, Any]) -> None:
+  """Adds ``added``'s entries missing from ``config`` (a dict or
+  ConfigDict), recursing into sections both have."""
+  for key, value in added.items():
+    if key not in config:
+      config[key] = (ml_collections.ConfigDict(value)
+                     if isinstance(value, dict)
+                     and isinstance(config, ml_collections.ConfigDict)
+                     else value)
+    elif isinstance(value, dict):
+      _fill(config[key], value)
 
 
 def with_added_settings(config: ml_collections.ConfigDict
                         ) -> ml_collections.ConfigDict:
-  """``config`` with every missing :data:`ADDED_SETTINGS` entry filled in
-  (in place; returned for convenience)."""
-  for key, value in ADDED_SETTINGS.items():
-    if key not in config:
-      config[key] = (ml_collections.ConfigDict(value)
-                     if isinstance(value, dict) else value)
+  """``config`` with every missing :data:`ADDED_SETTINGS` entry filled in,
+  sections included (in place; returned for convenience)."""
+  _fill(config, ADDED_SETTINGS)
   return config
+
+
+def filled(saved: dict[str, Any]) -> dict[str, Any]:
+  """A copy of a saved ``config.json``'s dict with every missing
+  :data:`ADDED_SETTINGS` entry filled in."""
+  out = json.loads(json.dumps(saved))
+  _fill(out, ADDED_SETTINGS)
+  return out

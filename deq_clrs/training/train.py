@@ -266,8 +266,7 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
     except (OSError, ValueError) as error:
       raise UserError(f'cannot read {path} ({error}); restore it, or use a '
                       f'new --workdir') from error
-    for key, value in run_config.ADDED_SETTINGS.items():
-      saved.setdefault(key, value)
+    saved = run_config.filled(saved)
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k)
                      and k not in RESUMABLE_CHANGES)
