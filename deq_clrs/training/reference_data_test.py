@@ -44,6 +44,23 @@ def test_a_set_is_the_reference_draw_order(tmp_path):
                                   _input(first, name)[1:])
 
 
+def test_the_reference_validation_set_is_theirs():
+  """The authors' bellman_ford validation set (100 graphs of 16 nodes), as
+  their code exports it (float32): first graph and sums over all graphs."""
+  fb = reference_data.generate('bellman_ford', 'val', 16, 100)
+  pos, a = _input(fb, 'pos'), _input(fb, 'A')
+  np.testing.assert_allclose(
+      pos[0, :4], [0.20888351, 0.29685465, 0.41590953, 0.46315339],
+      atol=1e-7)
+  assert int(_input(fb, 's')[0].argmax()) == 15
+  np.testing.assert_array_equal(
+      fb.outputs[0].data[0],
+      [10, 15, 15, 2, 11, 7, 13, 11, 11, 5, 13, 15, 15, 11, 2, 15])
+  assert a.sum() == pytest.approx(3536.8079, abs=1e-2)
+  assert pos.sum() == pytest.approx(808.35425, abs=1e-3)
+  np.testing.assert_array_equal(fb.features.lengths[:3], [5, 5, 4])
+
+
 @pytest.mark.slow
 def test_the_reference_test_set_at_64_nodes_is_theirs():
   """The first graph of the authors' bellman_ford test set (64 nodes), as
@@ -55,3 +72,5 @@ def test_the_reference_test_set_at_64_nodes_is_theirs():
       atol=1e-7)
   assert _input(fb, 'A')[0].sum() == pytest.approx(183.1021191789, abs=1e-6)
   assert int(_input(fb, 's')[0].argmax()) == 9
+  assert _input(fb, 'A').sum() == pytest.approx(56907.797, abs=0.1)
+  assert _input(fb, 'pos').sum() == pytest.approx(3230.4314, abs=1e-2)
