@@ -510,3 +510,23 @@ def test_growing_anderson_phantom_gradient_is_the_one_step_formula():
     unr = jax.grad(_loss)(params, inputs, solvers.BackwardConfig(
         mode='unrolled', unroll_steps=300), tight)
     np.testing.assert_allclose(imp['W'], unr['W'], rtol=1e-7, atol=1e-9)
+
+
+def test_growing_anderson_on_a_matrix_state_is_the_flat_solve():
+  # A graph's state is [N, H]: the history's inner products and mixtures
+  # run over every axis of a leaf, as over the flattened vector.
+  params, inputs = make_problem([0.3, 0.9, 0.99])
+  h0 = jnp.zeros_like(inputs['b'])
+  config = solvers.SolverConfig(method='anderson_growing', rel_tol=1e-4,
+                                eval_max_iter=30, return_best=True)
+  flat, stats = solvers.solve(tanh_map, h0, params, inputs, config=config,
+                              training=False)
+
+  def matrix_map(h, params, inputs):
+    return tanh_map(h.reshape(N), params, inputs).reshape(N // 2, 2)
+
+  grid, grid_stats = solvers.solve(matrix_map, h0.reshape(3, N // 2, 2),
+                                   params, inputs, config=config,
+                                   training=False)
+  np.testing.assert_allclose(grid.reshape(3, N), flat, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(grid_stats.iterations, stats.iterations)
