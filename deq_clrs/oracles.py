@@ -349,7 +349,8 @@ def _solve_and_decode(algorithm, graph, config, fallback):
                                fallback_stats.abs_residual),
         rel_residual=jnp.where(done, stats.rel_residual,
                                fallback_stats.rel_residual),
-        converged=done | fallback_stats.converged)
+        converged=done | fallback_stats.converged,
+        returned=jnp.where(done, 0, fallback_stats.returned))
   pi = decode_pi(algorithm, h_star, graph)
   return h_star, pi, stats, fallback_stats, solver_h
 

@@ -11,11 +11,14 @@ and of every leaf of ``inputs``; ``params`` are shared), so that every example
 stops on its own tolerance and reports its own statistics.
 
 Forward solvers are jaxopt's ``FixedPointIteration`` and
-``AndersonAcceleration``, driven one ``update`` at a time by our own loop:
-jaxopt stops only on an absolute residual over the whole pytree, while we
-stop each example on ``||f(h) - h|| <= abs_tol`` OR
-``||f(h) - h|| / ||f(h)|| <= rel_tol`` and keep the first iterate that
-satisfies it.
+``AndersonAcceleration``, and :class:`GrowingAnderson` (torchdeq's Anderson
+schedule, written here because jaxopt has no such mode), driven one
+``update`` at a time by our own loop: jaxopt stops only on an absolute
+residual over the whole pytree, while we stop each example on
+``||f(h) - h|| <= abs_tol`` OR ``||f(h) - h|| / ||f(h)|| <= rel_tol`` and
+keep the first iterate that satisfies it. With ``return_best``, an example
+that never meets a tolerance returns its lowest-residual iterate instead of
+its last (still reported as not converged).
 
 Backward modes (:class:`BackwardConfig`):
 
@@ -50,7 +53,8 @@ from jaxopt.implicit_diff import custom_fixed_point
 PyTree = Any
 FixedPointFn = Callable[[PyTree, PyTree, PyTree], PyTree]
 
-FORWARD_METHODS = ('anderson', 'fixed_point')
+FORWARD_METHODS = ('anderson', 'anderson_growing', 'fixed_point')
+ANDERSON_METHODS = ('anderson', 'anderson_growing')
 BACKWARD_MODES = ('implicit', 'phantom', 'unrolled')
 LINEAR_SOLVERS = {
     'normal_cg': linear_solve.solve_normal_cg,
@@ -70,8 +74,12 @@ class SolverConfig:
   """Forward fixed-point solver settings.
 
   Attributes:
-    method: ``'anderson'`` (jaxopt AndersonAcceleration) or ``'fixed_point'``
-      (jaxopt FixedPointIteration).
+    method: ``'anderson'`` (jaxopt AndersonAcceleration: ``history_size``
+      plain steps, then mixing over all ``history_size`` slots),
+      ``'anderson_growing'`` (:class:`GrowingAnderson`, torchdeq's schedule:
+      two plain steps, then mixing over a history that grows to
+      ``history_size``; tolerances are checked from the third evaluation
+      on) or ``'fixed_point'`` (jaxopt FixedPointIteration).
     max_iter: iteration cap per example during training.
     eval_max_iter: iteration cap per example at evaluation (DEAR uses 4x the
       training cap).
@@ -80,6 +88,10 @@ class SolverConfig:
     history_size: Anderson memory (at least 2).
     beta: Anderson mixing parameter (1 = undamped).
     ridge: Tikhonov regularisation of Anderson's least-squares problem.
+    return_best: an example that meets no tolerance within the cap returns
+      its iterate of lowest relative residual (absolute when ``rel_tol`` is
+      0) among those whose tolerance was checked, as torchdeq does, instead
+      of its last; it stays reported as not converged.
   """
   method: str = 'anderson'
   max_iter: int = 40
@@ -89,6 +101,7 @@ class SolverConfig:
   history_size: int = 6
   beta: float = 1.0
   ridge: float = 1e-4
+  return_best: bool = False
 
   def __post_init__(self):
     _check_choice('solver method', self.method, FORWARD_METHODS)
@@ -100,13 +113,20 @@ class SolverConfig:
       raise ValueError(
           f'tolerances must be >= 0, got rel_tol={self.rel_tol}, '
           f'abs_tol={self.abs_tol}')
-    if self.method == 'anderson' and self.history_size < 2:
+    if self.method in ANDERSON_METHODS and self.history_size < 2:
       raise ValueError(
           f'Anderson needs history_size >= 2, got {self.history_size}')
 
   def cap(self, training: bool) -> int:
     """The iteration cap for training (``True``) or evaluation (``False``)."""
     return self.max_iter if training else self.eval_max_iter
+
+  def first_checked(self) -> int:
+    """The first evaluation (from 1) whose output is tested against the
+    tolerances: 3 for ``anderson_growing`` (torchdeq never tests its two
+    plain steps), else 1."""
+    return GrowingAnderson.PLAIN_STEPS + 1 if (
+        self.method == 'anderson_growing') else 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,20 +185,25 @@ class BackwardConfig:
 class SolverStats(NamedTuple):
   """Per-example solver statistics (each field has shape [B] after `solve`).
 
-  The residuals are those of the last evaluation, ``f(x) - x`` at the last
+  The residuals are those of the returned evaluation, ``f(x) - x`` at the
   point ``x`` the solver evaluated (an iterate, or Anderson's extrapolation
-  of its history); the solver returns ``f(x)``.
+  of its history); the solver returns ``f(x)``. That evaluation is the last
+  one, except with ``return_best`` for an example that did not converge.
 
   Attributes:
     iterations: number of evaluations of ``f`` in the solve loop.
-    abs_residual: ``||f(h) - h||`` at the last iterate.
-    rel_residual: ``||f(h) - h|| / ||f(h)||`` at the last iterate.
+    abs_residual: ``||f(x) - x||`` at the returned evaluation.
+    rel_residual: ``||f(x) - x|| / ||f(x)||`` at the returned evaluation.
     converged: whether a tolerance was met within the cap.
+    returned: which evaluation (from 1) the returned iterate came from:
+      ``iterations``, except with ``return_best`` for an example that did
+      not converge (its lowest-residual evaluation).
   """
   iterations: jax.Array
   abs_residual: jax.Array
   rel_residual: jax.Array
   converged: jax.Array
+  returned: jax.Array
 
 
 def tree_norm(tree: PyTree) -> jax.Array:
@@ -201,14 +226,122 @@ def _is_converged(abs_res, rel_res, config: SolverConfig) -> jax.Array:
   return hit
 
 
+class GrowingAndersonState(NamedTuple):
+  """State of :class:`GrowingAnderson` for ONE example.
+
+  Attributes:
+    iter_num: evaluations of ``f`` made so far (int32 scalar).
+    error: ``||f(x) - x||`` of the last evaluation (inf before the first).
+    points: the last ``m`` evaluated points ``x``, every leaf
+      ``[m, *leaf.shape]``; slot ``i % m`` holds evaluation ``i`` (from 0).
+    residuals: ``f(x) - x`` at those points, shaped like ``points``.
+    gram: ``[m, m]`` Gram matrix of ``residuals`` (unwritten slots 0).
+  """
+  iter_num: jax.Array
+  error: jax.Array
+  points: PyTree
+  residuals: PyTree
+  gram: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowingAnderson:
+  """Anderson acceleration on torchdeq's schedule (its ``anderson_solver``).
+
+  Evaluations 1 and 2 are plain steps (``x_0 = h0``, ``x_1 = f(x_0)``);
+  evaluation ``k + 1`` (``k >= 2``) evaluates ``f`` at the mixture of the
+  last ``n = min(k, m)`` points,
+  ``x_k = sum_i a_i x_i + beta sum_i a_i (f(x_i) - x_i)``, where ``a``
+  minimises ``||sum_i a_i (f(x_i) - x_i)||^2 + ridge ||a||^2`` subject to
+  ``sum_i a_i = 1``. jaxopt's ``AndersonAcceleration`` instead makes ``m``
+  plain steps and then always mixes over ``m`` slots, and has no growing
+  history; this is a small masked version of its least-squares step
+  (slots not yet written get weight 0), with the same ``init_state`` /
+  ``update`` interface so that :func:`forward_solve` drives either.
+
+  Attributes:
+    fixed_point_fun: ``f(h, params, inputs)`` of ONE example.
+    history_size: ``m``, at least 2.
+    beta: mixing (1: the mixture of the ``f(x_i)``).
+    ridge: absolute Tikhonov term added to the Gram matrix (torchdeq's
+      ``lam``).
+  """
+  fixed_point_fun: FixedPointFn
+  history_size: int = 6
+  beta: float = 1.0
+  ridge: float = 1e-4
+
+  PLAIN_STEPS = 2  # torchdeq: X[0] = x0, X[1] = f(x0), then mixing.
+
+  def init_state(self, h0: PyTree, *args: Any) -> GrowingAndersonState:
+    """The state before the first evaluation (``args`` are unused; they are
+    there for jaxopt's signature)."""
+    del args
+    m = self.history_size
+    points = jax.tree_util.tree_map(
+        lambda x: jnp.zeros((m,) + x.shape, x.dtype), h0)
+    dtype = jax.tree_util.tree_leaves(h0)[0].dtype
+    return GrowingAndersonState(
+        iter_num=jnp.zeros((), jnp.int32),
+        error=jnp.asarray(jnp.inf, dtype),
+        points=points,
+        residuals=jax.tree_util.tree_map(jnp.zeros_like, points),
+        gram=jnp.zeros((m, m), dtype))
+
+  def _mixture(self, state: GrowingAndersonState) -> PyTree:
+    """The extrapolation over the first ``min(iter_num, m)`` slots."""
+    m = self.history_size
+    valid = jnp.arange(m) < jnp.minimum(state.iter_num, m)
+    both = valid[:, None] & valid[None, :]
+    gram = jnp.where(both, state.gram, 0.0)
+    # An unwritten slot's row reads (ridge + 1) a_i = 0, so a_i = 0.
+    gram = gram + jnp.diag(self.ridge + (~valid).astype(gram.dtype))
+    border = valid.astype(gram.dtype)
+    system = jnp.block([[jnp.zeros((1, 1), gram.dtype), border[None, :]],
+                        [border[:, None], gram]])
+    rhs = jnp.zeros((m + 1,), gram.dtype).at[0].set(1.0)
+    weights = jnp.linalg.solve(system, rhs)[1:]
+
+    def combine(points, residuals):
+      mix = lambda t: jnp.tensordot(weights.astype(t.dtype), t, axes=1)
+      return mix(points) + self.beta * mix(residuals)
+
+    return jax.tree_util.tree_map(combine, state.points, state.residuals)
+
+  def update(self, h: PyTree, state: GrowingAndersonState, params: PyTree,
+             inputs: PyTree) -> tuple[PyTree, GrowingAndersonState]:
+    """One evaluation: ``(f(x), state)`` with ``x = h`` during the plain
+    steps, else the mixture of the history."""
+    k = state.iter_num
+    x = jax.lax.cond(k >= self.PLAIN_STEPS, lambda: self._mixture(state),
+                     lambda: h)
+    fx = self.fixed_point_fun(x, params, inputs)
+    residual = jax.tree_util.tree_map(jnp.subtract, fx, x)
+    pos = k % self.history_size
+    put = lambda hist, new: hist.at[pos].set(new)
+    points = jax.tree_util.tree_map(put, state.points, x)
+    residuals = jax.tree_util.tree_map(put, state.residuals, residual)
+    row = sum(jnp.tensordot(r, new, axes=new.ndim) for r, new in zip(
+        jax.tree_util.tree_leaves(residuals),
+        jax.tree_util.tree_leaves(residual)))
+    gram = state.gram.at[pos, :].set(row).at[:, pos].set(row)
+    return fx, GrowingAndersonState(
+        iter_num=k + 1, error=tree_norm(residual), points=points,
+        residuals=residuals, gram=gram)
+
+
 def _jaxopt_solver(f: FixedPointFn, config: SolverConfig):
-  """The jaxopt solver whose ``init_state`` and ``update`` we drive.
+  """The solver whose ``init_state`` and ``update`` we drive.
 
   Only those two methods are used: the loop, its cap and its stopping
   rule are ours (:func:`forward_solve`). jaxopt's ``maxiter``, ``tol``,
   ``jit`` and ``implicit_diff`` configure its own ``run`` loop alone, so
   they are not passed.
   """
+  if config.method == 'anderson_growing':
+    return GrowingAnderson(
+        fixed_point_fun=f, history_size=config.history_size, beta=config.beta,
+        ridge=config.ridge)
   if config.method == 'anderson':
     return jaxopt.AndersonAcceleration(
         fixed_point_fun=f, history_size=config.history_size, beta=config.beta,
@@ -225,10 +358,11 @@ def forward_solve(f: FixedPointFn, h0: PyTree, params: PyTree, inputs: PyTree,
                   ) -> tuple[PyTree, SolverStats]:
   """Solves ``h = f(h, params, inputs)`` for ONE example, without gradients.
 
-  Runs jaxopt updates until the example meets a tolerance of ``config`` or
+  Runs solver updates until the example meets a tolerance of ``config`` or
   ``max_iter`` evaluations of ``f`` were made, and returns the first iterate
-  that met it (under ``vmap`` every example keeps its own). Not
-  differentiable: use :func:`solve` for gradients.
+  that met it (under ``vmap`` every example keeps its own); one that never
+  does returns its last iterate, or with ``config.return_best`` its
+  lowest-residual one. Not differentiable: use :func:`solve` for gradients.
 
   Args:
     f: the fixed-point map of one example.
@@ -259,16 +393,46 @@ def forward_trajectory(f: FixedPointFn, h0: PyTree, params: PyTree,
     ``(h, stats, trajectory)``: as :func:`forward_solve`, and every leaf of
     ``trajectory`` has shape ``[max_iter, *leaf.shape]``: entry ``i`` is
     the ``(i + 1)``-th iterate (the output of the ``(i + 1)``-th call of
-    ``f``; entry ``stats.iterations - 1`` is ``h``), zeros after the last.
+    ``f``; entry ``stats.returned - 1`` is ``h``), zeros after the last.
   """
   return _solve_loop(f, h0, params, inputs, config, max_iter, inputs_at,
                      record=True)
+
+
+class _Best(NamedTuple):
+  """The lowest-residual evaluation so far (``return_best``)."""
+  h: PyTree
+  abs_residual: jax.Array
+  rel_residual: jax.Array
+  evaluation: jax.Array  # From 1; 0 while none was checked.
+
+
+def _best_init(h0: PyTree) -> _Best:
+  dtype = jax.tree_util.tree_leaves(h0)[0].dtype
+  inf = jnp.asarray(jnp.inf, dtype)
+  return _Best(h0, inf, inf, jnp.zeros((), jnp.int32))
+
+
+def _best_update(best: _Best, h, abs_res, rel_res, evaluation, checked,
+                 config: SolverConfig) -> _Best:
+  """Keeps the evaluation of lowest relative residual (absolute with
+  ``rel_tol = 0``); the earlier one on a tie, as torchdeq."""
+  if config.rel_tol > 0:
+    lower = rel_res < best.rel_residual
+  else:
+    lower = abs_res < best.abs_residual
+  take = checked & lower
+  pick = lambda new, old: jnp.where(take, new, old)
+  return _Best(jax.tree_util.tree_map(pick, h, best.h), pick(abs_res,
+               best.abs_residual), pick(rel_res, best.rel_residual),
+               pick(evaluation, best.evaluation))
 
 
 def _solve_loop(f, h0, params, inputs, config, max_iter, inputs_at, record):
   """The loop of :func:`forward_solve`; with ``record``, the iterates too
   (else ``None``)."""
   solver = _jaxopt_solver(f, config)
+  first_checked = config.first_checked()
   at = (lambda i: inputs) if inputs_at is None else (
       lambda i: inputs_at(inputs, i))
   state = solver.init_state(h0, params, at(jnp.zeros((), jnp.int32)))
@@ -276,29 +440,44 @@ def _solve_loop(f, h0, params, inputs, config, max_iter, inputs_at, record):
   if record:
     trajectory = jax.tree_util.tree_map(
         lambda x: jnp.zeros((max_iter,) + x.shape, x.dtype), h0)
+  best = _best_init(h0) if config.return_best else None
 
   def cond(carry):
-    _, state, done, _ = carry
+    _, state, done, _, _ = carry
     return jnp.logical_and(jnp.logical_not(done), state.iter_num < max_iter)
 
   def body(carry):
-    h, state, _, trajectory = carry
-    # Both jaxopt solvers return next = f(x) and state.error = ||f(x) - x||,
-    # where x is h (fixed point) or Anderson's extrapolation of the history.
+    h, state, _, trajectory, best = carry
+    # Every solver returns next = f(x) and state.error = ||f(x) - x||, where
+    # x is h (a plain step) or Anderson's extrapolation of the history.
     h, state = solver.update(h, state, params, at(state.iter_num))
     if record:
       trajectory = jax.tree_util.tree_map(
           lambda buf, x: buf.at[state.iter_num - 1].set(x), trajectory, h)
     rel = relative_residual(state.error, h)
-    return h, state, _is_converged(state.error, rel, config), trajectory
+    checked = state.iter_num >= first_checked
+    if best is not None:
+      best = _best_update(best, h, state.error, rel, state.iter_num,
+                          checked, config)
+    done = checked & _is_converged(state.error, rel, config)
+    return h, state, done, trajectory, best
 
-  h, state, done, trajectory = jax.lax.while_loop(
-      cond, body, (h0, state, jnp.zeros((), bool), trajectory))
-  stats = SolverStats(
-      iterations=state.iter_num.astype(jnp.int32),
-      abs_residual=state.error,
-      rel_residual=relative_residual(state.error, h),
-      converged=done)
+  h, state, done, trajectory, best = jax.lax.while_loop(
+      cond, body, (h0, state, jnp.zeros((), bool), trajectory, best))
+  iterations = state.iter_num.astype(jnp.int32)
+  abs_res, rel_res = state.error, relative_residual(state.error, h)
+  returned = iterations
+  if best is not None:
+    # Not converged, and some evaluation was checked: the best one.
+    use = jnp.logical_not(done) & (best.evaluation > 0)
+    pick = lambda b, last: jnp.where(use, b, last)
+    h = jax.tree_util.tree_map(pick, best.h, h)
+    abs_res, rel_res = pick(best.abs_residual, abs_res), pick(
+        best.rel_residual, rel_res)
+    returned = pick(best.evaluation, iterations)
+  stats = SolverStats(iterations=iterations, abs_residual=abs_res,
+                      rel_residual=rel_res, converged=done,
+                      returned=returned)
   return h, stats, trajectory
 
 
@@ -376,10 +555,10 @@ def _unrolled_solve(f, h0, params, inputs, config, backward, inputs_at=None):
   h = f(h_prev, params, at(calls[-1]))
   abs_res = tree_norm(jax.tree_util.tree_map(jnp.subtract, h, h_prev))
   rel_res = relative_residual(abs_res, h)
+  iterations = jnp.asarray(backward.unroll_steps, jnp.int32)
   stats = SolverStats(
-      iterations=jnp.asarray(backward.unroll_steps, jnp.int32),
-      abs_residual=abs_res, rel_residual=rel_res,
-      converged=_is_converged(abs_res, rel_res, config))
+      iterations=iterations, abs_residual=abs_res, rel_residual=rel_res,
+      converged=_is_converged(abs_res, rel_res, config), returned=iterations)
   return h, _stop(stats)
 
 

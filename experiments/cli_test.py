@@ -536,15 +536,17 @@ print(json.dumps(calls))
 def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
   import json
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w', '--test_sizes=8,12',
-                         '--rel_tol=0.3', '--solver=fixed_point',
-                         '--nonoise_in_eval', '--phantom_in_eval',
+                         '--rel_tol=0.3', '--solver=anderson_growing',
+                         '--return_best', '--nonoise_in_eval',
+                         '--phantom_in_eval',
                          '--eval_batch_size=4', '--read_at=true_length')
   assert proc.returncode == 0, proc.stderr[-2000:]
   ((args, kwargs),) = json.loads(proc.stdout.strip().splitlines()[-1])
   assert args == ['/w', [8, 12]] and kwargs['eval_batch_size'] == 4
   assert kwargs['read_at'] == 'true_length'
   assert kwargs['solver_overrides'] == {'rel_tol': 0.3,
-                                        'solver': 'fixed_point',
+                                        'solver': 'anderson_growing',
+                                        'return_best': True,
                                         'noise_in_eval': False,
                                         'phantom_in_eval': True}
   proc = run_module_code(_EVALUATE_ARGS, '--workdir=/w')

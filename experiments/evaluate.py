@@ -46,7 +46,9 @@ _SOLVER = cli.define_override_flags(default.get_config(), {
     'deq.rel_tol': 'Relative tolerance.',
     'deq.abs_tol': 'Absolute tolerance.',
     'deq.eval_max_iter': 'Iteration cap per graph.',
-    'deq.solver': 'anderson | fixed_point.',
+    'deq.solver': 'anderson | anderson_growing | fixed_point.',
+    'deq.return_best': 'A graph that meets no tolerance returns its '
+                       'lowest-residual iterate (still not converged).',
     'deq.noise_in_eval': 'Add the map\'s noise at evaluation.',
     'deq.phantom_in_eval': 'Apply the phantom step(s) at evaluation.',
 })

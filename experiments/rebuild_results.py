@@ -20,6 +20,8 @@ One command for what used to take several report entry points:
   ``results/allocator_benchmark.sh`` writes it);
 * ``results/parity/table.md`` (``experiments.report_parity`` on the
   records in ``parity/reference/`` and ``parity/ours/``);
+* ``results/iterations/table.md`` (``experiments.report_iterations`` on
+  the evaluation records in ``iterations/``);
 * the README tables that quote ``table.md`` and ``gaps.md``
   (``experiments.readme_tables``; a README that quotes none is left alone).
 
@@ -57,6 +59,7 @@ from experiments import readme_tables
 from experiments import report
 from experiments import report_ablations
 from experiments import report_budget
+from experiments import report_iterations
 from experiments import report_parity
 from experiments import run_files
 
@@ -64,6 +67,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The runs of the table, relative to ``results/``.
 DEAR_CPU = 'dear_cpu'
 PARITY = 'parity'
+ITERATIONS = 'iterations'
 #: The config tag of the longer runs of budget.md.
 BUDGET_TAG = 'steps15k'
 #: The benchmark records whose markdown is ``format_table`` of their JSON.
@@ -156,6 +160,14 @@ def _build_parity(results: pathlib.Path, out: pathlib.Path) -> None:
     (out / PARITY / 'table.md').write_text(text)
 
 
+def _build_iterations(results: pathlib.Path, out: pathlib.Path) -> None:
+  """Builds ``iterations/table.md`` where there are records."""
+  text = report_iterations.build(results / ITERATIONS)
+  if text is not None:
+    (out / ITERATIONS).mkdir(parents=True, exist_ok=True)
+    (out / ITERATIONS / 'table.md').write_text(text)
+
+
 def build(root: pathlib.Path, out: pathlib.Path, log=print
           ) -> dict[pathlib.Path, pathlib.Path | str]:
   """Builds every generated file of ``root``'s ``results/``.
@@ -173,6 +185,7 @@ def build(root: pathlib.Path, out: pathlib.Path, log=print
   tables = _build_dear_cpu(results, out, log)
   _build_benchmarks(results, out)
   _build_parity(results, out)
+  _build_iterations(results, out)
   built: dict[pathlib.Path, pathlib.Path | str] = {
       results / path.relative_to(out): path
       for path in sorted(out.rglob('*')) if path.is_file()}

@@ -6,6 +6,7 @@ import pathlib
 import matplotlib.image
 
 from experiments import rebuild_results
+from experiments import report_iterations_test
 from experiments import report_test
 from experiments import run_files
 
@@ -82,3 +83,16 @@ def test_allocator_table_is_the_scripts():
   assert rebuild_results.allocator_markdown(
       default, tuned, rebuild_results.ALLOCATOR_SETTING) == (
           results / 'benchmark_allocator.md').read_text()
+
+
+def test_iterations_table_is_built_from_its_records(tmp_path):
+  folder = tmp_path / 'results' / 'iterations'
+  record = report_iterations_test._record({'solver': 'anderson'},
+                                          {'64': 0.9}, {'64': (9.0, 20, 1.0)})
+  report_iterations_test._write(folder, {'anderson': record})
+  written = rebuild_results.rebuild(tmp_path, check=False,
+                                    log=lambda line: None)
+  assert written == [folder / 'table.md']
+  assert '| anderson |' in (folder / 'table.md').read_text()
+  assert rebuild_results.rebuild(tmp_path, check=True,
+                                 log=lambda line: None) == []

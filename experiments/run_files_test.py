@@ -26,6 +26,12 @@ def test_config_key_ignores_bookkeeping_and_fills_added_settings():
   assert run_files.config_key(aligned) == base
   assert run_files.config_key(
       _run(align={'weight': 0.01, 'teacher': 'x'})) != base
+  # And one made before return_best existed returned its last iterate.
+  before = run_files.config_key(_run(deq={'rel_tol': 0.1}))
+  assert before == run_files.config_key(
+      _run(deq={'rel_tol': 0.1, 'return_best': False}))
+  assert before != run_files.config_key(
+      _run(deq={'rel_tol': 0.1, 'return_best': True}))
 
 
 def test_copy_names_tell_configs_and_tags_apart():

@@ -15,7 +15,8 @@ ADDED_SETTINGS: dict[str, Any] = {'align': {'weight': 0.0, 'teacher': ''},
                                   'compilation_cache_dir': '',
                                   'random_pos': False, 'eval_sets': 'own',
                                   'cell': {'complete_graph': False,
-                                           'mask_pointers': False}}
+                                           'mask_pointers': False},
+                                  'deq': {'return_best': False}}
 
 
 def _fill(config: Any, added: dict[str, Any]) -> None:
