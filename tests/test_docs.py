@@ -7,6 +7,8 @@
 - Every decimal number in README.md and results/README.md is a number of a
   generated results file or a documented default, so prose cannot quote a
   figure that no table backs.
+- docs/layout.md names every module of the package, its entry points and
+  launchers.
 """
 
 import pathlib
@@ -41,6 +43,32 @@ def test_docs_exist():
   names = {p.name for p in DOCS}
   assert {'fidelity.md', 'options.md', 'performance.md',
           'troubleshooting.md', 'results_methodology.md'} <= names
+
+
+def _modules() -> list[pathlib.Path]:
+  """Every non-test module of deq_clrs, experiments and launch (configs
+  and sweep files are named as lists there, so they count too)."""
+  out = []
+  for package in ('deq_clrs', 'experiments', 'launch'):
+    for path in (ROOT / package).rglob('*.py'):
+      rel = path.relative_to(ROOT)
+      if (path.name == '__init__.py' or path.name.endswith('_test.py')
+          or rel.parts[:2] == ('experiments', 'reference')):
+        continue
+      out.append(rel)
+  return sorted(out)
+
+
+def test_layout_names_every_module():
+  text = (ROOT / 'docs' / 'layout.md').read_text()
+  missing = [str(rel) for rel in _modules()
+             if not re.search(rf'`{re.escape(rel.stem)}(\.py)?`', text)]
+  assert not missing, f'docs/layout.md does not name: {missing}'
+
+
+def test_layout_check_sees_a_new_module():
+  assert pathlib.Path('deq_clrs/solvers.py') in _modules()
+  assert not any(p.name.endswith('_test.py') for p in _modules())
 
 
 def _without_code_blocks(text: str) -> str:
