@@ -21,8 +21,9 @@ opened by one process at a time and this one opens it next):
 
 Everything goes into one JSON file (``--output``), and a short summary is
 printed. On a CPU (or with ``--small``) the config is the tests' tiny one
-and 5 steps are timed. Bad test results end the program with status 1
-after the file is written.
+and 5 steps are timed. A failed test or timing ends the program with
+status 1, after the file is written (the file is also written after each
+phase, so a crash keeps what was measured before it).
 """
 
 # isort: split
