@@ -57,7 +57,25 @@ def _not_one_shot(unused_carry) -> None:
   raise NotOneShotError(NOT_ONE_SHOT_MESSAGE)
 
 
-class DEQProcessor(clrs.processors.Processor):
+class _PointerMaskedProcessor(clrs.processors.Processor):
+  """A CLRS processor whose ``cell_config.mask_pointers`` turns on CLRS's
+  masking of pointer logits to the graph's edges (its ``inf_bias`` and
+  ``inf_bias_edge``, which its decoders read from the processor)."""
+
+  _mask_pointers: bool = False
+
+  @property
+  def inf_bias(self) -> bool:
+    """CLRS's switch for masking node-pointer logits to the graph's edges."""
+    return self._mask_pointers
+
+  @property
+  def inf_bias_edge(self) -> bool:
+    """The same for edge-pointer logits."""
+    return self._mask_pointers
+
+
+class DEQProcessor(_PointerMaskedProcessor):
   """CLRS processor whose output is the equilibrium of a Flax cell.
 
   It ignores the incoming ``hidden`` (the solve starts from H(0) = 0) and
@@ -85,15 +103,6 @@ class DEQProcessor(clrs.processors.Processor):
     self._stats_in_state = stats_in_state
     self._calls = 0
     self._mask_pointers = cell_config.mask_pointers
-
-  @property
-  def inf_bias(self) -> bool:
-    """CLRS's switch for masking node-pointer logits to the graph's edges."""
-    return self._mask_pointers
-
-  @property
-  def inf_bias_edge(self) -> bool:
-    return self._mask_pointers
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
                **unused_kwargs):
@@ -142,7 +151,7 @@ def cell_params_as_equilibrium(params: dict[str, Any]) -> dict[str, Any]:
           value for name, value in params.items()}
 
 
-class RolloutProcessor(clrs.processors.Processor):
+class RolloutProcessor(_PointerMaskedProcessor):
   """Runs a cell ``steps`` times from H(0) = 0 within one call: a NAR
   processor's whole trajectory on one-shot data.
 
@@ -159,15 +168,6 @@ class RolloutProcessor(clrs.processors.Processor):
     self._module = deq_lib.RolloutModule(
         cell_config=cell_config, out_size=out_size, steps=steps, parent=None)
     self._mask_pointers = cell_config.mask_pointers
-
-  @property
-  def inf_bias(self) -> bool:
-    """CLRS's switch for masking node-pointer logits to the graph's edges."""
-    return self._mask_pointers
-
-  @property
-  def inf_bias_edge(self) -> bool:
-    return self._mask_pointers
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
                **unused_kwargs):
@@ -188,7 +188,7 @@ class RolloutFactory:
     return RolloutProcessor(out_size, self.cell, self.steps)
 
 
-class CellProcessor(clrs.processors.Processor):
+class CellProcessor(_PointerMaskedProcessor):
   """CLRS processor that applies a Flax cell once per call (NAR baseline)."""
 
   def __init__(self, out_size: int, cell_config: cells_lib.CellConfig,
@@ -196,15 +196,6 @@ class CellProcessor(clrs.processors.Processor):
     super().__init__(name=name)
     self._cell = cell_config.build(out_size)
     self._mask_pointers = cell_config.mask_pointers
-
-  @property
-  def inf_bias(self) -> bool:
-    """CLRS's switch for masking node-pointer logits to the graph's edges."""
-    return self._mask_pointers
-
-  @property
-  def inf_bias_edge(self) -> bool:
-    return self._mask_pointers
 
   def __call__(self, node_fts, edge_fts, graph_fts, adj_mat, hidden,
                **unused_kwargs):
