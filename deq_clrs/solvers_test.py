@@ -358,8 +358,11 @@ def _numpy_map(f, params, inputs):
   return lambda x: np.asarray(batched(jnp.asarray(x), params, inputs))
 
 
-@pytest.mark.parametrize('f', [linear_map, tanh_map])
-@pytest.mark.parametrize('tol', [0.1, 1e-3])
+# Two of the four in the default run; all four with --runslow.
+@pytest.mark.parametrize('f, tol', [
+    (linear_map, 0.1), (tanh_map, 1e-3),
+    pytest.param(linear_map, 1e-3, marks=pytest.mark.slow),
+    pytest.param(tanh_map, 0.1, marks=pytest.mark.slow)])
 def test_growing_anderson_follows_torchdeq(f, tol):
   with jax.enable_x64(True):
     params, inputs = make_problem([0.1, 0.5, 0.8, 0.95, 0.99], seed=2)
@@ -398,7 +401,8 @@ def test_growing_anderson_checks_the_tolerance_from_the_third_evaluation():
     np.testing.assert_allclose(h, inputs['b'], atol=1e-6)
 
 
-@pytest.mark.parametrize('f, cap', [(linear_map, 15), (tanh_map, 9)])
+@pytest.mark.parametrize('f, cap', [
+    (linear_map, 15), pytest.param(tanh_map, 9, marks=pytest.mark.slow)])
 def test_return_best_keeps_the_lowest_residual_iterate_like_torchdeq(f, cap):
   with jax.enable_x64(True):
     params, inputs = make_problem([0.9, 0.95, 0.99, 0.999], seed=4)
@@ -445,7 +449,8 @@ def test_return_best_changes_nothing_for_converged_graphs():
     np.testing.assert_array_equal(stats.returned, stats.iterations)
 
 
-@pytest.mark.parametrize('f', [linear_map, tanh_map])
+@pytest.mark.parametrize('f', [
+    linear_map, pytest.param(tanh_map, marks=pytest.mark.slow)])
 def test_growing_history_needs_fewer_iterations_than_jaxopts_schedule(f):
   # A symmetric contraction (eigenvalues spread over [-scale, scale]) that
   # plain iteration solves slowly, at DEAR's tolerance: jaxopt spends its
