@@ -37,7 +37,6 @@ import re
 import subprocess
 import sys
 import time
-from importlib import metadata
 from typing import Any
 
 import ml_collections
@@ -189,13 +188,8 @@ def _memory_stats(device: Any) -> dict[str, int] | None:
 
 def versions() -> dict[str, str | None]:
   """Installed versions of the packages whose numerics the check tests."""
-  found = {}
-  for name in ('jax', 'jaxlib', 'flax', 'optax', 'dm-clrs', 'jaxopt'):
-    try:
-      found[name] = metadata.version(name)
-    except metadata.PackageNotFoundError:
-      found[name] = None
-  return found
+  return provenance.package_versions(
+      ('jax', 'jaxlib', 'flax', 'optax', 'dm-clrs', 'jaxopt'))
 
 
 def device_info() -> dict[str, Any]:
@@ -321,7 +315,7 @@ def time_all(algorithms: list[str], models: list[str], small: bool,
     for model in models:
       config = timing_config(algorithm, model, small)
       size = max(config.train_sizes)
-      hints = model == 'nar_hints'
+      hints = preflight.uses_hints(config)
       if hints not in data:
         data[hints] = _generate(config, size, count)
       print(f'timing {model} on {algorithm} ({steps} steps)...', flush=True)

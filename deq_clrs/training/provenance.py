@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -43,13 +44,20 @@ def code_version(directory: str | None = None) -> dict[str, Any]:
   if commit is not None:
     status = _git(directory, 'status', '--porcelain', '--untracked-files=no')
     dirty = None if status is None else bool(status)
-  packages = {}
-  for name in _PACKAGES:
+  return {'commit': commit, 'dirty': dirty,
+          'packages': package_versions(_PACKAGES)}
+
+
+def package_versions(names: Sequence[str]) -> dict[str, str | None]:
+  """The installed version of each named distribution (None: not
+  installed)."""
+  versions = {}
+  for name in names:
     try:
-      packages[name] = metadata.version(name)
+      versions[name] = metadata.version(name)
     except metadata.PackageNotFoundError:
-      packages[name] = None
-  return {'commit': commit, 'dirty': dirty, 'packages': packages}
+      versions[name] = None
+  return versions
 
 
 def cpu_times() -> dict[str, Any] | None:
