@@ -25,9 +25,9 @@ _NAMES = {
     'NonFiniteLossError': 'errors',
     'UserError': 'errors',
     'check_config': 'models',
-    'evaluate_checkpoint': 'train',
-    'quiet_orbax_logs': 'train',
-    'train_and_evaluate': 'train',
+    'evaluate_checkpoint': 'saved_runs',
+    'quiet_orbax_logs': 'progress',
+    'train_and_evaluate': 'loop',
 }
 
 __all__ = sorted(_NAMES)

@@ -15,11 +15,19 @@ and its ETA only start once steps are timed. Two pieces fill that gap:
 :func:`enable_compilation_cache` turns on JAX's own persistent cache
 (``jax_compilation_cache_dir``), so that a resumed or repeated run with the
 same shapes loads its programs instead of compiling them again.
+
+The step log itself: :class:`Eta` (time left, from stretches that compiled
+nothing), :class:`Window` (steps per second between log lines),
+:func:`summary_writer` and :func:`log_scalars` (TensorBoard, process 0
+only), :func:`named` (a call named to the heartbeat) and
+:func:`quiet_orbax_logs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging as pylogging
+import math
 import os
 import threading
 import time
@@ -27,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 from absl import logging
 
 # jax.monitoring events (jax/_src/dispatch.py and jax/_src/compiler.py).
@@ -246,3 +255,126 @@ class Heartbeat:
   def _run(self) -> None:
     while not self._stop.wait(min(1.0, self.interval / 4)):
       self.check()
+
+
+def quiet_orbax_logs() -> None:
+  """Hides orbax's INFO lines (several per checkpoint) from absl's log."""
+  def keep(record: pylogging.LogRecord) -> bool:
+    return (record.levelno >= pylogging.WARNING
+            or f'{os.sep}orbax{os.sep}' not in record.pathname)
+  logging.get_absl_handler().addFilter(keep)
+
+
+class _NoWriter:
+  """Stands in for the TensorBoard writer on processes other than 0."""
+
+  def scalar(self, *args, **kwargs) -> None:
+    del args, kwargs
+
+  def flush(self) -> None:
+    pass
+
+
+def summary_writer(workdir: str, enabled: bool = True):
+  if jax.process_index() != 0 or not enabled:
+    return _NoWriter()
+  # Imported here: it needs TensorFlow, which a run without TensorBoard
+  # output does not.
+  from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
+  return tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+
+def log_scalars(writer, step: int, prefix: str,
+                 values: dict[str, Any]) -> None:
+  for name, value in values.items():
+    if isinstance(value, (int, float)) and math.isfinite(value):
+      writer.scalar(f'{prefix}/{name}', value, step)
+
+
+class Eta:
+  """Time left, from the stretches of training that compiled nothing.
+
+  Training steps are dispatched without waiting for the device, so the
+  time of one step says little; the time between two points where the host
+  has waited for the device (the log lines, which read the loss back) says
+  how long the steps between them took, validations and checkpoints
+  included. A stretch in which some step compiled (its batch had a shape not
+  seen before in this process: a new graph size or trajectory length) or
+  the first validation ran is left out of the mean time per step, since
+  compiling is paid once.
+  """
+
+  def __init__(self, total_steps: int, validated: bool):
+    self.total_steps = total_steps
+    self.shapes = set()
+    self.seconds, self.steps = 0.0, 0
+    self._validated = validated
+    self._clean = True
+
+  def start_step(self, feedback: Any) -> bool:
+    """Notes the shape of the batch of the step about to be dispatched;
+    returns whether it is new (the step compiles)."""
+    shape = tuple(np.shape(x) for x in jax.tree_util.tree_leaves(feedback))
+    new = shape not in self.shapes
+    if new:
+      self._clean = False
+    self.shapes.add(shape)
+    return new
+
+  def validated(self) -> None:
+    """Notes a validation (the first one compiles)."""
+    if not self._validated:
+      self._clean, self._validated = False, True
+
+  def synced(self, steps: int, seconds: float) -> None:
+    """Called where the device has finished every step dispatched so far:
+    the stretch since the last such point took ``steps`` steps and
+    ``seconds`` seconds."""
+    if self._clean and steps > 0:
+      self.seconds += seconds
+      self.steps += steps
+    self._clean = True
+
+  @property
+  def timed(self) -> bool:
+    """Whether a stretch without compiling has been timed yet."""
+    return self.steps > 0
+
+  def text(self, step: int) -> str:
+    if not self.steps:
+      return 'after warm-up'
+    return f'{(self.total_steps - step) * self.seconds / self.steps:.0f} s'
+
+
+class Window:
+  """Steps per second between log lines."""
+
+  def __init__(self, step: int):
+    self.start, self.step = time.perf_counter(), step
+
+  def log(self, writer, step: int, total: int, metrics: dict[str, float],
+          eta: Eta) -> None:
+    """Logs the metrics read back after ``step`` steps (the device has
+    finished them)."""
+    now = time.perf_counter()
+    eta.synced(step - self.step, now - self.start)
+    rate = (step - self.step) / max(now - self.start, 1e-9)
+    logging.info('step %d/%d  loss %.4f (mean %.4f)  %.2f steps/s  ETA %s',
+                 step, total, metrics['loss'], metrics['loss_mean'], rate,
+                 eta.text(step))
+    writer.scalar('train/loss', metrics['loss'], step)
+    writer.scalar('train/loss_mean', metrics['loss_mean'], step)
+    writer.scalar('train/steps_per_second', rate, step)
+    self.start, self.step = now, step
+
+
+def named(heartbeat: Heartbeat, function: Callable[..., Any],
+           what: str) -> Callable[..., Any]:
+  """``function`` with its calls named ``what`` to the heartbeat."""
+  def call(*args, **kwargs):
+    heartbeat.phase(what)
+    try:
+      return function(*args, **kwargs)
+    finally:
+      heartbeat.phase(None)
+  return call

@@ -156,3 +156,43 @@ def test_enable_compilation_cache_unwritable_turns_off(tmp_path,
   (tmp_path / 'file').write_text('not a directory')
   assert progress.enable_compilation_cache(str(tmp_path / 'file' / 'x')) is None
   assert updates == []
+
+
+def test_eta_counts_only_stretches_that_compiled_nothing():
+  # Steps are dispatched without waiting, so the ETA is timed between the
+  # points where the host waited for the device (the log lines). Timing
+  # each step instead said "ETA 2 s" with 25 minutes left on a resumed
+  # floyd_warshall run: its timed steps had only been dispatched.
+  eta = progress.Eta(total_steps=20, validated=False)
+
+  def steps(*nodes):
+    for n in nodes:
+      eta.start_step((np.zeros((4, n)),))
+
+  steps(8, 8)  # the first step compiles
+  eta.synced(2, seconds=100.0)
+  assert eta.text(2) == 'after warm-up'
+  steps(8, 8)
+  eta.synced(2, seconds=4.0)  # 2 s per step
+  assert eta.text(4) == f'{16 * 2.0:.0f} s'
+  steps(8, 9)  # a new shape compiles: this stretch is left out
+  eta.synced(2, seconds=56.0)
+  assert eta.text(6) == f'{14 * 2.0:.0f} s'
+  steps(8, 9)
+  eta.validated()  # the first validation compiles: left out
+  eta.synced(2, seconds=90.0)
+  assert eta.text(8) == f'{12 * 2.0:.0f} s'
+  steps(9, 8, 9, 8)
+  eta.validated()  # later validations are part of the cost per step
+  eta.synced(4, seconds=16.0)  # 16 s for 4 steps
+  assert eta.text(12) == f'{8 * (4.0 + 16.0) / 6:.0f} s'
+  eta.synced(0, seconds=34.0)  # no steps since the last sync: nothing to add
+  assert eta.text(12) == f'{8 * (4.0 + 16.0) / 6:.0f} s'
+
+
+def test_eta_after_a_resume_waits_for_a_stretch_without_compiling():
+  eta = progress.Eta(total_steps=5000, validated=False)
+  for _ in range(50):  # this process has compiled nothing yet
+    eta.start_step((np.zeros((4, 8)),))
+  eta.synced(50, seconds=185.0)
+  assert eta.text(4300) == 'after warm-up'

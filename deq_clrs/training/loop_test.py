@@ -1,4 +1,4 @@
-"""End-to-end tests of the experiments pipeline (tiny configs)."""
+"""End-to-end tests of the training loop and its pipeline (tiny configs)."""
 
 import json
 import logging
@@ -12,10 +12,11 @@ import pytest
 from deq_clrs import training
 from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
+from deq_clrs.training import evaluation
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import provenance
 from deq_clrs.training import step as step_lib
-from deq_clrs.training import train as train_lib
+from deq_clrs.training import workdir as workdir_lib
 from experiments.configs import test as test_config
 
 RESULT_FIELDS = ('algorithm', 'model', 'seed', 'config', 'val_score',
@@ -127,54 +128,6 @@ def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   assert 'read_at' not in evaluated
 
 
-def test_per_graph_scores_are_clrs_scores_of_each_graph():
-  def point(name, type_, data):
-    return clrs.DataPoint(name=name, location=clrs.Location.NODE,
-                          type_=type_, data=np.asarray(data))
-  # Two graphs of three nodes: a pointer (accuracy) and a mask (F1).
-  truth = (point('pi', clrs.Type.POINTER, [[0, 0, 1], [2, 2, 2]]),
-           point('m', clrs.Type.MASK, [[1, 0, 0], [1, 1, 0]]))
-  preds = {'pi': point('pi', clrs.Type.POINTER, [[0, 1, 1], [2, 2, 2]]),
-           'm': point('m', clrs.Type.MASK, [[1, 0, 1], [0, 0, 0]])}
-  # Graph 0: pointer 2/3, mask F1 of tp 1, fp 1, fn 0 = 2/3: score 2/3.
-  # Graph 1: pointer 1, mask F1 0 (nothing predicted, two missed): 1/2.
-  assert train_lib.per_graph_scores(truth, preds) == [
-      pytest.approx(2 / 3), pytest.approx(0.5)]
-  # Each is CLRS's score of that graph alone.
-  for i, score in enumerate(train_lib.per_graph_scores(truth, preds)):
-    one = lambda x, i=i: x[i:i + 1]
-    alone = clrs.evaluate(jax.tree_util.tree_map(one, truth),
-                          jax.tree_util.tree_map(one, preds))
-    assert score == pytest.approx(alone['score'])
-
-
-class _OutOfMemory:
-  """Models whose evaluation fails as XLA does when memory runs out."""
-
-  def __init__(self, message):
-    self.message = message
-
-  def evaluate(self, *unused_args):
-    raise jax.errors.JaxRuntimeError(self.message)
-
-
-def test_running_out_of_memory_in_evaluation_names_the_batch_and_the_fix(
-    data_dir):
-  dataset = train_lib.load_eval_set(tiny_config(data_dir), 'test', 12)
-  models = _OutOfMemory('RESOURCE_EXHAUSTED: Out of memory allocating '
-                        '54116353472 bytes.')
-  with pytest.raises(training.UserError) as raised:
-    train_lib._evaluate_batch(models, None, None, dataset, False, 50)
-  assert str(raised.value).startswith(
-      'out of memory scoring a batch of 8 graphs of 12 nodes '
-      '(eval_batch_size=50): score fewer graphs at a time '
-      '(python -m experiments.evaluate --eval_batch_size=')
-  # Other runtime errors are not disguised as memory problems.
-  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
-    train_lib._evaluate_batch(_OutOfMemory('INTERNAL: something else'), None,
-                              None, dataset, False, 50)
-
-
 @pytest.mark.parametrize('model', [pytest.param('nar', marks=pytest.mark.slow),
                                    'dear'])
 def test_interrupted_then_resumed_equals_uninterrupted(data_dir, tmp_path,
@@ -246,33 +199,13 @@ def test_a_run_resumed_on_other_code_records_each_segments_code(
   workdir = str(tmp_path / 'older')
   with pytest.raises(Interrupted):
     training.train_and_evaluate(config, workdir, hooks=[crash])
-  os.remove(os.path.join(workdir, train_lib.SEGMENTS_FILE))
+  os.remove(os.path.join(workdir, workdir_lib.SEGMENTS_FILE))
   monkeypatch.setattr(provenance, 'code_version', lambda: other)
   results = training.train_and_evaluate(config, workdir)
   assert results['code_version'] == other
   assert results['code_versions'] == [{'from_step': 4, **other}]
-  with open(os.path.join(workdir, train_lib.SEGMENTS_FILE)) as f:
+  with open(os.path.join(workdir, workdir_lib.SEGMENTS_FILE)) as f:
     assert [json.loads(line) for line in f] == results['code_versions']
-
-
-def test_a_history_cut_short_by_a_kill_resumes_from_its_checkpoint(
-    tmp_path):
-  path = tmp_path / train_lib.HISTORY_FILE
-  whole = [{'step': s, 'val_score': s / 10} for s in (0, 2, 4, 6)]
-  text = ''.join(json.dumps(e) + '\n' for e in whole)
-  # Killed while writing step 6's line, after the checkpoint at step 4.
-  path.write_text(text[:-7])
-  history = train_lib.History(str(tmp_path), resume_step=4)
-  assert history.entries == whole[:3]
-  # The torn line is gone from the file, so the next entry is its own line.
-  history.append({'step': 6, 'val_score': 0.7})
-  lines = path.read_text().splitlines()
-  assert [json.loads(line) for line in lines] == whole[:3] + [
-      {'step': 6, 'val_score': 0.7}]
-  # Entries past the checkpoint are dropped even when they are whole.
-  path.write_text(text)
-  assert train_lib.History(str(tmp_path), resume_step=2).entries == whole[:2]
-  assert len(path.read_text().splitlines()) == 2
 
 
 @pytest.mark.slow
@@ -460,7 +393,7 @@ def test_nar_lt_run_is_not_told_the_steps_at_test_time(data_dir, tmp_path):
   # Predictions do not change when the test data's lengths are corrupted.
   models = models_lib.build_models(config, data_lib.load_dataset(
       'bfs', 'train', 8, 16, data_dir=data_dir, er_probs=config.er_probs))
-  test = train_lib.load_eval_set(config, 'test', 12)
+  test = evaluation.load_eval_set(config, 'test', 12)
   key = jax.random.PRNGKey(0)
   params = models.initial_state.params
   preds = models.evaluate(params, key, test).preds
@@ -710,14 +643,14 @@ def test_a_truncated_dataset_cache_file_is_generated_again(tmp_path, caplog):
 def _write_nan_inputs(config, split: str, size: int) -> str:
   """Rewrites a config's cached validation or test set with NaN float
   inputs, checksum and all (the data layer accepts it); returns its path."""
-  dataset = train_lib.load_eval_set(config, split, size)
+  dataset = evaluation.load_eval_set(config, split, size)
   inputs = [clrs.DataPoint(dp.name, dp.location, dp.type_,
                            np.full_like(dp.data, np.nan))
             if np.issubdtype(dp.data.dtype, np.floating) else dp
             for dp in dataset.features.inputs]
   dataset = dataset._replace(
       features=dataset.features._replace(inputs=tuple(inputs)))
-  path = train_lib.eval_set_path(config, split, size)
+  path = evaluation.eval_set_path(config, split, size)
   data_lib._atomic_pickle(dataset, path)
   return path
 
@@ -787,46 +720,6 @@ def test_a_workdir_that_cannot_be_written_is_refused(data_dir, tmp_path):
                      'cache into --data_dir='):
     training.train_and_evaluate(
         tiny_config(str(tmp_path / 'file' / 'data')), str(tmp_path / 'run'))
-
-
-def test_eta_counts_only_stretches_that_compiled_nothing():
-  # Steps are dispatched without waiting, so the ETA is timed between the
-  # points where the host waited for the device (the log lines). Timing
-  # each step instead said "ETA 2 s" with 25 minutes left on a resumed
-  # floyd_warshall run: its timed steps had only been dispatched.
-  eta = train_lib._Eta(total_steps=20, validated=False)
-
-  def steps(*nodes):
-    for n in nodes:
-      eta.start_step((np.zeros((4, n)),))
-
-  steps(8, 8)  # the first step compiles
-  eta.synced(2, seconds=100.0)
-  assert eta.text(2) == 'after warm-up'
-  steps(8, 8)
-  eta.synced(2, seconds=4.0)  # 2 s per step
-  assert eta.text(4) == f'{16 * 2.0:.0f} s'
-  steps(8, 9)  # a new shape compiles: this stretch is left out
-  eta.synced(2, seconds=56.0)
-  assert eta.text(6) == f'{14 * 2.0:.0f} s'
-  steps(8, 9)
-  eta.validated()  # the first validation compiles: left out
-  eta.synced(2, seconds=90.0)
-  assert eta.text(8) == f'{12 * 2.0:.0f} s'
-  steps(9, 8, 9, 8)
-  eta.validated()  # later validations are part of the cost per step
-  eta.synced(4, seconds=16.0)  # 16 s for 4 steps
-  assert eta.text(12) == f'{8 * (4.0 + 16.0) / 6:.0f} s'
-  eta.synced(0, seconds=34.0)  # no steps since the last sync: nothing to add
-  assert eta.text(12) == f'{8 * (4.0 + 16.0) / 6:.0f} s'
-
-
-def test_eta_after_a_resume_waits_for_a_stretch_without_compiling():
-  eta = train_lib._Eta(total_steps=5000, validated=False)
-  for _ in range(50):  # this process has compiled nothing yet
-    eta.start_step((np.zeros((4, 8)),))
-  eta.synced(50, seconds=185.0)
-  assert eta.text(4300) == 'after warm-up'
 
 
 def _aligned(data_dir, teacher, **overrides):

@@ -1,0 +1,422 @@
+"""The training loop of DEAR and its NAR baselines on one algorithm.
+
+:func:`train_and_evaluate` is the whole experiment: it loads (or makes and
+caches) the datasets, builds the models, trains with periodic validation and
+resumable checkpoints, scores the best-by-validation parameters on every
+test size and writes ``results.json``, TensorBoard metrics and checkpoints
+into the working directory. Its parts live beside it: scoring in
+:mod:`~deq_clrs.training.evaluation`, the workdir's rules and records in
+:mod:`~deq_clrs.training.workdir`, the checkpoint template and saved runs
+in :mod:`~deq_clrs.training.saved_runs`, the log and its ETA in
+:mod:`~deq_clrs.training.progress`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+
+import clrs
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from deq_clrs.training import checkpoints as ckpt_lib
+from deq_clrs.training import data as data_lib
+from deq_clrs.training import evaluation
+from deq_clrs.training import models as models_lib
+from deq_clrs.training import parallel
+from deq_clrs.training import progress
+from deq_clrs.training import provenance
+from deq_clrs.training import saved_runs
+from deq_clrs.training import workdir as workdir_lib
+from deq_clrs.training.errors import DivergedError
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       hooks: Sequence[Callable[[int], None]] = ()
+                       ) -> dict[str, Any]:
+  """Trains, validates, checkpoints and tests one model; resumable.
+
+  Rerunning with the same config and workdir continues from the latest
+  checkpoint and ends with the same parameters and scores as an
+  uninterrupted run: batches, dropout-free noise keys and the best-so-far
+  bookkeeping are all functions of ``(seed, step)`` or stored in the
+  checkpoint. A finished run (its ``results.json`` has ``train_steps`` or
+  more steps) is left alone: nothing is written and its results are
+  returned; asking for more steps continues it.
+
+  Args:
+    config: see ``experiments/configs/default.py``.
+    workdir: where ``config.json``, ``checkpoints/``, ``tensorboard/`` and
+      ``results.json`` go.
+    hooks: called with the number of finished steps after each step (and
+      after that step's checkpoint, if any).
+
+  Returns:
+    The contents of ``results.json``.
+
+  Raises:
+    ValueError: a config that cannot run. UserError (a ValueError): a config
+      that differs from the workdir's run or asks for fewer steps than its
+      checkpoints have, or a workdir or data_dir that cannot be written.
+      DivergedError (a UserError): a non-finite training loss or parameters.
+      NonFiniteLossError (a UserError): a NaN or inf validation or test loss
+      (nothing is selected, checkpointed or written from it).
+  """
+  finished = workdir_lib.start_run(config, workdir)
+  if finished is not None:
+    return finished
+  progress.enable_compilation_cache(config.compilation_cache_dir)
+  with progress.Heartbeat() as heartbeat:
+    return _train_and_test(config, workdir, hooks, heartbeat)
+
+
+def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
+                    hooks: Sequence[Callable[[int], None]],
+                    heartbeat: progress.Heartbeat) -> dict[str, Any]:
+  """:func:`train_and_evaluate` once the run may start: the loop, the test
+  and ``results.json`` (``heartbeat`` names each slow phase)."""
+  heartbeat.phase('loading or generating the datasets')
+  stream = data_lib.TrainStream.load(
+      config.algorithm, list(config.train_sizes),
+      config.train_samples_per_size, config.batch_size, config.seed,
+      data_dir=evaluation.data_dir(config), data_seed=config.data_seed,
+      with_hints=models_lib.uses_hints(config),
+      er_probs=tuple(config.er_probs), random_pos=config.random_pos)
+  val_set = evaluation.load_eval_set(config, 'val', config.val_size)
+  heartbeat.phase('building the model (and restoring its checkpoint)')
+  models = saved_runs.build_models(config, val_set)
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+  stepper = models.stepper
+  # The checkpoint, on the host; the training state and the best
+  # parameters live on the devices and come back only to be saved.
+  state, train_state = _restore_training(models, checkpointer, config)
+  best_params = stepper.replicate(state['best_params'])
+  writer = progress.summary_writer(workdir, config.tensorboard)
+  train_key = stepper.replicate(jax.random.PRNGKey(config.seed))
+
+  step = int(state['step'])
+  history = workdir_lib.History(workdir, step)
+  validate = _Validation(models, config, val_set, writer, history)
+  validate = progress.named(
+      heartbeat, validate,
+      f'validating ({_describe_batch(val_set)}; the first validation '
+      f'compiles)')
+  loss = float('nan')
+
+  segments = workdir_lib.code_segments(workdir, step,
+                                       training=step < config.train_steps)
+  if step < config.train_steps:
+    _log_compiling(config, stream, step)
+  if step == 0:
+    # The untrained parameters are the first candidate.
+    validate(state, train_state.params, step, loss)
+  window = progress.Window(step)
+  # Training seconds of earlier segments, less this segment's start.
+  seconds_offset = float(state['train_seconds']) - time.perf_counter()
+  eta = progress.Eta(config.train_steps, validated=step == 0)
+  while step < config.train_steps:
+    train_state = _dispatch_step(models, train_state, train_key,
+                                 stream.batch(step), step, eta, heartbeat)
+    step += 1
+    last = step == config.train_steps
+    if step % config.log_every == 0 or last:
+      # The mean is over the steps since the last log line.
+      train_state, metrics = stepper.read_metrics(train_state)
+      loss = metrics['loss']
+      _check_finite_loss(metrics['loss_mean'], window.step, step,
+                         checkpointer)
+      window.log(writer, step, config.train_steps, metrics, eta)
+      heartbeat.beat()
+    if step % config.eval_every == 0 or last:
+      if not step % config.log_every == 0 and not last:
+        loss = float(parallel.to_host(train_state.loss))
+      if validate(state, train_state.params, step, loss):
+        best_params = stepper.copy(train_state.params)
+      eta.validated()
+    if step % config.checkpoint_every == 0 or last:
+      _save(checkpointer, state, train_state, best_params, step,
+            seconds_offset + time.perf_counter())
+    for hook in hooks:
+      hook(step)
+  checkpointer.close()
+
+  # Score the parameters selected on the validation set.
+  results = _run_results(models, config, state, history, segments, step,
+                         loss)
+  heartbeat.phase(f'testing the parameters of step {int(state["best_step"])} '
+                  f'at {", ".join(map(str, config.test_sizes))} nodes (each '
+                  f'size compiles once)')
+  results.update(evaluation.test_results(models, best_params, config,
+                                         list(config.test_sizes), writer, step,
+                                         results['best_step']))
+  heartbeat.phase(None)
+  writer.flush()
+  return _write_results(results, config, workdir, checkpointer)
+
+
+def _describe_batch(feedback: clrs.Feedback) -> str:
+  """``'32 graphs of 12 nodes'`` (and the time steps where hints have
+  more than one)."""
+  steps = max(dp.data.shape[0] for dp in feedback.features.hints)
+  return (f'{data_lib.num_graphs(feedback)} graphs of '
+          f'{data_lib.num_nodes(feedback)} nodes'
+          + (f', {steps} time steps' if steps > 1 else ''))
+
+
+def _dispatch_step(models: models_lib.Models, train_state: Any,
+                   key: jax.Array, batch: clrs.Feedback, step: int,
+                   eta: progress.Eta, heartbeat: progress.Heartbeat) -> Any:
+  """Dispatches training step ``step + 1`` on a cached batch and returns
+  the new training state, not waited for: the host prepares the next batch
+  while the devices train on this one. A step that compiles, and the
+  steps before the ETA is known, are named to the heartbeat."""
+  feedback, extras = models.train_inputs(batch)
+  compiles = eta.start_step(feedback)
+  if compiles:
+    heartbeat.phase(f'step {step + 1}: compiling the training step for '
+                    f'{_describe_batch(feedback)}')
+  train_state = models.stepper.train_step(train_state, key, feedback,
+                                          **extras)
+  if compiles or not eta.timed:
+    heartbeat.phase('training: the first steps (or the first after a '
+                    'compile), not timed yet')
+  elif heartbeat.current is not None:
+    heartbeat.phase(None)
+  return train_state
+
+
+def _log_compiling(config: ml_collections.ConfigDict,
+                   stream: data_lib.TrainStream, step: int) -> None:
+  sizes = stream.sizes
+  logging.info(
+      'compiling (step %d): the first training step of each batch shape '
+      '(%d graphs of %s nodes%s) and the first validation (%d graphs of %d '
+      'nodes, batches of %d) compile before they run, which can take '
+      'minutes on a CPU (a line every 30 s says what is running)', step,
+      config.batch_size,
+      sizes[0] if len(sizes) == 1 else f'{sizes[0]}..{sizes[-1]}',
+      '' if config.model == 'dear' else ', and each number of steps',
+      config.val_samples, config.val_size, config.eval_batch_size)
+
+
+def _restore_training(models: models_lib.Models,
+                      checkpointer: ckpt_lib.Checkpointer,
+                      config: ml_collections.ConfigDict
+                      ) -> tuple[dict[str, Any], Any]:
+  """``(checkpoint state on the host, training state on the devices)``:
+  from the newest readable checkpoint, or fresh."""
+  state = saved_runs.initial_state(models)
+  if checkpointer.latest_step() is None:
+    return state, models.initial_state
+  restored, _ = checkpointer.restore_newest_readable(state)
+  if restored is None:
+    logging.warning('no readable checkpoint under %s: starting afresh',
+                    checkpointer.directory)
+    return state, models.initial_state
+  logging.info('resumed from step %d of %d', int(restored['step']),
+               config.train_steps)
+  return restored, models.stepper.state(
+      restored['params'], restored['opt_state'], int(restored['step']))
+
+
+class _Validation:
+  """Scores parameters on the validation set (score and loss in one pass),
+  keeps the best-so-far bookkeeping of the checkpoint state, the learning
+  curve and the log."""
+
+  def __init__(self, models: models_lib.Models,
+               config: ml_collections.ConfigDict, val_set: clrs.Feedback,
+               writer, history: workdir_lib.History):
+    self.models, self.config, self.val_set = models, config, val_set
+    self.writer, self.history = writer, history
+    # Start of the interval whose sharing of the cores the next validation
+    # records (this run's training since it started or resumed).
+    self._since = provenance.cpu_times()
+
+  def __call__(self, state: dict[str, Any], params: Any, step: int,
+               loss: float) -> bool:
+    """Validates ``params`` after ``step`` steps (``loss``: the last
+    training loss); updates ``state``'s best entries and returns whether
+    these parameters are the new best.
+
+    Raises:
+      NonFiniteLossError: the validation loss is NaN or inf (before
+        ``state``, the history or the log see it).
+    """
+    config = self.config
+    # The load of the training minute before this validation, and how much
+    # of this run's CPUs other processes used since the previous one (the
+    # report marks train s of runs that shared their cores:
+    # experiments.report).
+    load = provenance.machine_load(since=self._since)
+    self._since = provenance.cpu_times()
+    val = evaluation.evaluate(
+        self.models, params, self.val_set, batch_size=config.eval_batch_size,
+        seed=config.seed, with_loss=True)
+    evaluation.check_finite_eval_loss(
+        val['loss'], f'the validation loss at step {step}',
+        evaluation.eval_set_path(config, 'val', config.val_size),
+        'the run stopped before selecting or checkpointing these parameters, '
+        'without results.json')
+    progress.log_scalars(self.writer, step, 'val',
+                         {**evaluation.eval_scalars(val), 'loss': val['loss']})
+    criterion = (-val['loss'] if config.select_by == 'loss'
+                 else val['score'])
+    improved = criterion > float(state['best_val'])
+    if improved:
+      state['best_val'] = ckpt_lib.scalar(criterion)
+      state['best_val_score'] = ckpt_lib.scalar(val['score'])
+      state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
+      state['best_step'] = ckpt_lib.scalar(step, np.int64)
+    entry = {'step': step, 'val_score': val['score'],
+             'val_loss': val['loss'],
+             'train_loss': loss if math.isfinite(loss) else None,
+             'load': load}
+    if 'solver' in val:
+      entry['val_iterations_mean'] = val['solver']['iterations_mean']
+    if config.test_every and step % config.test_every == 0:
+      entry['test_scores'] = {
+          str(n): evaluation.evaluate(
+              self.models, params, evaluation.load_eval_set(config, 'test', n),
+              batch_size=config.eval_batch_size, seed=config.seed)['score']
+          for n in config.test_sizes}
+    self.history.append(entry)
+    logging.info('validation at step %d: loss %.4f score %.4f%s (best by '
+                 '%s at step %d: loss %.4f score %.4f)%s', step,
+                 val['loss'], val['score'], ' *' if improved else '',
+                 config.select_by, int(state['best_step']),
+                 float(state['best_val_loss']),
+                 float(state['best_val_score']),
+                 ''.join(f', test n={n}: {v:.4f}' for n, v in
+                         entry.get('test_scores', {}).items()))
+    return improved
+
+
+def _diverged(what: str,
+              checkpointer: ckpt_lib.Checkpointer) -> DivergedError:
+  """The error for a run that diverged (``what``: which steps, what is not
+  finite), naming its newest checkpoint and what to change."""
+  newest = checkpointer.latest_step()
+  return DivergedError(
+      f'training diverged: {what}; the newest checkpoint '
+      f'({"none" if newest is None else newest}) holds finite parameters, '
+      f'but resuming would repeat the same batches and diverge again, so '
+      f'start a new workdir with a changed setting (a lower '
+      f'--config.learning_rate, or for --model=dear '
+      f'--config.deq.backward=phantom)')
+
+
+def _check_finite_loss(loss_mean: float, since: int, step: int,
+                       checkpointer: ckpt_lib.Checkpointer) -> None:
+  """Stops training once the mean loss of steps ``since + 1 .. step`` is
+  not finite (NaN or inf), before those parameters are checkpointed.
+
+  Raises:
+    DivergedError: naming the steps and the newest (finite) checkpoint.
+  """
+  if not math.isfinite(loss_mean):
+    raise _diverged(
+        f'the loss of a step in {since + 1}..{step} is {loss_mean} (not '
+        f'finite), so the run stopped without results.json', checkpointer)
+
+
+def _check_finite_params(params: Any, step: int,
+                         checkpointer: ckpt_lib.Checkpointer) -> None:
+  """Refuses to checkpoint parameters (host arrays) after ``step`` steps
+  that hold a NaN or inf.
+
+  Raises:
+    DivergedError: naming the step and the newest (finite) checkpoint.
+  """
+  bad = [jax.tree_util.keystr(path)
+         for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+         if not np.all(np.isfinite(leaf))]
+  if bad:
+    raise _diverged(
+        f'after step {step}, {len(bad)} parameter arrays hold NaN or inf '
+        f'(first: {bad[0]}), so they were not checkpointed', checkpointer)
+
+
+def _save(checkpointer: ckpt_lib.Checkpointer, state: dict[str, Any],
+          train_state: Any, best_params: Any, step: int,
+          train_seconds: float) -> None:
+  """Checkpoints the run after ``step`` steps (device arrays read back).
+
+  Raises:
+    DivergedError: the parameters are not finite (nothing is saved).
+  """
+  params = parallel.to_host(train_state.params)
+  _check_finite_params(params, step, checkpointer)
+  state.update(
+      params=params,
+      opt_state=parallel.to_host(train_state.opt_state),
+      best_params=parallel.to_host(best_params),
+      step=ckpt_lib.scalar(step, np.int64),
+      train_seconds=ckpt_lib.scalar(train_seconds))
+  checkpointer.save(step, state)
+
+
+def _run_results(models: models_lib.Models,
+                 config: ml_collections.ConfigDict, state: dict[str, Any],
+                 history: workdir_lib.History, segments: list[dict[str, Any]],
+                 step: int, loss: float) -> dict[str, Any]:
+  """The fields of ``results.json`` that the test sets do not give
+  (``segments``: :func:`code_segments`)."""
+  return {
+      'algorithm': config.algorithm,
+      'model': config.model,
+      'processor': models_lib.processor_name(config),
+      'seed': config.seed,
+      'config': json.loads(config.to_json()),
+      'select_by': config.select_by,
+      # At the selected checkpoint.
+      'val_score': float(state['best_val_score']),
+      'val_loss': float(state['best_val_loss']),
+      'best_step': int(state['best_step']),
+      'history': history.entries,
+      'train_steps': step,
+      'final_train_loss': _final_train_loss(loss, step, history),
+      # Wall time of the training loop (validation included), summed over
+      # resumed segments, as of the last checkpoint (= the last step).
+      'train_seconds': float(state['train_seconds']),
+      'num_devices': models.num_devices,
+      'num_processes': jax.process_count(),
+      # The code that finished the run, and the code of each training
+      # segment (a resumed run may have started on another commit).
+      'code_version': provenance.code_version(),
+      'code_versions': segments,
+  }
+
+
+def _final_train_loss(loss: float, step: int,
+                      history: workdir_lib.History) -> float | None:
+  """The last step's loss; from the learning curve if this invocation ran no
+  step (killed after the last checkpoint, before ``results.json``)."""
+  if math.isfinite(loss):
+    return loss
+  last = [e for e in history.entries if e['step'] == step]
+  return last[-1].get('train_loss') if last else None
+
+
+def _write_results(results: dict[str, Any], config: ml_collections.ConfigDict,
+                   workdir: str, checkpointer: ckpt_lib.Checkpointer
+                   ) -> dict[str, Any]:
+  """Writes a finished run's ``results.json``, says where everything is
+  and returns ``results``."""
+  workdir_lib.write_json(results, os.path.join(workdir, 'results.json'))
+  logging.info(
+      'finished: scores in %s (score = CLRS\'s mean of per-output scores, in '
+      '[0, 1], of the parameters selected by validation %s at step %d); '
+      'checkpoints in %s%s', os.path.join(workdir, 'results.json'),
+      config.select_by, results['best_step'], checkpointer.directory,
+      f', TensorBoard logs in {os.path.join(workdir, "tensorboard")}'
+      if config.tensorboard else '')
+  return results
