@@ -69,11 +69,11 @@ def test_messages_flow_only_along_edges():
 def test_fresh_gate_starts_near_keeping_the_state():
   args = graph()
   hidden = args[-1]
-  gated = cells.GatedMPNNCell(out_size=D, gate_bias=-6.0)
+  gated = cells.CellConfig(gate_bias=-6.0).build(D)
   out = gated.apply(gated.init(jax.random.PRNGKey(0), *args), *args)
   rel_change = jnp.linalg.norm(out - hidden) / jnp.linalg.norm(hidden)
   assert float(rel_change) < 0.1
-  ungated = cells.GatedMPNNCell(out_size=D, gated=False)
+  ungated = cells.CellConfig(gated=False).build(D)
   out = ungated.apply(ungated.init(jax.random.PRNGKey(0), *args), *args)
   # Without gate the output is a LayerNorm'd candidate: zero mean per node.
   np.testing.assert_allclose(jnp.mean(out, -1), 0.0, atol=1e-5)
@@ -119,7 +119,7 @@ LEGACY_PARAMS = {'gate_hidden', 'gate_out', 'msg_edge', 'msg_graph',
 
 def test_simple_msg_mlp_is_the_legacy_cell():
   args = graph()
-  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple')
+  cell = cells.CellConfig(msg_mlp='simple').build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   assert _param_names(variables) == LEGACY_PARAMS
   shapes = jax.tree_util.tree_map(jnp.shape, variables['params'])
@@ -132,9 +132,9 @@ def test_simple_msg_mlp_is_the_legacy_cell():
 
 def test_reference_msg_mlp_has_two_layer_norms():
   args = graph()
-  assert cells.GatedMPNNCell(out_size=D).msg_mlp == 'reference'
+  assert cells.GatedMPNNCell(out_size=D).config.msg_mlp == 'reference'
   assert cells.CellConfig().msg_mlp == 'reference'
-  cell = cells.GatedMPNNCell(out_size=D, mid_size=6)
+  cell = cells.CellConfig(mid_size=6).build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   names = _param_names(variables)
   assert names == (LEGACY_PARAMS - {'msg_mlp'}) | {
@@ -163,29 +163,30 @@ def test_triplet_cell_passes_msg_mlp_to_its_pairwise_part(msg_mlp):
 def test_bad_msg_mlp_is_refused():
   with pytest.raises(ValueError, match=r"msg_mlp 'mlp3'.*'reference'"):
     cells.CellConfig(msg_mlp='mlp3')
-  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='deep')
+  # A cell's hyperparameters are a CellConfig, so they are checked before
+  # any cell exists.
   with pytest.raises(ValueError, match="'deep'.*'simple'"):
-    cell.init(jax.random.PRNGKey(0), *graph())
+    cells.TripletGatedMPNNCell(out_size=D,
+                               config=cells.CellConfig(msg_mlp='deep'))
 
 
 @pytest.mark.parametrize('kind', sorted(cells.CELLS))
-def test_cells_take_their_defaults_from_cell_config(kind):
-  """Each default is written once, in CellConfig; the modules read it."""
-  config = {f.name: f.default for f in dataclasses.fields(cells.CellConfig)}
-  cell = {f.name: f.default for f in dataclasses.fields(cells.CELLS[kind])
-          if f.name in config}
-  assert cell == {k: config[k] for k in cell}
-  # mask_pointers is read by the processor (CLRS's inf_bias), not the cell.
-  assert set(config) - set(cell) <= {'kind', 'nb_triplet_fts',
-                                     'mask_pointers'}
-  built = cells.CellConfig(kind=kind, gate_bias=-1.5, cayley=True).build(D)
-  assert (built.gate_bias, built.cayley) == (-1.5, True)
+def test_cells_declare_their_hyperparameters_only_in_cell_config(kind):
+  """The modules' only fields are the size and one CellConfig, handed on
+  whole by :meth:`CellConfig.build`."""
+  fields = {f.name for f in dataclasses.fields(cells.CELLS[kind])}
+  assert fields - {'parent', 'name'} == {'out_size', 'config'}
+  assert cells.CELLS[kind](out_size=D).config == cells.CellConfig()
+  config = cells.CellConfig(kind=kind, gate_bias=-1.5, cayley=True)
+  built = config.build(D)
+  assert type(built) is cells.CELLS[kind]
+  assert (built.out_size, built.config) == (D, config)
 
 
 @pytest.mark.parametrize('kind', sorted(cells.CELLS))
 def test_gate_bias_starts_at_zero_by_default(kind):
   assert cells.CellConfig(kind=kind).gate_bias == 0.0
-  assert cells.CELLS[kind](out_size=D).gate_bias == 0.0
+  assert cells.CELLS[kind](out_size=D).config.gate_bias == 0.0
   cell = cells.CellConfig(kind=kind).build(D)
   params = cell.init(jax.random.PRNGKey(0), *graph())['params']
   if kind == 'triplet_mpnn':
@@ -271,7 +272,7 @@ CAYLEY_PARAMS = {'cay_send', 'cay_recv', 'cay_graph', 'cay_mlp_0',
 def test_cayley_off_is_the_cell_without_the_option(kind):
   args = graph()
   assert cells.CellConfig().cayley is False
-  assert cells.CELLS[kind](out_size=D).cayley is False
+  assert cells.CELLS[kind](out_size=D).config.cayley is False
   base = cells.CellConfig(kind=kind).build(D)
   off = cells.CellConfig(kind=kind, cayley=False).build(D)
   v_base = base.init(jax.random.PRNGKey(0), *args)
@@ -285,7 +286,7 @@ def test_cayley_off_is_the_cell_without_the_option(kind):
 
 def test_simple_cell_without_cayley_is_still_the_legacy_cell():
   args = graph()
-  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple', cayley=False)
+  cell = cells.CellConfig(msg_mlp='simple', cayley=False).build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   assert _param_names(variables) == LEGACY_PARAMS
   np.testing.assert_allclose(cell.apply(variables, *args),
@@ -312,7 +313,7 @@ def test_cayley_cell_adds_its_own_message_weights(kind):
 
 def test_cayley_messages_are_used():
   args = graph()
-  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  cell = cells.CellConfig(cayley=True).build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   base = cell.apply(variables, *args)
 
@@ -331,7 +332,7 @@ def test_cayley_messages_are_used():
 def test_cayley_messages_flow_only_along_cayley_edges():
   node, edge, gfts, adj, hidden = graph()
   adj = jnp.zeros_like(adj)  # no input edges: only the Cayley graph
-  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  cell = cells.CellConfig(cayley=True).build(D)
   variables = cell.init(jax.random.PRNGKey(0), node, edge, gfts, adj, hidden)
   base = cell.apply(variables, node, edge, gfts, adj, hidden)
   cayley = cells.cayley_adjacency(N)
@@ -378,7 +379,7 @@ def test_cayley_cell_runs_on_a_single_node():
   node, edge, gfts, adj, hidden = graph()
   node, edge, adj, hidden = (node[:, :1], edge[:, :1, :1], adj[:, :1, :1],
                              hidden[:, :1])
-  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  cell = cells.CellConfig(cayley=True).build(D)
   args = (node, edge, gfts, adj, hidden)
   out = cell.apply(cell.init(jax.random.PRNGKey(0), *args), *args)
   assert out.shape == (B, 1, D)
