@@ -183,6 +183,119 @@ def test_cells_declare_their_hyperparameters_only_in_cell_config(kind):
   assert (built.out_size, built.config) == (D, config)
 
 
+# A value other than the default for every field of CellConfig.
+NON_DEFAULT = {'kind': 'triplet_mpnn', 'mid_size': 6, 'aggregation': 'sum',
+               'msg_mlp': 'authors', 'layer_norm': False, 'gated': False,
+               'gate_bias': -2.0, 'cayley': True, 'complete_graph': True,
+               'mask_pointers': True, 'nb_triplet_fts': 4}
+
+
+def test_triplet_cell_hands_every_field_to_its_pairwise_part():
+  defaults = cells.CellConfig()
+  assert set(NON_DEFAULT) == {f.name for f in dataclasses.fields(defaults)}
+  config = cells.CellConfig(**NON_DEFAULT)
+  assert all(getattr(config, name) != getattr(defaults, name)
+             for name in NON_DEFAULT)
+  seen = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, tuple(cells.CELLS.values())):
+      seen.append((type(context.module), context.module.config))
+    return next_fun(*args, **kwargs)
+
+  cell = config.build(D)
+  with nn.intercept_methods(record):
+    cell.init(jax.random.PRNGKey(0), *graph())
+  assert seen == [(cells.TripletGatedMPNNCell, config),
+                  (cells.GatedMPNNCell, config)]
+
+
+def test_triplet_cell_is_triplet_messages_into_a_pairwise_cell():
+  """The triplet cell's output, bit for bit, from its parts: its own
+  ``tri_*`` layers applied one by one and a separately built
+  :class:`GatedMPNNCell` with the same config on ``params['pairwise']``."""
+  node, edge, gfts, adj, hidden = args = graph()
+  config = cells.CellConfig(**{**NON_DEFAULT, 'gated': True})
+  cell = config.build(D)
+  params = cell.init(jax.random.PRNGKey(0), *args)['params']
+
+  def dense(name, x):
+    width = params[name]['bias'].shape[0]
+    return nn.Dense(width).apply({'params': params[name]}, x)
+
+  z = jnp.concatenate([node, hidden], axis=-1)
+  tri = (dense('tri_i', z)[:, :, None, None, :]
+         + dense('tri_j', z)[:, None, :, None, :]
+         + dense('tri_k', z)[:, None, None, :, :]
+         + dense('tri_ij', edge)[:, :, :, None, :]
+         + dense('tri_ik', edge)[:, :, None, :, :]
+         + dense('tri_jk', edge)[:, None, :, :, :]
+         + dense('tri_g', gfts)[:, None, None, None, :])
+  tri_edge = dense('tri_out', jnp.max(tri, axis=1))
+  pair = cells.GatedMPNNCell(out_size=D, config=config)
+  want = pair.apply({'params': params['pairwise']}, node,
+                    jnp.concatenate([edge, tri_edge], axis=-1), gfts, adj,
+                    hidden)
+  np.testing.assert_array_equal(cell.apply({'params': params}, *args), want)
+
+
+def _expected_shapes(dense: dict[str, tuple[int, int]],
+                     norms: dict[str, int]) -> dict[str, tuple[int, ...]]:
+  """Parameter path -> shape for Dense layers (kernel [in, out], bias [out])
+  and LayerNorms (scale and bias [size])."""
+  shapes = {}
+  for name, (fan_in, fan_out) in dense.items():
+    shapes[f'{name}/kernel'] = (fan_in, fan_out)
+    shapes[f'{name}/bias'] = (fan_out,)
+  for name, size in norms.items():
+    shapes[f'{name}/scale'] = shapes[f'{name}/bias'] = (size,)
+  return shapes
+
+
+# Node, edge and graph input widths 3, 2 and 5, D = 7: z = [U || H] has 10.
+_MPNN_DENSE = {'msg_send': (10, 7), 'msg_recv': (10, 7), 'msg_edge': (2, 7),
+               'msg_graph': (5, 7), 'msg_mlp_0': (7, 7), 'msg_mlp_1': (7, 7),
+               'upd_self': (10, 7), 'upd_msg': (7, 7),
+               'gate_hidden': (17, 7), 'gate_out': (7, 7)}
+_MPNN_NORMS = {'msg_norm_0': 7, 'msg_norm_1': 7, 'norm': 7}
+# mid_size 6, nb_triplet_fts 4, Cayley messages; the pairwise edge input is
+# [E || tri_out] (2 + 7) and the gate's [z || agg || agg_cay] (10 + 6 + 6).
+_TRIPLET_DENSE = {
+    'tri_i': (10, 4), 'tri_j': (10, 4), 'tri_k': (10, 4), 'tri_ij': (2, 4),
+    'tri_ik': (2, 4), 'tri_jk': (2, 4), 'tri_g': (5, 4), 'tri_out': (4, 7),
+    'pairwise/msg_send': (10, 6), 'pairwise/msg_recv': (10, 6),
+    'pairwise/msg_edge': (9, 6), 'pairwise/msg_graph': (5, 6),
+    'pairwise/msg_mlp_0': (6, 6), 'pairwise/msg_mlp_1': (6, 6),
+    'pairwise/cay_send': (10, 6), 'pairwise/cay_recv': (10, 6),
+    'pairwise/cay_graph': (5, 6), 'pairwise/cay_mlp_0': (6, 6),
+    'pairwise/cay_mlp_1': (6, 6), 'pairwise/upd_self': (10, 7),
+    'pairwise/upd_msg': (6, 7), 'pairwise/upd_cay': (6, 7),
+    'pairwise/gate_hidden': (22, 7), 'pairwise/gate_out': (7, 7)}
+_TRIPLET_NORMS = {'pairwise/msg_norm_0': 6, 'pairwise/msg_norm_1': 6,
+                  'pairwise/cay_norm_0': 6, 'pairwise/cay_norm_1': 6,
+                  'pairwise/norm': 7}
+
+
+@pytest.mark.parametrize('config, dense, norms', [
+    (cells.CellConfig(), _MPNN_DENSE, _MPNN_NORMS),
+    (cells.CellConfig(kind='triplet_mpnn', mid_size=6, nb_triplet_fts=4,
+                      cayley=True, msg_mlp='authors'),
+     _TRIPLET_DENSE, _TRIPLET_NORMS)])
+def test_parameter_trees_keep_their_names_and_shapes(config, dense, norms):
+  """Saved checkpoints name these paths; a cell refactoring must keep them
+  (the expected trees were read off the cells before their fields moved
+  into ``config``)."""
+  ks = jax.random.split(jax.random.PRNGKey(0), 4)
+  args = (jax.random.normal(ks[0], (B, N, 3)),
+          jax.random.normal(ks[1], (B, N, N, 2)),
+          jax.random.normal(ks[2], (B, 5)), jnp.ones((B, N, N)),
+          jax.random.normal(ks[3], (B, N, 7)))
+  params = config.build(7).init(jax.random.PRNGKey(0), *args)['params']
+  got = {'/'.join(k.key for k in path): leaf.shape
+         for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  assert got == _expected_shapes(dense, norms)
+
+
 @pytest.mark.parametrize('kind', sorted(cells.CELLS))
 def test_gate_bias_starts_at_zero_by_default(kind):
   assert cells.CellConfig(kind=kind).gate_bias == 0.0
