@@ -269,19 +269,40 @@ def cayley_messages(z: jax.Array, graph_fts: jax.Array, mid: int,
 class CellConfig:
   """Which cell to build and its hyperparameters (not its size).
 
-  The single source of the cells' defaults: :class:`GatedMPNNCell` and
-  :class:`TripletGatedMPNNCell` read theirs from these fields, and the
-  processor factory and experiment configs read them from here too.
+  The only place the cells' hyperparameters are declared:
+  :class:`GatedMPNNCell` and :class:`TripletGatedMPNNCell` take one of these
+  whole as their attribute ``config`` (the triplet cell hands it on to its
+  pairwise part), and the processor factory and experiment configs read the
+  defaults from here too.
 
   Attributes:
-    kind: a key of :data:`CELLS`.
-    mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias, cayley,
-      complete_graph: see :class:`GatedMPNNCell`.
+    kind: a key of :data:`CELLS`; it picks the class in :meth:`build`, the
+      cells themselves do not read it.
+    mid_size: width of the message MLP (``None``: the node-state size D).
+    aggregation: ``'max'`` (DEAR), ``'sum'`` or ``'mean'``.
+    msg_mlp: the MLP after the summed messages (see :func:`message_mlp`):
+      ``'reference'`` (``[Dense, LayerNorm, ReLU]`` twice: the authors'
+      layers, in this project's first reading of their order),
+      ``'authors'`` (``[LayerNorm, ReLU, Dense]`` twice: their code's order)
+      or ``'simple'`` (ReLU then one Dense; the default before ``msg_mlp``
+      existed).
+    layer_norm: apply LayerNorm to the candidate state.
+    gated: mix the candidate with the previous state through a learned gate;
+      if False the candidate is the next state.
+    gate_bias: initial bias of the gate's last layer. 0 (a fresh gate near
+      1/2) as in the authors' run scripts; a negative value such as their
+      optional -3 makes a fresh cell start near "keep H".
+    cayley: also pass messages over the Cayley expander graph (parameters
+      ``cay_*`` and ``upd_cay``); off, the cell is exactly the one without
+      this option.
+    complete_graph: pass messages between every pair of nodes, whatever
+      ``adj_mat`` says (CLRS's MPNN processor always does; the authors' code
+      does for algorithms without an adjacency input, e.g. sorting).
     mask_pointers: not the cell's but its processor's: CLRS's ``inf_bias``
       (pointer logits of non-edges set below every edge's, so a node points
       only along an edge or to itself, as in the authors' decoder); only for
       algorithms with a graph input.
-    nb_triplet_fts: for ``'triplet_mpnn'`` only.
+    nb_triplet_fts: width of the triplet features; ``'triplet_mpnn'`` only.
   """
   kind: str = 'mpnn'
   mid_size: int | None = None
@@ -307,11 +328,7 @@ class CellConfig:
     The cell is created with ``parent=None`` so that a module building it
     inside its own ``__call__`` does not adopt it as a submodule.
     """
-    cls = CELLS[self.kind]
-    taken = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {f.name: getattr(self, f.name)
-              for f in dataclasses.fields(self) if f.name in taken}
-    return cls(out_size=out_size, **kwargs, parent=None)
+    return CELLS[self.kind](out_size=out_size, config=self, parent=None)
 
 
 class GatedMPNNCell(nn.Module):
@@ -319,13 +336,13 @@ class GatedMPNNCell(nn.Module):
 
   With ``z_i = [U_i || H_i]``, messages
   ``m_sr = MLP(W_1 z_s + W_2 z_r + W_e E_sr + W_g G)`` (MLP: see
-  :func:`message_mlp`) of size ``mid_size`` are aggregated over
+  :func:`message_mlp`) of size ``config.mid_size`` are aggregated over
   the senders of each receiver; the candidate state is
   ``c = LayerNorm(W_z z + W_m agg)`` and the gate
   ``g = sigmoid(MLP([z || agg]))`` (last layer's initial bias
-  ``gate_bias``) mixes ``H' = g * c + (1 - g) * H``.
+  ``config.gate_bias``) mixes ``H' = g * c + (1 - g) * H``.
 
-  With ``cayley=True`` (Cayley graph propagation) the cell also passes
+  With ``config.cayley`` (Cayley graph propagation) the cell also passes
   messages over the Cayley expander graph of :func:`cayley_adjacency` (N),
   independent of ``A``, with weights of its own (:func:`cayley_messages`);
   their aggregate ``agg_c`` adds ``W_c agg_c`` to the candidate before its
@@ -334,42 +351,20 @@ class GatedMPNNCell(nn.Module):
   Attributes:
     out_size: D, the size of the node state (the cell maps [B,N,D] to
       [B,N,D]).
-    mid_size: width of the message MLP (defaults to ``out_size``).
-    aggregation: ``'max'`` (DEAR), ``'sum'`` or ``'mean'``.
-    msg_mlp: the MLP after the summed messages: ``'reference'``
-      (``[Dense, LayerNorm, ReLU]`` twice: the authors' layers, in this
-      project's first reading of their order), ``'authors'`` (``[LayerNorm,
-      ReLU, Dense]`` twice: their code's order) or ``'simple'`` (ReLU then
-      one Dense; the default before ``msg_mlp`` existed).
-    layer_norm: apply LayerNorm to the candidate state.
-    gated: mix the candidate with the previous state through a learned gate;
-      if False the candidate is the next state.
-    gate_bias: initial bias of the gate's last layer. 0 (a fresh gate near
-      1/2) as in the authors' run scripts; a negative value such as their
-      optional -3 makes a fresh cell start near "keep H".
-    cayley: also pass messages over the Cayley expander graph (parameters
-      ``cay_*`` and ``upd_cay``); off, the cell is exactly the one without
-      this option.
-    complete_graph: pass messages between every pair of nodes, whatever
-      ``adj_mat`` says (CLRS's MPNN processor always does; the authors' code
-      does for algorithms without an adjacency input, e.g. sorting).
+    config: the hyperparameters ``mid_size`` (``None``: ``out_size``),
+      ``aggregation``, ``msg_mlp``, ``layer_norm``, ``gated``, ``gate_bias``,
+      ``cayley`` and ``complete_graph``; see :class:`CellConfig`. Its other
+      fields are not read here.
   """
   out_size: int
-  mid_size: int | None = CellConfig.mid_size
-  aggregation: str = CellConfig.aggregation
-  msg_mlp: str = CellConfig.msg_mlp
-  layer_norm: bool = CellConfig.layer_norm
-  gated: bool = CellConfig.gated
-  gate_bias: float = CellConfig.gate_bias
-  cayley: bool = CellConfig.cayley
-  complete_graph: bool = CellConfig.complete_graph
+  config: CellConfig = dataclasses.field(default_factory=CellConfig)
 
   @nn.compact
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
                graph_fts: jax.Array, adj_mat: jax.Array,
                hidden: jax.Array) -> jax.Array:
-    _check(self.aggregation, self.msg_mlp)
-    mid = self.mid_size or self.out_size
+    config = self.config
+    mid = config.mid_size or self.out_size
     z = jnp.concatenate([node_fts, hidden], axis=-1)
     m_send = nn.Dense(mid, name='msg_send')(z)
     m_recv = nn.Dense(mid, name='msg_recv')(z)
@@ -377,26 +372,26 @@ class GatedMPNNCell(nn.Module):
     m_graph = nn.Dense(mid, name='msg_graph')(graph_fts)
     msgs = (m_send[:, :, None, :] + m_recv[:, None, :, :] + m_edge
             + m_graph[:, None, None, :])
-    msgs = message_mlp(msgs, mid, self.msg_mlp)
-    if self.complete_graph:
+    msgs = message_mlp(msgs, mid, config.msg_mlp)
+    if config.complete_graph:
       adj_mat = jnp.ones_like(adj_mat)
-    agg = aggregate(msgs, adj_mat, self.aggregation)
+    agg = aggregate(msgs, adj_mat, config.aggregation)
     cand = (nn.Dense(self.out_size, name='upd_self')(z)
             + nn.Dense(self.out_size, name='upd_msg')(agg))
     gate_in = [z, agg]
-    if self.cayley:
-      agg_cay = cayley_messages(z, graph_fts, mid, self.msg_mlp,
-                                self.aggregation)
+    if config.cayley:
+      agg_cay = cayley_messages(z, graph_fts, mid, config.msg_mlp,
+                                config.aggregation)
       cand = cand + nn.Dense(self.out_size, name='upd_cay')(agg_cay)
       gate_in.append(agg_cay)
-    if self.layer_norm:
+    if config.layer_norm:
       cand = nn.LayerNorm(name='norm')(cand)
-    if not self.gated:
+    if not config.gated:
       return cand
     g = jnp.concatenate(gate_in, axis=-1)
     g = jax.nn.relu(nn.Dense(self.out_size, name='gate_hidden')(g))
     g = nn.Dense(self.out_size, name='gate_out',
-                 bias_init=nn.initializers.constant(self.gate_bias))(g)
+                 bias_init=nn.initializers.constant(config.gate_bias))(g)
     g = jax.nn.sigmoid(g)
     return g * cand + (1.0 - g) * hidden
 
@@ -406,32 +401,23 @@ class TripletGatedMPNNCell(nn.Module):
 
   Besides the pairwise messages of :class:`GatedMPNNCell`, every triple
   (i, j, k) gets ``t_ijk = a_i + b_j + c_k + d_ij + e_ik + f_jk + g`` of size
-  ``nb_triplet_fts``; ``max_i t_ijk`` becomes an edge message that is
+  ``config.nb_triplet_fts``; ``max_i t_ijk`` becomes an edge message that is
   max-aggregated over j into the receiver k. Costs O(N^3 * nb_triplet_fts).
 
   Attributes:
-    out_size, mid_size, aggregation, msg_mlp, layer_norm, gated, gate_bias,
-      cayley: as in :class:`GatedMPNNCell` (they configure its pairwise
-      part).
-    nb_triplet_fts: width of the triplet features.
+    out_size: D, as in :class:`GatedMPNNCell`.
+    config: ``nb_triplet_fts`` (the width of the triplet features) and the
+      hyperparameters of the pairwise part, a :class:`GatedMPNNCell` that
+      is given this same config; see :class:`CellConfig`.
   """
   out_size: int
-  mid_size: int | None = CellConfig.mid_size
-  aggregation: str = CellConfig.aggregation
-  msg_mlp: str = CellConfig.msg_mlp
-  layer_norm: bool = CellConfig.layer_norm
-  gated: bool = CellConfig.gated
-  gate_bias: float = CellConfig.gate_bias
-  cayley: bool = CellConfig.cayley
-  complete_graph: bool = CellConfig.complete_graph
-  nb_triplet_fts: int = CellConfig.nb_triplet_fts
+  config: CellConfig = dataclasses.field(default_factory=CellConfig)
 
   @nn.compact
   def __call__(self, node_fts: jax.Array, edge_fts: jax.Array,
                graph_fts: jax.Array, adj_mat: jax.Array,
                hidden: jax.Array) -> jax.Array:
-    _check(self.aggregation, self.msg_mlp)
-    t = self.nb_triplet_fts
+    t = self.config.nb_triplet_fts
     z = jnp.concatenate([node_fts, hidden], axis=-1)
     tri = (nn.Dense(t, name='tri_i')(z)[:, :, None, None, :]
            + nn.Dense(t, name='tri_j')(z)[:, None, :, None, :]
@@ -441,12 +427,8 @@ class TripletGatedMPNNCell(nn.Module):
            + nn.Dense(t, name='tri_jk')(edge_fts)[:, None, :, :, :]
            + nn.Dense(t, name='tri_g')(graph_fts)[:, None, None, None, :])
     tri_edge = nn.Dense(self.out_size, name='tri_out')(jnp.max(tri, axis=1))
-    pair = GatedMPNNCell(
-        out_size=self.out_size, mid_size=self.mid_size,
-        aggregation=self.aggregation, msg_mlp=self.msg_mlp,
-        layer_norm=self.layer_norm, gated=self.gated,
-        gate_bias=self.gate_bias, cayley=self.cayley,
-        complete_graph=self.complete_graph, name='pairwise')
+    pair = GatedMPNNCell(out_size=self.out_size, config=self.config,
+                         name='pairwise')
     # The triplet edge messages join the pairwise edge features.
     edge_in = jnp.concatenate([edge_fts, tri_edge], axis=-1)
     return pair(node_fts, edge_in, graph_fts, adj_mat, hidden)

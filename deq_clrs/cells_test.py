@@ -69,11 +69,11 @@ def test_messages_flow_only_along_edges():
 def test_fresh_gate_starts_near_keeping_the_state():
   args = graph()
   hidden = args[-1]
-  gated = cells.GatedMPNNCell(out_size=D, gate_bias=-6.0)
+  gated = cells.CellConfig(gate_bias=-6.0).build(D)
   out = gated.apply(gated.init(jax.random.PRNGKey(0), *args), *args)
   rel_change = jnp.linalg.norm(out - hidden) / jnp.linalg.norm(hidden)
   assert float(rel_change) < 0.1
-  ungated = cells.GatedMPNNCell(out_size=D, gated=False)
+  ungated = cells.CellConfig(gated=False).build(D)
   out = ungated.apply(ungated.init(jax.random.PRNGKey(0), *args), *args)
   # Without gate the output is a LayerNorm'd candidate: zero mean per node.
   np.testing.assert_allclose(jnp.mean(out, -1), 0.0, atol=1e-5)
@@ -119,7 +119,7 @@ LEGACY_PARAMS = {'gate_hidden', 'gate_out', 'msg_edge', 'msg_graph',
 
 def test_simple_msg_mlp_is_the_legacy_cell():
   args = graph()
-  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple')
+  cell = cells.CellConfig(msg_mlp='simple').build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   assert _param_names(variables) == LEGACY_PARAMS
   shapes = jax.tree_util.tree_map(jnp.shape, variables['params'])
@@ -132,9 +132,9 @@ def test_simple_msg_mlp_is_the_legacy_cell():
 
 def test_reference_msg_mlp_has_two_layer_norms():
   args = graph()
-  assert cells.GatedMPNNCell(out_size=D).msg_mlp == 'reference'
+  assert cells.GatedMPNNCell(out_size=D).config.msg_mlp == 'reference'
   assert cells.CellConfig().msg_mlp == 'reference'
-  cell = cells.GatedMPNNCell(out_size=D, mid_size=6)
+  cell = cells.CellConfig(mid_size=6).build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   names = _param_names(variables)
   assert names == (LEGACY_PARAMS - {'msg_mlp'}) | {
@@ -163,29 +163,143 @@ def test_triplet_cell_passes_msg_mlp_to_its_pairwise_part(msg_mlp):
 def test_bad_msg_mlp_is_refused():
   with pytest.raises(ValueError, match=r"msg_mlp 'mlp3'.*'reference'"):
     cells.CellConfig(msg_mlp='mlp3')
-  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='deep')
+  # A cell's hyperparameters are a CellConfig, so they are checked before
+  # any cell exists.
   with pytest.raises(ValueError, match="'deep'.*'simple'"):
-    cell.init(jax.random.PRNGKey(0), *graph())
+    cells.TripletGatedMPNNCell(out_size=D,
+                               config=cells.CellConfig(msg_mlp='deep'))
 
 
 @pytest.mark.parametrize('kind', sorted(cells.CELLS))
-def test_cells_take_their_defaults_from_cell_config(kind):
-  """Each default is written once, in CellConfig; the modules read it."""
-  config = {f.name: f.default for f in dataclasses.fields(cells.CellConfig)}
-  cell = {f.name: f.default for f in dataclasses.fields(cells.CELLS[kind])
-          if f.name in config}
-  assert cell == {k: config[k] for k in cell}
-  # mask_pointers is read by the processor (CLRS's inf_bias), not the cell.
-  assert set(config) - set(cell) <= {'kind', 'nb_triplet_fts',
-                                     'mask_pointers'}
-  built = cells.CellConfig(kind=kind, gate_bias=-1.5, cayley=True).build(D)
-  assert (built.gate_bias, built.cayley) == (-1.5, True)
+def test_cells_declare_their_hyperparameters_only_in_cell_config(kind):
+  """The modules' only fields are the size and one CellConfig, handed on
+  whole by :meth:`CellConfig.build`."""
+  fields = {f.name for f in dataclasses.fields(cells.CELLS[kind])}
+  assert fields - {'parent', 'name'} == {'out_size', 'config'}
+  assert cells.CELLS[kind](out_size=D).config == cells.CellConfig()
+  config = cells.CellConfig(kind=kind, gate_bias=-1.5, cayley=True)
+  built = config.build(D)
+  assert type(built) is cells.CELLS[kind]
+  assert (built.out_size, built.config) == (D, config)
+
+
+# A value other than the default for every field of CellConfig.
+NON_DEFAULT = {'kind': 'triplet_mpnn', 'mid_size': 6, 'aggregation': 'sum',
+               'msg_mlp': 'authors', 'layer_norm': False, 'gated': False,
+               'gate_bias': -2.0, 'cayley': True, 'complete_graph': True,
+               'mask_pointers': True, 'nb_triplet_fts': 4}
+
+
+def test_triplet_cell_hands_every_field_to_its_pairwise_part():
+  defaults = cells.CellConfig()
+  assert set(NON_DEFAULT) == {f.name for f in dataclasses.fields(defaults)}
+  config = cells.CellConfig(**NON_DEFAULT)
+  assert all(getattr(config, name) != getattr(defaults, name)
+             for name in NON_DEFAULT)
+  seen = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, tuple(cells.CELLS.values())):
+      seen.append((type(context.module), context.module.config))
+    return next_fun(*args, **kwargs)
+
+  cell = config.build(D)
+  with nn.intercept_methods(record):
+    cell.init(jax.random.PRNGKey(0), *graph())
+  assert seen == [(cells.TripletGatedMPNNCell, config),
+                  (cells.GatedMPNNCell, config)]
+
+
+def test_triplet_cell_is_triplet_messages_into_a_pairwise_cell():
+  """The triplet cell's output, bit for bit, from its parts: its own
+  ``tri_*`` layers applied one by one and a separately built
+  :class:`GatedMPNNCell` with the same config on ``params['pairwise']``."""
+  node, edge, gfts, adj, hidden = args = graph()
+  config = cells.CellConfig(**{**NON_DEFAULT, 'gated': True})
+  cell = config.build(D)
+  params = cell.init(jax.random.PRNGKey(0), *args)['params']
+
+  def dense(name, x):
+    width = params[name]['bias'].shape[0]
+    return nn.Dense(width).apply({'params': params[name]}, x)
+
+  z = jnp.concatenate([node, hidden], axis=-1)
+  tri = (dense('tri_i', z)[:, :, None, None, :]
+         + dense('tri_j', z)[:, None, :, None, :]
+         + dense('tri_k', z)[:, None, None, :, :]
+         + dense('tri_ij', edge)[:, :, :, None, :]
+         + dense('tri_ik', edge)[:, :, None, :, :]
+         + dense('tri_jk', edge)[:, None, :, :, :]
+         + dense('tri_g', gfts)[:, None, None, None, :])
+  tri_edge = dense('tri_out', jnp.max(tri, axis=1))
+  pair = cells.GatedMPNNCell(out_size=D, config=config)
+  want = pair.apply({'params': params['pairwise']}, node,
+                    jnp.concatenate([edge, tri_edge], axis=-1), gfts, adj,
+                    hidden)
+  np.testing.assert_array_equal(cell.apply({'params': params}, *args), want)
+
+
+def _expected_shapes(dense: dict[str, tuple[int, int]],
+                     norms: dict[str, int]) -> dict[str, tuple[int, ...]]:
+  """Parameter path -> shape for Dense layers (kernel [in, out], bias [out])
+  and LayerNorms (scale and bias [size])."""
+  shapes = {}
+  for name, (fan_in, fan_out) in dense.items():
+    shapes[f'{name}/kernel'] = (fan_in, fan_out)
+    shapes[f'{name}/bias'] = (fan_out,)
+  for name, size in norms.items():
+    shapes[f'{name}/scale'] = shapes[f'{name}/bias'] = (size,)
+  return shapes
+
+
+# Node, edge and graph input widths 3, 2 and 5, D = 7: z = [U || H] has 10.
+_MPNN_DENSE = {'msg_send': (10, 7), 'msg_recv': (10, 7), 'msg_edge': (2, 7),
+               'msg_graph': (5, 7), 'msg_mlp_0': (7, 7), 'msg_mlp_1': (7, 7),
+               'upd_self': (10, 7), 'upd_msg': (7, 7),
+               'gate_hidden': (17, 7), 'gate_out': (7, 7)}
+_MPNN_NORMS = {'msg_norm_0': 7, 'msg_norm_1': 7, 'norm': 7}
+# mid_size 6, nb_triplet_fts 4, Cayley messages; the pairwise edge input is
+# [E || tri_out] (2 + 7) and the gate's [z || agg || agg_cay] (10 + 6 + 6).
+_TRIPLET_DENSE = {
+    'tri_i': (10, 4), 'tri_j': (10, 4), 'tri_k': (10, 4), 'tri_ij': (2, 4),
+    'tri_ik': (2, 4), 'tri_jk': (2, 4), 'tri_g': (5, 4), 'tri_out': (4, 7),
+    'pairwise/msg_send': (10, 6), 'pairwise/msg_recv': (10, 6),
+    'pairwise/msg_edge': (9, 6), 'pairwise/msg_graph': (5, 6),
+    'pairwise/msg_mlp_0': (6, 6), 'pairwise/msg_mlp_1': (6, 6),
+    'pairwise/cay_send': (10, 6), 'pairwise/cay_recv': (10, 6),
+    'pairwise/cay_graph': (5, 6), 'pairwise/cay_mlp_0': (6, 6),
+    'pairwise/cay_mlp_1': (6, 6), 'pairwise/upd_self': (10, 7),
+    'pairwise/upd_msg': (6, 7), 'pairwise/upd_cay': (6, 7),
+    'pairwise/gate_hidden': (22, 7), 'pairwise/gate_out': (7, 7)}
+_TRIPLET_NORMS = {'pairwise/msg_norm_0': 6, 'pairwise/msg_norm_1': 6,
+                  'pairwise/cay_norm_0': 6, 'pairwise/cay_norm_1': 6,
+                  'pairwise/norm': 7}
+
+
+@pytest.mark.parametrize('config, dense, norms', [
+    (cells.CellConfig(), _MPNN_DENSE, _MPNN_NORMS),
+    (cells.CellConfig(kind='triplet_mpnn', mid_size=6, nb_triplet_fts=4,
+                      cayley=True, msg_mlp='authors'),
+     _TRIPLET_DENSE, _TRIPLET_NORMS)])
+def test_parameter_trees_keep_their_names_and_shapes(config, dense, norms):
+  """Saved checkpoints name these paths; a cell refactoring must keep them
+  (the expected trees were read off the cells before their fields moved
+  into ``config``)."""
+  ks = jax.random.split(jax.random.PRNGKey(0), 4)
+  args = (jax.random.normal(ks[0], (B, N, 3)),
+          jax.random.normal(ks[1], (B, N, N, 2)),
+          jax.random.normal(ks[2], (B, 5)), jnp.ones((B, N, N)),
+          jax.random.normal(ks[3], (B, N, 7)))
+  params = config.build(7).init(jax.random.PRNGKey(0), *args)['params']
+  got = {'/'.join(k.key for k in path): leaf.shape
+         for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  assert got == _expected_shapes(dense, norms)
 
 
 @pytest.mark.parametrize('kind', sorted(cells.CELLS))
 def test_gate_bias_starts_at_zero_by_default(kind):
   assert cells.CellConfig(kind=kind).gate_bias == 0.0
-  assert cells.CELLS[kind](out_size=D).gate_bias == 0.0
+  assert cells.CELLS[kind](out_size=D).config.gate_bias == 0.0
   cell = cells.CellConfig(kind=kind).build(D)
   params = cell.init(jax.random.PRNGKey(0), *graph())['params']
   if kind == 'triplet_mpnn':
@@ -271,7 +385,7 @@ CAYLEY_PARAMS = {'cay_send', 'cay_recv', 'cay_graph', 'cay_mlp_0',
 def test_cayley_off_is_the_cell_without_the_option(kind):
   args = graph()
   assert cells.CellConfig().cayley is False
-  assert cells.CELLS[kind](out_size=D).cayley is False
+  assert cells.CELLS[kind](out_size=D).config.cayley is False
   base = cells.CellConfig(kind=kind).build(D)
   off = cells.CellConfig(kind=kind, cayley=False).build(D)
   v_base = base.init(jax.random.PRNGKey(0), *args)
@@ -285,7 +399,7 @@ def test_cayley_off_is_the_cell_without_the_option(kind):
 
 def test_simple_cell_without_cayley_is_still_the_legacy_cell():
   args = graph()
-  cell = cells.GatedMPNNCell(out_size=D, msg_mlp='simple', cayley=False)
+  cell = cells.CellConfig(msg_mlp='simple', cayley=False).build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   assert _param_names(variables) == LEGACY_PARAMS
   np.testing.assert_allclose(cell.apply(variables, *args),
@@ -312,7 +426,7 @@ def test_cayley_cell_adds_its_own_message_weights(kind):
 
 def test_cayley_messages_are_used():
   args = graph()
-  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  cell = cells.CellConfig(cayley=True).build(D)
   variables = cell.init(jax.random.PRNGKey(0), *args)
   base = cell.apply(variables, *args)
 
@@ -331,7 +445,7 @@ def test_cayley_messages_are_used():
 def test_cayley_messages_flow_only_along_cayley_edges():
   node, edge, gfts, adj, hidden = graph()
   adj = jnp.zeros_like(adj)  # no input edges: only the Cayley graph
-  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  cell = cells.CellConfig(cayley=True).build(D)
   variables = cell.init(jax.random.PRNGKey(0), node, edge, gfts, adj, hidden)
   base = cell.apply(variables, node, edge, gfts, adj, hidden)
   cayley = cells.cayley_adjacency(N)
@@ -378,7 +492,7 @@ def test_cayley_cell_runs_on_a_single_node():
   node, edge, gfts, adj, hidden = graph()
   node, edge, adj, hidden = (node[:, :1], edge[:, :1, :1], adj[:, :1, :1],
                              hidden[:, :1])
-  cell = cells.GatedMPNNCell(out_size=D, cayley=True)
+  cell = cells.CellConfig(cayley=True).build(D)
   args = (node, edge, gfts, adj, hidden)
   out = cell.apply(cell.init(jax.random.PRNGKey(0), *args), *args)
   assert out.shape == (B, 1, D)

@@ -111,7 +111,7 @@ def test_implicit_gradient_of_dears_gated_cell_matches_unrolled():
   # (bias 0) plain iteration converges at initialisation, to 1e-11 here.
   with jax.enable_x64(True):
     graph = random_graph(seed=2, dtype=jnp.float64)
-    cell = cells.GatedMPNNCell(out_size=D, gate_bias=0.0)
+    cell = cells.CellConfig(gate_bias=0.0).build(D)
     params = init_params(cell, graph)
     solver = solvers.SolverConfig(method='fixed_point', rel_tol=0.0,
                                   abs_tol=1e-11, max_iter=3000)

@@ -221,7 +221,7 @@ def test_factory_accepts_the_message_and_cayley_options(kind):
   assert factory.cell.msg_mlp == 'simple'
   assert factory.cell.cayley is True
   assert factory.for_evaluation().cell == factory.cell
-  assert factory.cell.build(8).cayley is True
+  assert factory.cell.build(8).config.cayley is True
 
 
 # The equilibrium kind compiles a solver: behind the slow marker.
