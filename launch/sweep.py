@@ -151,15 +151,8 @@ def run_job(command: Sequence[str], workdir: pathlib.Path,
   command gets :data:`ALLOCATOR_ENV` unless the environment sets it.
   """
   workdir.mkdir(parents=True, exist_ok=True)
-  env = {**ALLOCATOR_ENV, **os.environ}
-  env['PYTHONPATH'] = os.pathsep.join(
-      [str(REPO_ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
-  command = list(command)
-  if cpu is not None:
-    env.update(ONE_CORE_ENV)
-    # A small exec wrapper pins the command (no preexec_fn: forking a
-    # multithreaded parent, such as one that runs JAX, can deadlock).
-    command = [sys.executable, '-c', _PIN_AND_EXEC, str(cpu), *command]
+  env = job_env(cpu)
+  command = list(command) if cpu is None else pinned_command(command, cpu)
   with open(workdir / 'job.log', 'a') as log:
     proc = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log,
                           stderr=subprocess.STDOUT, check=False)
@@ -190,6 +183,40 @@ def exit_reason(returncode: int) -> str:
 
 _PIN_AND_EXEC = ('import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); '
                  'os.execvp(sys.argv[2], sys.argv[2:])')
+
+
+def repo_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+  """``environ`` (default ``os.environ``) with the repository first on
+  ``PYTHONPATH``, so that ``python -m launch...`` runs from anywhere."""
+  env = dict(os.environ if environ is None else environ)
+  env['PYTHONPATH'] = os.pathsep.join(
+      [str(REPO_ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
+  return env
+
+
+def job_env(cpu: int | None = None,
+            environ: Mapping[str, str] | None = None) -> dict[str, str]:
+  """The environment of a job's process.
+
+  ``environ`` (default ``os.environ``) with :data:`ALLOCATOR_ENV` where it
+  does not set those, the repository first on ``PYTHONPATH`` and, with
+  ``cpu``, :data:`ONE_CORE_ENV` (one thread everywhere).
+  """
+  env = repo_env({**ALLOCATOR_ENV,
+                  **(os.environ if environ is None else environ)})
+  if cpu is not None:
+    env.update(ONE_CORE_ENV)
+  return env
+
+
+def pinned_command(command: Sequence[str], cpu: int) -> list[str]:
+  """``command`` run pinned to core ``cpu``.
+
+  A small exec wrapper pins it (no ``preexec_fn``: forking a multithreaded
+  parent, such as one that runs JAX, can deadlock), so the command's own
+  process is the one pinned, with no process of ours in between.
+  """
+  return [sys.executable, '-c', _PIN_AND_EXEC, str(cpu), *command]
 
 
 def select(jobs: Sequence[Job], only: Mapping[str, Sequence[Any]]
