@@ -91,6 +91,41 @@ def _evaluate_batch(models: models_lib.Models, params: Any, key: jax.Array,
         f'run, --config.eval_batch_size=... for a new one)') from None
 
 
+def _score_batches(models: models_lib.Models, params: Any, key: jax.Array,
+                   chunks: list[clrs.Feedback], with_loss: bool,
+                   batch_size: int, timed: bool) -> dict[str, Any]:
+  """Runs the evaluation network over ``chunks``: the predictions and
+  solver statistics of each batch, the loss summed over graphs (a device
+  scalar, read by the caller) and the seconds and graphs of the calls that
+  compiled nothing.
+
+  The first batch of each shape compiles: only the others are timed, or,
+  if every batch compiles (and ``timed``), a second run of the first one.
+  """
+  preds, stats, seconds, timed_graphs, shapes = [], [], 0.0, 0, set()
+  loss_sum = 0.0  # A device scalar once added to: read at the end.
+  for fb in chunks:
+    start = time.perf_counter()
+    out = _evaluate_batch(models, params, key, fb, with_loss, batch_size)
+    preds.append(out.preds)
+    if out.stats is not None:
+      stats.append(out.stats)
+    if with_loss:
+      loss_sum = loss_sum + out.loss * data_lib.num_graphs(fb)
+    shape = data_lib.num_graphs(fb)
+    if shape in shapes:
+      seconds += time.perf_counter() - start
+      timed_graphs += shape
+    shapes.add(shape)
+  if timed and not timed_graphs:
+    start = time.perf_counter()
+    models.evaluate(params, key, chunks[0], with_loss)
+    seconds = time.perf_counter() - start
+    timed_graphs = data_lib.num_graphs(chunks[0])
+  return {'preds': preds, 'stats': stats, 'loss_sum': loss_sum,
+          'seconds': seconds, 'timed_graphs': timed_graphs}
+
+
 def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
              *, batch_size: int, seed: int, timed: bool = False,
              with_loss: bool = False, per_graph: bool = False
@@ -125,30 +160,10 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
   chunks = data_lib.batches(dataset, batch_size)
   key = jax.random.PRNGKey(seed)
   params = models.stepper.replicate(params)
-  # The first batch of each shape compiles: time only the others, or, if
-  # every batch compiles, a second run of the first one.
-  preds, stats, seconds, timed_graphs, shapes = [], [], 0.0, 0, set()
   since = provenance.cpu_times() if timed else None
-  loss_sum = 0.0  # A device scalar once added to: read at the end.
-  for fb in chunks:
-    start = time.perf_counter()
-    out = _evaluate_batch(models, params, key, fb, with_loss, batch_size)
-    preds.append(out.preds)
-    if out.stats is not None:
-      stats.append(out.stats)
-    if with_loss:
-      loss_sum = loss_sum + out.loss * data_lib.num_graphs(fb)
-    shape = data_lib.num_graphs(fb)
-    if shape in shapes:
-      seconds += time.perf_counter() - start
-      timed_graphs += shape
-    shapes.add(shape)
-  if timed and not timed_graphs:
-    start = time.perf_counter()
-    models.evaluate(params, key, chunks[0], with_loss)
-    seconds = time.perf_counter() - start
-    timed_graphs = data_lib.num_graphs(chunks[0])
-  preds = _concat(preds)
+  run = _score_batches(models, params, key, chunks, with_loss, batch_size,
+                       timed)
+  preds, stats = _concat(run['preds']), run['stats']
   scores = clrs.evaluate(dataset.outputs, preds)
   result = {
       'score': float(scores['score']),
@@ -159,9 +174,9 @@ def evaluate(models: models_lib.Models, params: Any, dataset: clrs.Feedback,
   if per_graph:
     result['scores_per_graph'] = per_graph_scores(dataset.outputs, preds)
   if with_loss:
-    result['loss'] = float(loss_sum) / data_lib.num_graphs(dataset)
+    result['loss'] = float(run['loss_sum']) / data_lib.num_graphs(dataset)
   if timed:
-    result['seconds_per_sample'] = seconds / timed_graphs
+    result['seconds_per_sample'] = run['seconds'] / run['timed_graphs']
     # Right after the timing; others' use of this process's CPUs during it.
     result['load'] = provenance.machine_load(since=since)
   if stats:

@@ -13,6 +13,7 @@ in :mod:`~deq_clrs.training.saved_runs`, the log and its ETA in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -78,11 +79,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return _train_and_test(config, workdir, hooks, heartbeat)
 
 
-def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
-                    hooks: Sequence[Callable[[int], None]],
-                    heartbeat: progress.Heartbeat) -> dict[str, Any]:
-  """:func:`train_and_evaluate` once the run may start: the loop, the test
-  and ``results.json`` (``heartbeat`` names each slow phase)."""
+@dataclasses.dataclass
+class _Run:
+  """What the loop works with: the data, the models, the checkpoint state
+  on the host (``state``), the training state and best parameters on the
+  devices (they come back only to be saved), and the run's records."""
+  stream: data_lib.TrainStream
+  val_set: clrs.Feedback
+  models: models_lib.Models
+  checkpointer: ckpt_lib.Checkpointer
+  state: dict[str, Any]
+  train_state: Any
+  best_params: Any
+  writer: Any
+  history: workdir_lib.History
+  validate: Callable[..., bool]
+
+
+def _open_run(config: ml_collections.ConfigDict, workdir: str,
+              heartbeat: progress.Heartbeat) -> _Run:
+  """Loads the data, builds the models and restores the newest checkpoint
+  (or starts afresh)."""
   heartbeat.phase('loading or generating the datasets')
   stream = data_lib.TrainStream.load(
       config.algorithm, list(config.train_sizes),
@@ -94,72 +111,89 @@ def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
   heartbeat.phase('building the model (and restoring its checkpoint)')
   models = saved_runs.build_models(config, val_set)
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-  stepper = models.stepper
-  # The checkpoint, on the host; the training state and the best
-  # parameters live on the devices and come back only to be saved.
   state, train_state = _restore_training(models, checkpointer, config)
-  best_params = stepper.replicate(state['best_params'])
+  best_params = models.stepper.replicate(state['best_params'])
   writer = progress.summary_writer(workdir, config.tensorboard)
-  train_key = stepper.replicate(jax.random.PRNGKey(config.seed))
-
-  step = int(state['step'])
-  history = workdir_lib.History(workdir, step)
-  validate = _Validation(models, config, val_set, writer, history)
+  history = workdir_lib.History(workdir, int(state['step']))
   validate = progress.named(
-      heartbeat, validate,
+      heartbeat, _Validation(models, config, val_set, writer, history),
       f'validating ({_describe_batch(val_set)}; the first validation '
       f'compiles)')
-  loss = float('nan')
+  return _Run(stream, val_set, models, checkpointer, state, train_state,
+              best_params, writer, history, validate)
 
+
+def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
+                    hooks: Sequence[Callable[[int], None]],
+                    heartbeat: progress.Heartbeat) -> dict[str, Any]:
+  """:func:`train_and_evaluate` once the run may start: the loop, the test
+  and ``results.json`` (``heartbeat`` names each slow phase)."""
+  run = _open_run(config, workdir, heartbeat)
+  step = int(run.state['step'])
   segments = workdir_lib.code_segments(workdir, step,
                                        training=step < config.train_steps)
+  step, loss = _train(config, run, hooks, heartbeat)
+  run.checkpointer.close()
+
+  # Score the parameters selected on the validation set.
+  results = _run_results(run.models, config, run.state, run.history,
+                         segments, step, loss)
+  heartbeat.phase(f'testing the parameters of step '
+                  f'{int(run.state["best_step"])} at '
+                  f'{", ".join(map(str, config.test_sizes))} nodes (each '
+                  f'size compiles once)')
+  results.update(evaluation.test_results(
+      run.models, run.best_params, config, list(config.test_sizes),
+      run.writer, step, results['best_step']))
+  heartbeat.phase(None)
+  run.writer.flush()
+  return _write_results(results, config, workdir, run.checkpointer)
+
+
+def _train(config: ml_collections.ConfigDict, run: _Run,
+           hooks: Sequence[Callable[[int], None]],
+           heartbeat: progress.Heartbeat) -> tuple[int, float]:
+  """Trains from the restored step to ``config.train_steps``, logging,
+  validating and checkpointing on schedule; returns the last step and its
+  training loss (NaN if this invocation trained no step)."""
+  stepper, state = run.models.stepper, run.state
+  step, loss = int(state['step']), float('nan')
+  train_key = stepper.replicate(jax.random.PRNGKey(config.seed))
   if step < config.train_steps:
-    _log_compiling(config, stream, step)
+    _log_compiling(config, run.stream, step)
   if step == 0:
     # The untrained parameters are the first candidate.
-    validate(state, train_state.params, step, loss)
+    run.validate(state, run.train_state.params, step, loss)
   window = progress.Window(step)
   # Training seconds of earlier segments, less this segment's start.
   seconds_offset = float(state['train_seconds']) - time.perf_counter()
   eta = progress.Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
-    train_state = _dispatch_step(models, train_state, train_key,
-                                 stream.batch(step), step, eta, heartbeat)
+    run.train_state = _dispatch_step(run.models, run.train_state, train_key,
+                                     run.stream.batch(step), step, eta,
+                                     heartbeat)
     step += 1
     last = step == config.train_steps
     if step % config.log_every == 0 or last:
       # The mean is over the steps since the last log line.
-      train_state, metrics = stepper.read_metrics(train_state)
+      run.train_state, metrics = stepper.read_metrics(run.train_state)
       loss = metrics['loss']
       _check_finite_loss(metrics['loss_mean'], window.step, step,
-                         checkpointer)
-      window.log(writer, step, config.train_steps, metrics, eta)
+                         run.checkpointer)
+      window.log(run.writer, step, config.train_steps, metrics, eta)
       heartbeat.beat()
     if step % config.eval_every == 0 or last:
       if not step % config.log_every == 0 and not last:
-        loss = float(parallel.to_host(train_state.loss))
-      if validate(state, train_state.params, step, loss):
-        best_params = stepper.copy(train_state.params)
+        loss = float(parallel.to_host(run.train_state.loss))
+      if run.validate(state, run.train_state.params, step, loss):
+        run.best_params = stepper.copy(run.train_state.params)
       eta.validated()
     if step % config.checkpoint_every == 0 or last:
-      _save(checkpointer, state, train_state, best_params, step,
+      _save(run.checkpointer, state, run.train_state, run.best_params, step,
             seconds_offset + time.perf_counter())
     for hook in hooks:
       hook(step)
-  checkpointer.close()
-
-  # Score the parameters selected on the validation set.
-  results = _run_results(models, config, state, history, segments, step,
-                         loss)
-  heartbeat.phase(f'testing the parameters of step {int(state["best_step"])} '
-                  f'at {", ".join(map(str, config.test_sizes))} nodes (each '
-                  f'size compiles once)')
-  results.update(evaluation.test_results(models, best_params, config,
-                                         list(config.test_sizes), writer, step,
-                                         results['best_step']))
-  heartbeat.phase(None)
-  writer.flush()
-  return _write_results(results, config, workdir, checkpointer)
+  return step, loss
 
 
 def _describe_batch(feedback: clrs.Feedback) -> str:

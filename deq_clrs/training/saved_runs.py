@@ -151,9 +151,8 @@ def _restore_for_evaluation(models: models_lib.Models, workdir: str,
 
 
 def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
-                        *, data_dir: str | None = None,
-                        which: str = 'best', step: int | None = None,
-                        output: str | None = None,
+                        *, data_dir: str | None = None, which: str = 'best',
+                        step: int | None = None, output: str | None = None,
                         solver_overrides: dict[str, Any] | None = None,
                         eval_batch_size: int | None = None,
                         read_at: str = 'stop',
@@ -190,6 +189,50 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
       checkpoint (at ``step``). NonFiniteLossError (a UserError): a NaN or
       inf test loss (nothing is written).
   """
+  config = _saved_run_config(workdir, which, read_at, step)
+  output = _writable_output(workdir, output)
+  _set_for_evaluation(config, test_sizes, data_dir, solver_overrides,
+                      eval_batch_size, eval_sets)
+  val_set = evaluation.load_eval_set(config, 'val', config.val_size)
+  models = build_models(config, val_set, lt_read_at=read_at)
+  state = _restore_for_evaluation(models, workdir, config, step)
+  params = state['best_params' if which == 'best' else 'params']
+  writer = progress.summary_writer(workdir, config.get('tensorboard', True))
+  results = _evaluation_header(config, state, which, solver_overrides, read_at)
+  progress.enable_compilation_cache(config.compilation_cache_dir)
+  sizes = ', '.join(map(str, config.test_sizes))
+  with progress.Heartbeat() as heartbeat:
+    heartbeat.phase(f'testing at {sizes} nodes (each size compiles once)')
+    results.update(evaluation.test_results(
+        models, params, config, list(config.test_sizes), writer,
+        int(state['step']), results['params_step']))
+  writer.flush()
+  workdir_lib.write_json(results, output)
+  _log_written(results, output)
+  return results
+
+
+def _log_written(results: dict[str, Any], output: str) -> None:
+  """Says where an evaluation's scores went and what they are."""
+  logging.info('wrote %s (scores of the %s parameters, from step %d, of '
+               'checkpoint %d; score = CLRS\'s mean of per-output scores, in '
+               '[0, 1])', output, results['params'], results['params_step'],
+               results['checkpoint_step'])
+  if results.get('read_at') == 'true_length':
+    logging.info('predictions read at the true number of steps: a '
+                 'diagnostic, not the nar_lt score (that is --read_at=stop)')
+
+
+def _saved_run_config(workdir: str, which: str, read_at: str,
+                      step: int | None) -> ml_collections.ConfigDict:
+  """The config of the run in ``workdir``, once the request to score its
+  checkpoint (``which`` parameters, ``read_at``, ``step``) is known to be
+  possible.
+
+  Raises:
+    ValueError: an unknown ``which`` or ``read_at``. UserError: not a
+      training run's workdir, no checkpoint yet, or none at ``step``.
+  """
   if which not in ('best', 'last'):
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
   config = run_config.with_added_settings(
@@ -204,19 +247,27 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   if step is not None and step not in steps:
     raise UserError(f'{workdir} has no checkpoint at step {step}; its '
                     f'checkpoints: {steps}')
+  return config
+
+
+def _writable_output(workdir: str, output: str | None) -> str:
+  """``output`` (default ``<workdir>/eval_results.json``), once its folder
+  exists (made before scoring, so that the scores are not lost at the
+  end), or a :class:`UserError`."""
   output = output or os.path.join(workdir, 'eval_results.json')
-  try:  # Before scoring, so that the scores are not lost at the end.
+  try:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   except OSError as error:
     reason = error.strerror or error
     raise UserError(f'cannot write --output={output} ({reason})') from error
-  _set_for_evaluation(config, test_sizes, data_dir, solver_overrides,
-                      eval_batch_size, eval_sets)
-  val_set = evaluation.load_eval_set(config, 'val', config.val_size)
-  models = build_models(config, val_set, lt_read_at=read_at)
-  state = _restore_for_evaluation(models, workdir, config, step)
-  params = state['best_params' if which == 'best' else 'params']
-  writer = progress.summary_writer(workdir, config.get('tensorboard', True))
+  return output
+
+
+def _evaluation_header(config: ml_collections.ConfigDict,
+                       state: dict[str, Any], which: str,
+                       solver_overrides: dict[str, Any] | None,
+                       read_at: str) -> dict[str, Any]:
+  """The fields of an evaluation's JSON that say what was scored."""
   results = {
       'algorithm': config.algorithm, 'model': config.model,
       'seed': config.seed, 'checkpoint_step': int(state['step']),
@@ -229,20 +280,4 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   }
   if config.model == 'nar_lt':
     results['read_at'] = read_at
-  progress.enable_compilation_cache(config.compilation_cache_dir)
-  with progress.Heartbeat() as heartbeat:
-    heartbeat.phase(f'testing at {", ".join(map(str, config.test_sizes))} '
-                    f'nodes (each size compiles once)')
-    results.update(evaluation.test_results(
-        models, params, config, list(config.test_sizes), writer,
-        int(state['step']), results['params_step']))
-  writer.flush()
-  workdir_lib.write_json(results, output)
-  logging.info('wrote %s (scores of the %s parameters, from step %d, of '
-               'checkpoint %d; score = CLRS\'s mean of per-output scores, in '
-               '[0, 1])', output, which, results['params_step'],
-               results['checkpoint_step'])
-  if read_at == 'true_length':
-    logging.info('predictions read at the true number of steps: a '
-                 'diagnostic, not the nar_lt score (that is --read_at=stop)')
   return results
