@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -25,18 +24,16 @@ def run_module(module, *args, quiet_env=True):
 HEAVY = ('clrs', 'tensorflow', 'haiku', 'chex', 'tensorflow_datasets')
 
 
-def run_train_timed(*args):
-  """``python -m experiments.train`` under ``-X importtime``: the process,
-  the wall time, and the top-level names of the modules it imported."""
+def run_train_importing(*args):
+  """``python -m experiments.train`` under ``-X importtime``: the process
+  and the top-level names of the modules it imported."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
-  start = time.monotonic()
   proc = subprocess.run(
       [sys.executable, '-X', 'importtime', '-m', 'experiments.train', *args],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  seconds = time.monotonic() - start
   imported = set(re.findall(r'^import time:.*\| +([\w.]+)$', proc.stderr,
                             flags=re.MULTILINE))
-  return proc, seconds, {name.split('.')[0] for name in imported}
+  return proc, {name.split('.')[0] for name in imported}
 
 
 def assert_one_line_error(proc, message):
@@ -98,13 +95,12 @@ def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
 def test_bad_flags_are_refused_before_clrs_is_imported(tmp_path, args,
                                                        message):
   # They took 14-52 s, most of it CLRS's and TensorFlow's import, and an
-  # unwritable workdir was named after an 80-line config dump.
-  proc, seconds, imported = run_train_timed(
-      f'--workdir={tmp_path / "run"}', *args)
+  # unwritable workdir was named after an 80-line config dump. What is
+  # imported is checked, not the time (the machines are shared).
+  proc, imported = run_train_importing(f'--workdir={tmp_path / "run"}', *args)
   assert_one_line_error(proc, message)
   assert 'config:' not in proc.stderr
   assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
-  assert seconds < 20  # Loose: the machine is shared (about 2 s alone).
 
 
 @pytest.mark.parametrize('config_file', ['default.py', 'dear_paper.py',
