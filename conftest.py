@@ -30,3 +30,18 @@ def compilation_cache(tmp_path_factory):
                     str(tmp_path_factory.mktemp('xla_cache')))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+@pytest.fixture(autouse=True)
+def absl_log_level():
+  """Restores the ``absl`` logger's level after each test.
+
+  Parsing absl flags in-process (experiments/cli_test.py) sets that level
+  from ``--verbosity`` (WARNING by default), which then hid the INFO lines
+  later tests in the same worker read from ``caplog``.
+  """
+  import logging
+  logger = logging.getLogger('absl')
+  level = logger.level
+  yield
+  logger.setLevel(level)
