@@ -1,8 +1,8 @@
-"""experiments.report_ablations: evaluation-only ablations as one table."""
+"""experiments.ablation_report: evaluation-only ablations as one table."""
 
 import json
 
-from experiments import report_ablations
+from experiments import ablation_report
 
 
 def _result(algorithm, overrides, score, its=(5.0, 9), converged=1.0):
@@ -26,9 +26,9 @@ def test_rows_compare_each_setting_with_the_run_as_trained(tmp_path):
   for name, content in files.items():
     (tmp_path / name).write_text(json.dumps(content))
   (tmp_path / 'broken.json').write_text('{')
-  results, skipped = report_ablations.load(str(tmp_path))
+  results, skipped = ablation_report.load(str(tmp_path))
   assert sorted(skipped) == ['broken.json', 'notes.json']
-  lines = report_ablations.markdown(results).splitlines()
+  lines = ablation_report.markdown(results).splitlines()
   rows = [line.split(' | ') for line in lines[2:]]
   assert [(r[0].strip('| '), r[2]) for r in rows] == [
       ('bfs', 'as trained'), ('bfs', 'eval_max_iter=20'),
@@ -39,3 +39,21 @@ def test_rows_compare_each_setting_with_the_run_as_trained(tmp_path):
   assert by_setting['eval_max_iter=20'][7] == '0.25 |'
   # No run as trained to compare with: no difference.
   assert rows[-1][5] == '-'
+
+
+def test_the_flags_are_defined_only_when_the_command_runs():
+  """Importing the module (as rebuild_results does, beside
+  experiments.report and its --out) registers no flag."""
+  from absl import flags
+
+  from experiments import budget_report
+  from experiments import report  # noqa: F401  (defines --runs and --out)
+  assert 'files' not in flags.FLAGS
+  for module, argv in ((ablation_report, ['--files=a', '--out=b']),
+                       (budget_report, ['--runs=r', '--snapshots=s',
+                                        '--out=b'])):
+    values = flags.FlagValues()
+    module.define_flags(values)
+    values(['prog', *argv])
+    assert values.out == 'b'
+  assert values.tag == 'steps15k'
