@@ -515,7 +515,7 @@ def test_entry_point_flag_defaults_are_the_dataclass_defaults():
   library = solvers.SolverConfig()
   assert (config.max_iter, config.eval_max_iter, config.rel_tol) == (
       library.max_iter, library.eval_max_iter, library.rel_tol)
-  oracle = flag_defaults('experiments.oracles')
+  oracle = flag_defaults('experiments.oracle_runs')
   check(oracle, solvers.SolverConfig, ['history_size', 'ridge'])
 
 
