@@ -28,6 +28,7 @@ from absl import flags
 
 from experiments import cli
 from experiments import run_files
+from experiments import tables
 
 REQUIRED = ('algorithm', 'model', 'seed', 'test_scores', 'solver_overrides')
 
@@ -48,7 +49,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
   """One row per (algorithm, seed, settings, test size), grouped by run."""
   head = ['algorithm', 'seed', 'settings', 'size', 'test', 'vs as trained',
           'solver its mean / max', 'converged']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines = tables.header(head)
   base = {(r['algorithm'], r['seed'], size): v['score']
           for r in results if not r['solver_overrides']
           for size, v in r['test_scores'].items()}
@@ -65,11 +66,11 @@ def markdown(results: list[dict[str, Any]]) -> str:
       its = (f'{solver["iterations_mean"]:.1f} / {solver["iterations_max"]}'
              if solver else '-')
       converged = (f'{solver["converged_fraction"]:.2f}' if solver else '-')
-      lines.append('| ' + ' | '.join([
+      lines.append(tables.row([
           r['algorithm'], str(r['seed']),
           settings_label(r['solver_overrides']), size,
-          f'{scores["score"]:.3f}', delta, its, converged]) + ' |')
-  return '\n'.join(lines) + '\n'
+          f'{scores["score"]:.3f}', delta, its, converged]))
+  return tables.text(lines)
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:

@@ -37,6 +37,7 @@ from absl import flags
 
 from experiments import cli
 from experiments import run_files
+from experiments import tables
 
 SIZE = '64'
 
@@ -129,7 +130,7 @@ def markdown(comparisons: list[dict[str, Any]]) -> str:
   head = ['algorithm', 'seed', 'nar (seeds)', 'dear, table run',
           'dear, 5,000 steps', 'dear, longer', 'steps', 'change',
           'nar train s', 'dear train s (5,000 / longer)']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines = tables.header(head)
   for c in comparisons:
     nar = list(c['nar'].values())
     seeds = ','.join(str(s) for s in c['nar'])
@@ -140,13 +141,13 @@ def markdown(comparisons: list[dict[str, Any]]) -> str:
               if short is not None else '-')
     nar_s = (f'{np.mean(c["nar_seconds"]):.0f}' if c['nar_seconds']
              else '-')
-    lines.append('| ' + ' | '.join([
+    lines.append(tables.row([
         c['algorithm'], str(c['seed']), nar_cell,
         '-' if c['table'] is None else f'{_score(c["table"]):.3f}',
         _at(short), _at(long), str(long['train_steps']), change, nar_s,
-        f'{_seconds(short)} / {_seconds(long)}']) + ' |')
+        f'{_seconds(short)} / {_seconds(long)}']))
   lines += ['', STD_NOTE]
-  return '\n'.join(lines) + '\n'
+  return tables.text(lines)
 
 
 #: Said under the table: what its ± is.

@@ -57,20 +57,13 @@ from experiments import cli
 from experiments import report_curves
 from experiments import run_files
 from experiments import stats
+from experiments import tables
 
 _RUNS = flags.DEFINE_string('runs', 'workdir_runs',
                             'Directory searched for results.json files.')
 _OUT = flags.DEFINE_string('out', 'results', 'Output directory.')
 _LIST_SKIPPED = flags.DEFINE_bool(
     'list_skipped', False, 'Name each results file left out, with why.')
-
-
-def _fmt(values: list[float], digits: int = 3) -> str:
-  if not values:
-    return '-'
-  if len(values) == 1:
-    return f'{values[0]:.{digits}f}'
-  return f'{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}'
 
 
 def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
@@ -161,8 +154,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
           + [f'solver its mean/max ({s})' for s in sizes]
           + [f'ms/graph ({s})' for s in sizes]
           + ['train s', 'steps', 'code'])
-  lines = ['| ' + ' | '.join(head) + ' |',
-           '|' + '---|' * len(head)]
+  lines = tables.header(head)
   flagged = train_flagged = False
   for (alg, model), group_runs in group(runs).items():
     def get(fn):
@@ -181,10 +173,10 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
       have = [r['seed'] for r in group_runs if _has(fn, r)]
       if text == '-' or len(have) == len(group_runs):
         return text
-      return f'{text} ({_seeds_text(have)})'
+      return f'{text} ({tables.seeds_text(have)})'
 
     def cell(fn, digits=3):
-      return note(_fmt(get(fn), digits), fn)
+      return note(tables.mean_std(get(fn), digits), fn)
 
     row = [alg, model, ','.join(str(r['seed']) for r in group_runs),
            cell(lambda r: r['val_score'])]
@@ -204,16 +196,17 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
                  + shared)
     train_shared = _train_shared_text(group_runs)
     train_flagged = train_flagged or bool(train_shared)
-    row += [_fmt(get(lambda r: r['train_seconds']), 0) + train_shared,
+    row += [tables.mean_std(get(lambda r: r['train_seconds']), 0)
+            + train_shared,
             ','.join(str(r.get('train_steps', '?')) for r in group_runs),
             code_label(group_runs)]
-    lines.append('| ' + ' | '.join(row) + ' |')
+    lines.append(tables.row(row))
   lines += ['', STD_NOTE]
   if flagged:
     lines += ['', SHARED_NOTE]
   if train_flagged:
     lines += ['', TRAIN_SHARED_NOTE]
-  return '\n'.join(lines) + '\n'
+  return tables.text(lines)
 
 
 def _timing_shared_text(group_runs: list[dict[str, Any]], size: str) -> str:
@@ -222,7 +215,7 @@ def _timing_shared_text(group_runs: list[dict[str, Any]], size: str) -> str:
   none did."""
   shared = [r['seed'] for r in group_runs
             if provenance.shared_cores((r.get('load') or {}).get(size))]
-  return f' (cores shared: {_seeds_text(shared)})' if shared else ''
+  return f' (cores shared: {tables.seeds_text(shared)})' if shared else ''
 
 
 def _train_shared_text(group_runs: list[dict[str, Any]]) -> str:
@@ -270,14 +263,6 @@ TRAIN_SHARED_NOTE = ('"cores shared" beside `train s`: in that many of the '
 
 #: The row every other model of an algorithm is compared with in gaps.md.
 BASELINE = 'nar'
-
-
-def _seeds_text(seeds: list[int]) -> str:
-  if len(seeds) == 1:
-    return f'seed {seeds[0]}'
-  if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
-    return f'seeds {seeds[0]}-{seeds[-1]}'
-  return 'seeds ' + ', '.join(str(s) for s in seeds)
 
 
 def _scores(group_runs: list[dict[str, Any]], size: str) -> dict[int, float]:
@@ -341,7 +326,8 @@ def _method(c: stats.Comparison) -> str:
 
 
 def _score_cell(scores: dict[int, float]) -> str:
-  return f'{_fmt(list(scores.values()))} ({_seeds_text(sorted(scores))})'
+  return (f'{tables.mean_std(list(scores.values()))} '
+          f'({tables.seeds_text(sorted(scores))})')
 
 
 def _comparisons(runs: list[dict[str, Any]], baseline: str,
@@ -362,11 +348,6 @@ def _comparisons(runs: list[dict[str, Any]], baseline: str,
         out.append((size, alg, name, mine, base,
                     compare(group_runs, base_runs, size)))
   return out
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-  return (['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-          + ['| ' + ' | '.join(row) + ' |' for row in rows])
 
 
 def main_comparison(runs: list[dict[str, Any]], size: str = MAIN_SIZE,
@@ -391,7 +372,7 @@ def main_comparison(runs: list[dict[str, Any]], size: str = MAIN_SIZE,
           f'{model} − {baseline}', '95% interval', 'p', 'verdict',
           'Holm-adjusted p', 'verdict after Holm']
   resolved = sum(r[-1] in ('ahead', 'behind') for r in rows)
-  return _table(head, rows) + [
+  return tables.table(head, rows) + [
       '', f'After Holm\'s correction over these {len(rows)} algorithms '
       f'(family-wise error 5%), {resolved} of {len(rows)} differences are '
       f'resolved.']
@@ -415,7 +396,7 @@ def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
   for size, alg, name, mine, base, c in vs_base:
     shared = sorted(set(mine) & set(base))
     paired = (f'{_signed(np.mean([mine[s] - base[s] for s in shared]))} '
-              f'({_seeds_text(shared)})' if shared else '-')
+              f'({tables.seeds_text(shared)})' if shared else '-')
     every.append([size, alg, name, _score_cell(mine), _score_cell(base),
                   _signed(c.difference), _interval(c), stats.verdict(c),
                   _method(c), paired])
@@ -430,15 +411,15 @@ def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
       f'corrected for multiple comparisons', '',
       *main_comparison(runs, baseline=baseline), '',
       f'## Every row − {baseline}', '',
-      *_table(['test size', 'algorithm', 'row', 'row score',
-               f'{baseline} score', f'row − {baseline}', '95% interval',
-               'verdict', 'interval from', f'row − {baseline}, shared seeds'],
-              every), '',
+      *tables.table(['test size', 'algorithm', 'row', 'row score',
+                     f'{baseline} score', f'row − {baseline}',
+                     '95% interval', 'verdict', 'interval from',
+                     f'row − {baseline}, shared seeds'], every), '',
       f'## dear − {LT_BASELINE} (learned termination)', '',
-      *_table(['test size', 'algorithm', 'dear score', f'{LT_BASELINE} score',
-               f'dear − {LT_BASELINE}', '95% interval', 'verdict',
-               'interval from'], lt)]
-  return '\n'.join(lines) + '\n'
+      *tables.table(['test size', 'algorithm', 'dear score',
+                     f'{LT_BASELINE} score', f'dear − {LT_BASELINE}',
+                     '95% interval', 'verdict', 'interval from'], lt)]
+  return tables.text(lines)
 
 
 #: Said at the top of gaps.md: the sign, the ± and the verdicts.
