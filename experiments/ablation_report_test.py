@@ -1,8 +1,13 @@
 """experiments.ablation_report: evaluation-only ablations as one table."""
 
 import json
+import os
+import subprocess
+import sys
 
 from experiments import ablation_report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _result(algorithm, overrides, score, its=(5.0, 9), converged=1.0):
@@ -57,3 +62,40 @@ def test_the_flags_are_defined_only_when_the_command_runs():
     values(['prog', *argv])
     assert values.out == 'b'
   assert values.tag == 'steps15k'
+
+
+def _command(*args):
+  """``python -m experiments.ablation_report *args`` (a subprocess: its
+  flags are defined only when it runs)."""
+  return subprocess.run(
+      [sys.executable, '-m', 'experiments.ablation_report', *args], cwd=ROOT,
+      env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+      timeout=300)
+
+
+def _assert_one_line_error(proc, message):
+  """Status 1, no traceback, and ``error: <message>`` as the last line."""
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and message in last, last
+
+
+def test_the_command_writes_the_table_or_fails_in_one_line(tmp_path):
+  files = tmp_path / 'files'
+  files.mkdir()
+  (files / 'bfs.json').write_text(json.dumps({
+      'algorithm': 'bfs', 'model': 'dear', 'seed': 0,
+      'solver_overrides': {}, 'test_scores': {'64': {'score': 0.5}},
+      'solver': None}))
+  out = tmp_path / 'ablations.md'
+  proc = _command(f'--files={files}', f'--out={out}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert '| bfs | 0 | as trained | 64 | 0.500 | - | - | - |' in (
+      out.read_text())
+  proc = _command(f'--files={tmp_path / "none"}', f'--out={out}')
+  _assert_one_line_error(
+      proc, f'--files={tmp_path / "none"} is not a directory')
+  (files / 'bfs.json').unlink()
+  proc = _command(f'--files={files}', f'--out={out}')
+  _assert_one_line_error(proc, 'no evaluation results under')
