@@ -30,7 +30,7 @@ An output whose records are absent is not built (and not checked).
 not kept: nothing rebuilds it, and it is not checked.
 
 Figures. Every figure is drawn by matplotlib's Agg backend and saved
-without metadata (``report_curves.PNG_METADATA``: no ``Software`` version;
+without metadata (``report_figures.PNG_METADATA``: no ``Software`` version;
 Agg's PNGs carry no date), so a figure's bytes are a function of what it
 draws and of the matplotlib (with its bundled FreeType and DejaVu fonts)
 that draws it. ``--check`` compares figures by their decoded pixels (shape

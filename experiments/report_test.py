@@ -4,6 +4,7 @@ import json
 import os
 
 from experiments import report
+from experiments import report_gaps
 from experiments import run_files
 
 
@@ -346,7 +347,7 @@ def test_gaps_compare_each_row_with_nar_and_name_the_seeds(tmp_path):
        '0.600 ± 0.100 (seeds 0, 2)', '-0.150', '-', '1 seed: no interval',
        'Welch (no per-graph scores)', '-0.050 (seed 0)'],
   ]
-  (main,) = _gap_rows(text, report.main_comparison([])[0])
+  (main,) = _gap_rows(text, report_gaps.main_comparison([])[0])
   assert main[:4] == ['bfs', '0.700 ± 0.100 (seeds 0, 1)',
                       '0.600 ± 0.100 (seeds 0, 2)', '+0.100']
   assert main[-1] == 'not resolved after Holm'
@@ -391,7 +392,7 @@ def test_gaps_verdicts_follow_the_intervals_and_holm(tmp_path):
   _write_runs(tmp_path / 'runs', runs)
   report.write_report(str(tmp_path / 'runs'), str(tmp_path / 'out'))
   text = (tmp_path / 'out' / 'gaps.md').read_text()
-  assert report.BOOTSTRAP_NOTE in text
+  assert report_gaps.BOOTSTRAP_NOTE in text
   every = {row[1]: row for row in _gap_rows(text, EVERY)}
   assert every['clear'][5:9] == [
       '+0.400', '[+0.387, +0.413]', 'ahead', 'paired bootstrap']
@@ -400,7 +401,7 @@ def test_gaps_verdicts_follow_the_intervals_and_holm(tmp_path):
   assert every['mixed'][5] == '-0.210'
   assert every['mixed'][7:9] == ['behind', 'Welch (no per-graph scores)']
   main = {row[0]: row for row in _gap_rows(
-      text, report.main_comparison([])[0])}
+      text, report_gaps.main_comparison([])[0])}
   assert main['clear'][-1] == 'ahead'  # p ~ 1e-4, times 3 still < 0.05
   assert main['close'][-1] == 'not resolved after Holm'
   assert 'differences are resolved' in text

@@ -1,4 +1,5 @@
-"""Finding and reading the results files of ``experiments.train`` runs.
+"""Finding and reading the results files of ``experiments.train`` runs,
+and pooling them into the report's rows (:func:`group`).
 
 Without flags or plotting, so that both the report (``experiments.report``)
 and the sweep launcher (``launch.submit --done``) can read runs and their
@@ -7,6 +8,7 @@ report copies and tell two files of one run apart from two runs.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -279,3 +281,53 @@ def extends(new: Any, old: Any) -> bool:
   if isinstance(old, dict) and isinstance(new, dict):
     return all(k in new and extends(new[k], old[k]) for k in old)
   return new == old
+
+def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
+  """(algorithm, row label) -> runs of one config (one per seed).
+
+  Runs are seeds of one row only if their configs agree on everything but
+  the seed and bookkeeping fields (:data:`BOOKKEEPING`). Where one
+  (algorithm, model) has several configs, each row's label names the
+  settings that tell them apart, e.g. ``dear (train_steps=500)``.
+  """
+  by_config = collections.defaultdict(list)
+  for run in runs:
+    by_config[(run['algorithm'], label(run),
+               config_key(run))].append(run)
+  families = collections.defaultdict(list)
+  for alg, model, key in by_config:
+    families[(alg, model)].append(json.loads(key))
+  groups = {}
+  for (alg, model, key), group_runs in by_config.items():
+    configs = [_flat(c) for c in families[(alg, model)]]
+    name = model
+    if len(configs) > 1:
+      config = _flat(json.loads(key))
+      differ = sorted({k for c in configs for k in set(c) | set(config)
+                       if c.get(k) != config.get(k)})
+      shown = [f'{k}={json.dumps(config.get(k))}' for k in differ[:MAX_SHOWN]]
+      if len(differ) > MAX_SHOWN:
+        shown.append(f'+{len(differ) - MAX_SHOWN} more')
+      name += ' (' + ', '.join(shown) + ')'
+    groups[(alg, name)] = sorted(group_runs, key=lambda r: r['seed'])
+  return dict(sorted(groups.items()))
+
+
+# Settings named in a row label at most (the first, alphabetically).
+MAX_SHOWN = 3
+
+
+def _flat(config: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """Nested config dicts as one dict with dotted keys (``deq.rel_tol``)."""
+  out = {}
+  for k, v in config.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def test_sizes(runs: list[dict[str, Any]]) -> list[str]:
+  """Every test size any of ``runs`` was scored at, in increasing order."""
+  return sorted({s for r in runs for s in r['test_scores']}, key=int)
