@@ -196,24 +196,8 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None,
       skipped.append((path, f'not a results file of experiments.train '
                             f'(no {", ".join(missing)})'))
       continue
-    extra = os.path.join(os.path.dirname(path), 'eval_results.json')
-    if os.path.basename(path) == RESULTS and os.path.exists(extra):
-      try:
-        with open(extra) as f:
-          more = json.load(f)
-      except (OSError, ValueError) as error:
-        skipped.append((extra, f'unreadable ({error})'))
-        more = {}
-      unlike = _scored_unlike_the_run(more)
-      if unlike:
-        skipped.append((extra, f'not merged: scored {unlike}, not as the '
-                               f'run itself scores'))
-      else:
-        for key in ('test_scores', 'test_scores_per_graph', 'test_loss',
-                    'gt_steps_mean', 'seconds_per_sample', 'load',
-                    'solver'):
-          if more.get(key):
-            run[key] = {**more[key], **(run.get(key) or {})}
+    if os.path.basename(path) == RESULTS:
+      _merge_eval_results(run, path, skipped)
     key = identity(run)
     if key in seen:
       # Two files of one run, most often a report copy and the run it was
@@ -234,6 +218,36 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None,
     seen[key] = len(runs)
     runs.append({**run, '_path': path})
   return runs
+
+
+#: The fields of an eval_results.json merged into its run (by test size).
+MERGED = ('test_scores', 'test_scores_per_graph', 'test_loss', 'gt_steps_mean',
+          'seconds_per_sample', 'load', 'solver')
+
+
+def _merge_eval_results(run: dict[str, Any], path: str,
+                        skipped: list[tuple[str, str]]) -> None:
+  """Merges the test sizes of the ``eval_results.json`` beside ``path``
+  (a run's results.json), if there is one, into ``run`` (the run's own
+  scores win); one scored unlike the run, or unreadable, is left out and
+  said in ``skipped``."""
+  extra = os.path.join(os.path.dirname(path), 'eval_results.json')
+  if not os.path.exists(extra):
+    return
+  try:
+    with open(extra) as f:
+      more = json.load(f)
+  except (OSError, ValueError) as error:
+    skipped.append((extra, f'unreadable ({error})'))
+    more = {}
+  unlike = _scored_unlike_the_run(more)
+  if unlike:
+    skipped.append((extra, f'not merged: scored {unlike}, not as the run '
+                           f'itself scores'))
+    return
+  for key in MERGED:
+    if more.get(key):
+      run[key] = {**more[key], **(run.get(key) or {})}
 
 
 def _scored_unlike_the_run(evaluation: dict[str, Any]) -> str:
@@ -281,6 +295,7 @@ def extends(new: Any, old: Any) -> bool:
   if isinstance(old, dict) and isinstance(new, dict):
     return all(k in new and extends(new[k], old[k]) for k in old)
   return new == old
+
 
 def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
   """(algorithm, row label) -> runs of one config (one per seed).
