@@ -97,16 +97,19 @@ def write_run(folder, run):
     json.dump(run['config'], f)
 
 
-def test_report_pools_only_seeds_of_one_config(tmp_path):
-  runs = tmp_path / 'runs'
-  solver = {'iterations_mean': 4.0, 'iterations_max': 6,
-            'converged_fraction': 1.0}
-  write_run(runs / 'd0', fake_run('dear', 0, 0.8, solver))
-  write_run(runs / 'd1', fake_run('dear', 1, 0.6, solver))
-  write_run(runs / 'short', fake_run('dear', 0, 0.1, solver, train_steps=5))
+SOLVER = {'iterations_mean': 4.0, 'iterations_max': 6,
+          'converged_fraction': 1.0}
+
+
+def _write_runs_of_two_configs(runs):
+  """Five runs (three seeds of one dear config, one of another, a nar_lt)
+  and the same run reached again: a link, a loop, a copy; one unreadable."""
+  write_run(runs / 'd0', fake_run('dear', 0, 0.8, SOLVER))
+  write_run(runs / 'd1', fake_run('dear', 1, 0.6, SOLVER))
+  write_run(runs / 'short', fake_run('dear', 0, 0.1, SOLVER, train_steps=5))
   # A run made after config.align existed, with it off, is another seed of
   # the runs made before.
-  later = fake_run('dear', 2, 0.7, solver)
+  later = fake_run('dear', 2, 0.7, SOLVER)
   later['config']['align'] = {'weight': 0.0, 'teacher': ''}
   later['code_version'] = {'commit': 'abcdef0123', 'dirty': True}
   write_run(runs / 'd2', later)
@@ -120,11 +123,15 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   # The same run reached again: through a link, a loop, a copy elsewhere.
   os.symlink(runs / 'd0', runs / 'link_to_d0')
   os.symlink(runs, runs / 'd1' / 'loop')
-  write_run(runs / 'zz_copy_of_d0', fake_run('dear', 0, 0.8, solver))
+  write_run(runs / 'zz_copy_of_d0', fake_run('dear', 0, 0.8, SOLVER))
   os.makedirs(runs / 'broken')
   (runs / 'broken' / 'results.json').write_text('{"algorithm": ')
   (runs / 'broken' / 'config.json').write_text('{}')
 
+
+def test_report_pools_only_seeds_of_one_config(tmp_path):
+  runs = tmp_path / 'runs'
+  _write_runs_of_two_configs(runs)
   out = tmp_path / 'out'
   printed = []
   gathered = report.write_report(str(runs), str(out), log=printed.append,
@@ -153,12 +160,16 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   assert reasons[f'skipped {runs / "broken" / "results.json"}'].startswith(
       'unreadable')
   assert len(printed) == 3  # the loop is searched once, silently
-  copies = sorted(os.listdir(out / 'runs'))
-  assert len(copies) == 5
+  assert len(os.listdir(out / 'runs')) == 5
 
-  # A second report never overwrites a copy that now differs.
-  write_run(runs / 'd1', fake_run('dear', 1, 0.2, solver))
-  printed.clear()
+
+def test_a_second_report_never_overwrites_a_copy_that_now_differs(tmp_path):
+  runs, out = tmp_path / 'runs', tmp_path / 'out'
+  _write_runs_of_two_configs(runs)
+  report.write_report(str(runs), str(out), log=lambda line: None)
+  copies = sorted(os.listdir(out / 'runs'))
+  printed = []
+  write_run(runs / 'd1', fake_run('dear', 1, 0.2, SOLVER))
   report.write_report(str(runs), str(out), log=printed.append)
   assert sorted(os.listdir(out / 'runs')) == copies
   (note,) = [line for line in printed if line.startswith('not overwriting')]
@@ -295,7 +306,6 @@ def test_the_code_column_names_every_commit_that_trained_a_run():
   assert report.code_label([late]) == '?,2222222'
   assert report.code_label([{'code_version': finished}]) == '2222222'
   assert report.code_label([{}]) == '?'
-
 
 
 def _gap_rows(text, header):
