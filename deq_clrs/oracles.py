@@ -58,8 +58,8 @@ paths of random real weights have probability 0, and ``argmax`` takes the
 smallest index among them).
 
 What the solvers do on these maps (measured on CLRS graphs of 16-256 nodes;
-``python -m experiments.oracles`` prints it, ``deq_clrs/oracles_test.py`` pins
-it):
+``python -m experiments.oracle_runs`` prints it, ``deq_clrs/oracles_test.py``
+pins it):
 
 * Plain fixed-point iteration is exact and optimal: it stops with a residual
   of exactly 0 after exactly ``L + 1`` evaluations on every graph. For BFS no

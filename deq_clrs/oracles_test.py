@@ -21,7 +21,7 @@ from deq_clrs import deq
 from deq_clrs import oracles
 from deq_clrs import solvers
 from deq_clrs.integration import oracle_data
-from experiments import oracle_report as oracle_cmd
+from experiments import oracle_scoring as oracle_cmd
 
 ALGORITHMS = ('bfs', 'bellman_ford')
 METHODS = ('fixed_point', 'anderson')
@@ -450,7 +450,7 @@ def test_command_runs_end_to_end():
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=root)
   out = subprocess.run(
-      [sys.executable, '-m', 'experiments.oracles', '--sizes=16',
+      [sys.executable, '-m', 'experiments.oracle_runs', '--sizes=16',
        '--num_graphs=2', '--sparse'],
       cwd=root, env=env, capture_output=True, text=True, check=True).stdout
   rows = [line.split() for line in out.splitlines()

@@ -13,18 +13,16 @@
   applies it to every way of giving them and refuses ``nar_lt.*`` settings
   for other models.
 * A problem with the user's input or files ends the program with one line,
-  ``error: <what is wrong and what to do>``, exit status 1, no traceback.
+  ``error: <what is wrong and what to do>``, exit status 1, no traceback;
+  :func:`config_flags_parser` does so for a bad ``--config`` file or field
+  (the checks are :mod:`experiments.config_files`).
 """
 
 from __future__ import annotations
 
-import ast
 import collections
 import dataclasses
-import difflib
-import importlib.util
 import pathlib
-import re
 import sys
 import types
 import typing
@@ -39,6 +37,8 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from experiments import config_files
 
 # experiments.train's config file when --config is not given.
 DEFAULT_TRAIN_CONFIG = str(pathlib.Path(__file__).resolve().parent /
@@ -65,145 +65,24 @@ def log_devices() -> None:
                jax.device_count(), jax.process_index(), jax.process_count())
 
 
-def _config_file(argv: Sequence[str], default_file: str) -> tuple[str, str]:
-  """The ``--config`` file of a command line and its ``:argument``."""
-  path = default_file
-  for i, arg in enumerate(argv):
-    if arg == '--':
-      break
-    match = re.match(r'^--?config=(.*)$', arg)
-    if match:
-      path = match.group(1)
-    elif arg in ('--config', '-config') and i + 1 < len(argv):
-      path = argv[i + 1]  # absl also reads --config <file>.
-  path, _, argument = path.partition(':')
-  return path, argument
-
-
-def config_file_problem(path: str, argument: str = '') -> str | None:
-  """Why ``--config=<path>[:<argument>]`` cannot be a config file (None: it
-  can): a missing or unreadable file, a syntax error, no ``get_config``, or
-  a ``get_config`` that takes no argument while one is given (or needs one
-  while none is). Read and parsed, not run, so that the error is one line
-  before ml_collections loads it (which otherwise ends in a traceback, an
-  absl FATAL message, or an unknown-field message for a file without
-  ``get_config``)."""
-  try:
-    with open(path, encoding='utf-8') as f:
-      source = f.read()
-  except OSError as e:
-    return f'cannot read it ({e.strerror or e})'
-  except UnicodeDecodeError:
-    return 'it is not a text file'
-  try:
-    tree = ast.parse(source, filename=path)
-  except SyntaxError as e:
-    return f'syntax error at line {e.lineno}: {e.msg}'
-  binding = _last_binding(tree, 'get_config')
-  if binding is None:
-    return ('it defines no get_config() (an ml_collections config file '
-            'returns its ConfigDict from get_config)')
-  if not isinstance(binding, ast.FunctionDef):
-    return None  # an import or an assignment: its signature is unknown
-  args = binding.args
-  positional = [*args.posonlyargs, *args.args]
-  required = len(positional) - len(args.defaults)
-  if argument and not positional and not args.vararg:
-    return (f'its get_config() takes no argument, but the flag gives it '
-            f'{argument!r} (drop the ":{argument}")')
-  if not argument and required > 0:
-    return (f'its get_config() needs an argument '
-            f'({positional[0].arg}): --config={path}:<value>')
-  return None
-
-
-def _last_binding(tree: ast.Module, name: str) -> ast.stmt | None:
-  """The last top-level def, assignment or import of a module that binds
-  ``name`` (the one a caller of ``module.<name>`` gets), or None."""
-  binding = None
-  for node in tree.body:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-      bound = {node.name}
-    elif isinstance(node, ast.Assign):
-      bound = {t.id for t in node.targets if isinstance(t, ast.Name)}
-    elif isinstance(node, (ast.Import, ast.ImportFrom)):
-      bound = {(a.asname or a.name).split('.')[0] for a in node.names}
-    else:
-      continue
-    if name in bound:
-      binding = node
-  return binding
-
-
-def load_config_file(path: str, argument: str = ''
-                     ) -> ml_collections.ConfigDict:
-  """``get_config()`` of an ml_collections config file."""
-  spec = importlib.util.spec_from_file_location('_checked_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(argument) if argument else module.get_config()
-
-
-def field_problem(config: ml_collections.ConfigDict,
-                  path: str) -> str | None:
-  """Why ``--config.<path>`` names no field of ``config`` (None: it does).
-
-  The message names the first unknown part, the closest valid name and the
-  valid names at that level (sub-configs marked ``.*``).
-  """
-  node = config
-  parts = path.split('.')
-  for i, part in enumerate(parts):
-    if isinstance(node, ml_collections.ConfigDict) and part in node:
-      node = node[part]
-      continue
-    parent = '.'.join(['config', *parts[:i]])
-    if not isinstance(node, ml_collections.ConfigDict):
-      return (f'unknown config field --config.{path}: {parent} is a value, '
-              f'not a group of fields')
-    names = sorted(node.keys())
-    close = difflib.get_close_matches(part, names, n=1)
-    hint = f' (did you mean --{parent}.{close[0]}?)' if close else ''
-    valid = ', '.join(
-        f'{k}.*' if isinstance(node[k], ml_collections.ConfigDict) else k
-        for k in names)
-    return (f'unknown config field --config.{path}{hint}; the fields of '
-            f'{parent} are: {valid}')
-  return None
-
-
-def config_field_error(argv: Sequence[str], default_file: str) -> str:
-  """The message for ``--config.<field>`` overrides the config lacks."""
-  path, argument = _config_file(argv, default_file)
-  config = load_config_file(path, argument)
-  problems = []
-  for arg in argv:
-    match = re.match(r'^--?(?:no)?config\.([^=]+)', arg)
-    if match:
-      problem = field_problem(config, match.group(1))
-      if problem:
-        problems.append(problem)
-  return '; '.join(problems) or 'a --config.<field> override failed'
-
-
 def config_flags_parser(default_file: str
                         ) -> Callable[[list[str]], list[str]]:
   """absl's flag parser, with a one-line error for a ``--config`` file that
-  cannot be one (:func:`config_file_problem`) and for an unknown
-  ``--config.<field>`` (ml_collections raises AttributeError or KeyError when
-  ``--config=<file>`` is given; without it, at flag definition, where
-  :func:`config_field_error` is called directly)."""
+  cannot be one (:func:`experiments.config_files.config_file_problem`) and
+  for an unknown ``--config.<field>`` (ml_collections raises AttributeError
+  or KeyError when ``--config=<file>`` is given; without it, at flag
+  definition, where :func:`experiments.config_files.config_field_error` is
+  called directly)."""
   def parse(argv: list[str]) -> list[str]:
-    path, argument = _config_file(argv, default_file)
-    problem = config_file_problem(path, argument)
+    path, argument = config_files.given_file(argv, default_file)
+    problem = config_files.config_file_problem(path, argument)
     if problem:
       fail(f'--config={path}: {problem}')
     try:
       return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError):
-      fail(config_field_error(argv, default_file))
+      fail(config_files.config_field_error(argv, default_file))
   return parse
-
 
 
 class NumberListParser(flags.ListParser):
@@ -492,13 +371,13 @@ def _help_config(argv: Sequence[str], default: ml_collections.ConfigDict
   the ``--config`` file of ``argv`` (``default``, the default file's, when
   none is given), or None if it cannot be loaded (that is reported when the
   flags are parsed)."""
-  path, argument = _config_file(argv, DEFAULT_TRAIN_CONFIG)
+  path, argument = config_files.given_file(argv, DEFAULT_TRAIN_CONFIG)
   if path == DEFAULT_TRAIN_CONFIG and not argument:
     return default
-  if config_file_problem(path, argument):
+  if config_files.config_file_problem(path, argument):
     return None
   try:
-    return load_config_file(path, argument)
+    return config_files.load_config_file(path, argument)
   except Exception:  # pylint: disable=broad-except  (reported at parsing)
     return None
 

@@ -103,20 +103,6 @@ def test_bad_flags_are_refused_before_clrs_is_imported(tmp_path, args,
   assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
 
 
-@pytest.mark.parametrize('config_file', ['default.py', 'dear_paper.py',
-                                         'dear_cpu.py', 'test.py',
-                                         'cpu_budget.py'])
-def test_reading_a_config_file_imports_no_clrs(config_file):
-  path = os.path.join(ROOT, 'experiments', 'configs', config_file)
-  code = ('import sys\n'
-          'from experiments import cli\n'
-          f'cli.load_config_file({path!r})\n'
-          f'print(sorted(set(sys.modules) & set({HEAVY!r})))\n')
-  proc = run_module_code(code)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.strip().splitlines()[-1] == '[]'
-
-
 def test_the_static_algorithm_names_are_clrs_30():
   import clrs
 
@@ -275,63 +261,6 @@ def test_a_config_field_typo_is_named_in_one_line(tmp_path, config_file):
       proc, 'unknown config field --config.deq.rel_toll (did you mean '
       '--config.deq.rel_tol?); the fields of config.deq are: abs_tol, ')
   assert not (tmp_path / 'run').exists()
-
-
-def test_config_file_problems_are_named_before_it_loads(tmp_path):
-  from experiments import cli
-  good = os.path.join(ROOT, 'experiments', 'configs', 'dear_cpu.py')
-  assert cli.config_file_problem(good) is None
-  (tmp_path / 'syntax.py').write_text('def get_config(:\n  pass\n')
-  assert cli.config_file_problem(str(tmp_path / 'syntax.py')) == (
-      'syntax error at line 1: invalid syntax')
-  # Without get_config ml_collections raised AttributeError, which read as
-  # an unknown --config.<field>.
-  (tmp_path / 'empty.py').write_text('x = 1\n')
-  assert 'defines no get_config()' in cli.config_file_problem(
-      str(tmp_path / 'empty.py'))
-  (tmp_path / 'alias.py').write_text('from a import b as get_config\n')
-  assert cli.config_file_problem(str(tmp_path / 'alias.py')) is None
-  assert cli.config_file_problem(str(tmp_path)) == (
-      'cannot read it (Is a directory)')
-  # An argument the file's get_config cannot take, or one it needs and
-  # lacks, ended in absl's multi-line FATAL message or a TypeError.
-  assert cli.config_file_problem(good, 'x') == (
-      "its get_config() takes no argument, but the flag gives it 'x' (drop "
-      "the \":x\")")
-  (tmp_path / 'arg.py').write_text('def get_config(size):\n  pass\n')
-  arg = str(tmp_path / 'arg.py')
-  assert cli.config_file_problem(arg, '64') is None
-  assert cli.config_file_problem(arg) == (
-      f'its get_config() needs an argument (size): --config={arg}:<value>')
-  (tmp_path / 'opt.py').write_text('def get_config(size=None):\n  pass\n')
-  assert cli.config_file_problem(str(tmp_path / 'opt.py')) is None
-  assert cli.config_file_problem(str(tmp_path / 'opt.py'), '8') is None
-  # The last binding of get_config counts: a def rebound later is not it.
-  (tmp_path / 'rebound.py').write_text(
-      'def get_config():\n  pass\nget_config = lambda size: None\n')
-  assert cli.config_file_problem(str(tmp_path / 'rebound.py'), '8') is None
-  assert cli._config_file(['prog', '--config', 'a.py:x'], 'd.py') == (
-      'a.py', 'x')
-  assert cli._config_file(['prog', '--', '--config=a.py'], 'd.py') == (
-      'd.py', '')
-
-
-def test_config_field_problems_name_the_valid_fields():
-  from experiments import cli
-  from experiments.configs import default
-  config = default.get_config()
-  assert cli.field_problem(config, 'deq.rel_tol') is None
-  assert cli.field_problem(config, 'hiden_size').startswith(
-      'unknown config field --config.hiden_size (did you mean '
-      '--config.hidden_size?); the fields of config are: algorithm, '
-      'align.*, batch_size, cell.*,')
-  assert 'config.seed is a value' in cli.field_problem(config, 'seed.x')
-  argv = ['train', '--config.seed=1', '--noconfig.tensorboard',
-          '--config.cell.gate_bais=1']
-  assert cli.config_field_error(argv, os.path.join(
-      ROOT, 'experiments', 'configs', 'default.py')).startswith(
-          'unknown config field --config.cell.gate_bais (did you mean '
-          '--config.cell.gate_bias?)')
 
 
 def assert_quiet_start_up(proc):
@@ -511,7 +440,7 @@ def test_entry_point_flag_defaults_are_the_dataclass_defaults():
   library = solvers.SolverConfig()
   assert (config.max_iter, config.eval_max_iter, config.rel_tol) == (
       library.max_iter, library.eval_max_iter, library.rel_tol)
-  oracle = flag_defaults('experiments.oracles')
+  oracle = flag_defaults('experiments.oracle_runs')
   check(oracle, solvers.SolverConfig, ['history_size', 'ridge'])
 
 
@@ -553,27 +482,3 @@ def test_evaluate_passes_its_flags_to_evaluate_checkpoint():
                     '--eval_batch_size=0')
   assert proc.returncode == 1 and 'Traceback' not in proc.stderr
   assert '--eval_batch_size=0: 0 is not a positive integer' in proc.stderr
-
-
-def test_ablation_report_writes_the_table_or_fails_in_one_line(tmp_path):
-  import json
-  files = tmp_path / 'files'
-  files.mkdir()
-  (files / 'bfs.json').write_text(json.dumps({
-      'algorithm': 'bfs', 'model': 'dear', 'seed': 0,
-      'solver_overrides': {}, 'test_scores': {'64': {'score': 0.5}},
-      'solver': None}))
-  out = tmp_path / 'ablations.md'
-  proc = run_module('experiments.ablation_report', f'--files={files}',
-                    f'--out={out}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert '| bfs | 0 | as trained | 64 | 0.500 | - | - | - |' in (
-      out.read_text())
-  proc = run_module('experiments.ablation_report',
-                    f'--files={tmp_path / "none"}', f'--out={out}')
-  assert_one_line_error(proc, f'--files={tmp_path / "none"} is not a '
-                              f'directory')
-  (files / 'bfs.json').unlink()
-  proc = run_module('experiments.ablation_report', f'--files={files}',
-                    f'--out={out}')
-  assert_one_line_error(proc, 'no evaluation results under')

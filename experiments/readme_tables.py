@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from absl import app
 from absl import flags
 
+from experiments import tables
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The columns of dear_cpu/table.md that results/README.md's table shows:
@@ -49,10 +51,6 @@ _ROOT = flags.DEFINE_string(
 def split_row(line: str) -> list[str]:
   """The cells, stripped, of one markdown table line."""
   return [c.strip() for c in line.strip().strip('|').split('|')]
-
-
-def join_row(cells: Sequence[str]) -> str:
-  return '| ' + ' | '.join(cells) + ' |'
 
 
 def table_span(lines: Sequence[str], header: str) -> tuple[int, int]:
@@ -91,7 +89,7 @@ def results_table(table_md: str, old: Sequence[Sequence[str]]) -> list[str]:
     if len(named) == recorded.count('?'):
       fill = iter(named)
       cells[-1] = ','.join(next(fill) if t == '?' else t for t in recorded)
-    lines.append(join_row(cells))
+    lines.append(tables.row(cells))
   return lines
 
 
@@ -129,7 +127,7 @@ def summary_table(gaps_md: str, algorithms: Sequence[str]) -> list[str]:
         cells.append(mine[0][4])
       else:
         cells.append(next((r[3] for r in mine if r[2] == name), '-'))
-    lines.append(join_row(cells))
+    lines.append(tables.row(cells))
   return lines
 
 

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from experiments import readme_tables
+from experiments import tables
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def _with_cell(text: str, row_start: tuple[str, ...], column: int,
     cells = readme_tables.split_row(line)
     if tuple(cells[:len(row_start)]) == row_start:
       cells[column] = value
-      lines[i] = readme_tables.join_row(cells) + '\n'
+      lines[i] = tables.row(cells) + '\n'
       hits += 1
   assert hits == 1, (row_start, hits)
   return ''.join(lines)

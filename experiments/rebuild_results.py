@@ -9,8 +9,8 @@ One command for what used to take several report entry points:
 * ``results/dear_cpu/``: ``table.md``, ``gaps.md`` and the figures
   ``accuracy_vs_size.png``, ``iterations_vs_steps.png`` and
   ``learning_curves.png`` (``experiments.report`` on the run records in
-  ``dear_cpu/runs/``); ``ablations.md`` (``experiments.report_ablations``
-  on ``dear_cpu/ablations/``); ``budget.md`` (``experiments.report_budget``
+  ``dear_cpu/runs/``); ``ablations.md`` (``experiments.ablation_report``
+  on ``dear_cpu/ablations/``); ``budget.md`` (``experiments.budget_report``
   on ``dear_cpu/runs/`` and the 5,000-step snapshots in
   ``dear_cpu/steps5000/``, tag ``steps15k``);
 * ``results/benchmark*.md`` from the ``.json`` beside each
@@ -30,7 +30,7 @@ An output whose records are absent is not built (and not checked).
 not kept: nothing rebuilds it, and it is not checked.
 
 Figures. Every figure is drawn by matplotlib's Agg backend and saved
-without metadata (``report_curves.PNG_METADATA``: no ``Software`` version;
+without metadata (``report_figures.PNG_METADATA``: no ``Software`` version;
 Agg's PNGs carry no date), so a figure's bytes are a function of what it
 draws and of the matplotlib (with its bundled FreeType and DejaVu fonts)
 that draws it. ``--check`` compares figures by their decoded pixels (shape
@@ -55,10 +55,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from experiments import ablation_report
+from experiments import budget_report
 from experiments import readme_tables
 from experiments import report
-from experiments import report_ablations
-from experiments import report_budget
 from experiments import report_iterations
 from experiments import report_parity
 from experiments import run_files
@@ -121,17 +121,17 @@ def _build_dear_cpu(results: pathlib.Path, out: pathlib.Path,
   report.write_outputs(runs, str(out / DEAR_CPU))
   ablations = results / DEAR_CPU / 'ablations'
   if ablations.is_dir():
-    found, _ = report_ablations.load(str(ablations))
+    found, _ = ablation_report.load(str(ablations))
     if found:
       (out / DEAR_CPU / 'ablations.md').write_text(
-          report_ablations.markdown(found))
+          ablation_report.markdown(found))
   snapshots = results / DEAR_CPU / 'steps5000'
   if snapshots.is_dir():
-    shots, _ = report_budget.load_snapshots(str(snapshots))
-    comparisons, _ = report_budget.rows(runs, shots, BUDGET_TAG)
+    shots, _ = budget_report.load_snapshots(str(snapshots))
+    comparisons, _ = budget_report.rows(runs, shots, BUDGET_TAG)
     if comparisons:
       (out / DEAR_CPU / 'budget.md').write_text(
-          report_budget.markdown(comparisons))
+          budget_report.markdown(comparisons))
   return {name: (out / DEAR_CPU / name).read_text()
           for name in ('table.md', 'gaps.md')}
 

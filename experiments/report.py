@@ -1,4 +1,4 @@
-"""Gathers results.json files into a markdown table and two plots.
+"""Gathers results.json files into two markdown tables and three plots.
 
   python -m experiments.report --runs=workdir_runs --out=results
 
@@ -25,10 +25,12 @@ files it left out and why (``--list_skipped`` names them); then writes into
   graphs where both rows stored per-graph scores: :mod:`experiments.stats`),
   the verdict that follows the interval, and for DEAR against NAR at 64
   nodes the verdict after Holm's correction over the algorithms; a positive
-  difference means the row is ahead;
+  difference means the row is ahead (:mod:`experiments.report_gaps`);
 * ``accuracy_vs_size.png``: score against graph size (16 = validation set);
 * ``iterations_vs_steps.png``: DEAR's solver iterations per graph against
   the true algorithm's number of steps;
+* ``learning_curves.png``, for runs with a history: score against training
+  steps (the figures: :mod:`experiments.report_figures`);
 * ``runs/``: a copy of each gathered run, ``<algorithm>.<model>.seed<seed>.
   <config hash>.results.json``: its results.json with the extra test sizes
   of its eval_results.json merged in (updated when the run only adds test
@@ -36,13 +38,13 @@ files it left out and why (``--list_skipped`` names them); then writes into
   rebuilds the same table from the copies alone.
 
 Runs are pooled as seeds of one row only when their configs agree on all
-but the seed and bookkeeping fields; results files reached twice through
-symbolic links are read once; what is left out is printed with the reason.
+but the seed and bookkeeping fields (``run_files.group``); results files
+reached twice through symbolic links are read once; what is left out is
+printed with the reason.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 from collections.abc import Callable
@@ -54,73 +56,16 @@ from absl import flags
 
 from deq_clrs.training import provenance
 from experiments import cli
-from experiments import report_curves
+from experiments import report_figures
+from experiments import report_gaps
 from experiments import run_files
-from experiments import stats
+from experiments import tables
 
 _RUNS = flags.DEFINE_string('runs', 'workdir_runs',
                             'Directory searched for results.json files.')
 _OUT = flags.DEFINE_string('out', 'results', 'Output directory.')
 _LIST_SKIPPED = flags.DEFINE_bool(
     'list_skipped', False, 'Name each results file left out, with why.')
-
-
-def _fmt(values: list[float], digits: int = 3) -> str:
-  if not values:
-    return '-'
-  if len(values) == 1:
-    return f'{values[0]:.{digits}f}'
-  return f'{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}'
-
-
-def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
-  """(algorithm, row label) -> runs of one config (one per seed).
-
-  Runs are seeds of one row only if their configs agree on everything but
-  the seed and bookkeeping fields (``run_files.BOOKKEEPING``). Where one
-  (algorithm, model) has several configs, each row's label names the
-  settings that tell them apart, e.g. ``dear (train_steps=500)``.
-  """
-  by_config = collections.defaultdict(list)
-  for run in runs:
-    by_config[(run['algorithm'], run_files.label(run),
-               run_files.config_key(run))].append(run)
-  families = collections.defaultdict(list)
-  for alg, model, key in by_config:
-    families[(alg, model)].append(json.loads(key))
-  groups = {}
-  for (alg, model, key), group_runs in by_config.items():
-    configs = [_flat(c) for c in families[(alg, model)]]
-    name = model
-    if len(configs) > 1:
-      config = _flat(json.loads(key))
-      differ = sorted({k for c in configs for k in set(c) | set(config)
-                       if c.get(k) != config.get(k)})
-      shown = [f'{k}={json.dumps(config.get(k))}' for k in differ[:MAX_SHOWN]]
-      if len(differ) > MAX_SHOWN:
-        shown.append(f'+{len(differ) - MAX_SHOWN} more')
-      name += ' (' + ', '.join(shown) + ')'
-    groups[(alg, name)] = sorted(group_runs, key=lambda r: r['seed'])
-  return dict(sorted(groups.items()))
-
-
-# Settings named in a row label at most (the first, alphabetically).
-MAX_SHOWN = 3
-
-
-def _flat(config: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  """Nested config dicts as one dict with dotted keys (``deq.rel_tol``)."""
-  out = {}
-  for k, v in config.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
-def test_sizes(runs: list[dict[str, Any]]) -> list[str]:
-  return sorted({s for r in runs for s in r['test_scores']}, key=int)
 
 
 def code_label(runs: list[dict[str, Any]]) -> str:
@@ -152,68 +97,86 @@ def _has(fn: Any, run: dict[str, Any]) -> bool:
   return True
 
 
-def markdown_table(runs: list[dict[str, Any]]) -> str:
-  """One row per (algorithm, model, config); mean ± std over seeds."""
-  sizes = test_sizes(runs)
-  head = (['algorithm', 'model', 'seeds', 'val']
+def _values(group_runs: list[dict[str, Any]], fn: Callable) -> list[Any]:
+  """``fn(run)`` of each of the row's runs that has the field."""
+  out = []
+  for r in group_runs:
+    try:
+      out.append(fn(r))
+    except (KeyError, TypeError):
+      pass
+  return out
+
+
+def _noted(group_runs: list[dict[str, Any]], text: str, fn: Callable) -> str:
+  """``text``, naming the seeds that have ``fn``'s field when only some of
+  the row's seeds do (a test size scored for seed 0 alone, say), so that it
+  is not read as the row's mean."""
+  have = [r['seed'] for r in group_runs if _has(fn, r)]
+  if text == '-' or len(have) == len(group_runs):
+    return text
+  return f'{text} ({tables.seeds_text(have)})'
+
+
+def _cell(group_runs: list[dict[str, Any]], fn: Callable,
+          digits: int = 3) -> str:
+  """The mean ± std of ``fn`` over the row's seeds (:func:`_noted`)."""
+  return _noted(group_runs, tables.mean_std(_values(group_runs, fn), digits),
+                fn)
+
+
+def _solver_cell(group_runs: list[dict[str, Any]], size: str) -> str:
+  """``mean / max`` solver iterations at ``size`` over the row's seeds."""
+  means = _values(group_runs, lambda r: r['solver'][size]['iterations_mean'])
+  maxes = _values(group_runs, lambda r: r['solver'][size]['iterations_max'])
+  return _noted(group_runs,
+                f'{np.mean(means):.1f} / {max(maxes)}' if means else '-',
+                lambda r: r['solver'][size]['iterations_mean'])
+
+
+def _head(sizes: list[str]) -> list[str]:
+  """table.md's column names for the test sizes ``sizes``."""
+  return (['algorithm', 'model', 'seeds', 'val']
           + [f'test ({s})' for s in sizes]
           + [f'true steps ({s})' for s in sizes]
           + [f'solver its mean/max ({s})' for s in sizes]
           + [f'ms/graph ({s})' for s in sizes]
           + ['train s', 'steps', 'code'])
-  lines = ['| ' + ' | '.join(head) + ' |',
-           '|' + '---|' * len(head)]
-  flagged = train_flagged = False
-  for (alg, model), group_runs in group(runs).items():
-    def get(fn):
-      out = []
-      for r in group_runs:
-        try:
-          out.append(fn(r))
-        except (KeyError, TypeError):
-          pass
-      return out
 
-    def note(text, fn):
-      # A statistic that only some of the row's seeds have (a test size
-      # scored for seed 0 alone, say) names those seeds, so that it is not
-      # read as the row's mean.
-      have = [r['seed'] for r in group_runs if _has(fn, r)]
-      if text == '-' or len(have) == len(group_runs):
-        return text
-      return f'{text} ({_seeds_text(have)})'
 
-    def cell(fn, digits=3):
-      return note(_fmt(get(fn), digits), fn)
+def _row(alg: str, model: str, group_runs: list[dict[str, Any]],
+         sizes: list[str]) -> list[str]:
+  """table.md's cells of one row (its runs: one per seed)."""
+  return (
+      [alg, model, ','.join(str(r['seed']) for r in group_runs),
+       _cell(group_runs, lambda r: r['val_score'])]
+      + [_cell(group_runs, lambda r, s=s: r['test_scores'][s]['score'])
+         for s in sizes]
+      + [_cell(group_runs, lambda r, s=s: r['gt_steps_mean'][s], 1)
+         for s in sizes]
+      + [_solver_cell(group_runs, s) for s in sizes]
+      + [_cell(group_runs, lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
+         + _timing_shared_text(group_runs, s) for s in sizes]
+      + [tables.mean_std(_values(group_runs, lambda r: r['train_seconds']), 0)
+         + _train_shared_text(group_runs),
+         ','.join(str(r.get('train_steps', '?')) for r in group_runs),
+         code_label(group_runs)])
 
-    row = [alg, model, ','.join(str(r['seed']) for r in group_runs),
-           cell(lambda r: r['val_score'])]
-    row += [cell(lambda r, s=s: r['test_scores'][s]['score'])
-            for s in sizes]
-    row += [cell(lambda r, s=s: r['gt_steps_mean'][s], 1)
-            for s in sizes]
-    for s in sizes:
-      means = get(lambda r, s=s: r['solver'][s]['iterations_mean'])
-      maxes = get(lambda r, s=s: r['solver'][s]['iterations_max'])
-      row.append(note(f'{np.mean(means):.1f} / {max(maxes)}' if means else '-',
-                      lambda r, s=s: r['solver'][s]['iterations_mean']))
-    for s in sizes:
-      shared = _timing_shared_text(group_runs, s)
-      flagged = flagged or bool(shared)
-      row.append(cell(lambda r, s=s: 1e3 * r['seconds_per_sample'][s], 2)
-                 + shared)
-    train_shared = _train_shared_text(group_runs)
-    train_flagged = train_flagged or bool(train_shared)
-    row += [_fmt(get(lambda r: r['train_seconds']), 0) + train_shared,
-            ','.join(str(r.get('train_steps', '?')) for r in group_runs),
-            code_label(group_runs)]
-    lines.append('| ' + ' | '.join(row) + ' |')
+
+def markdown_table(runs: list[dict[str, Any]]) -> str:
+  """table.md: one row per (algorithm, model, config); mean ± std over
+  seeds; the notes on ``±`` and on times measured on shared cores."""
+  sizes = run_files.test_sizes(runs)
+  groups = run_files.group(runs)
+  lines = tables.table(_head(sizes), [
+      _row(alg, model, group_runs, sizes)
+      for (alg, model), group_runs in groups.items()])
   lines += ['', STD_NOTE]
-  if flagged:
+  if any(_timing_shared_text(g, s) for g in groups.values() for s in sizes):
     lines += ['', SHARED_NOTE]
-  if train_flagged:
+  if any(_train_shared_text(g) for g in groups.values()):
     lines += ['', TRAIN_SHARED_NOTE]
-  return '\n'.join(lines) + '\n'
+  return tables.text(lines)
 
 
 def _timing_shared_text(group_runs: list[dict[str, Any]], size: str) -> str:
@@ -222,7 +185,7 @@ def _timing_shared_text(group_runs: list[dict[str, Any]], size: str) -> str:
   none did."""
   shared = [r['seed'] for r in group_runs
             if provenance.shared_cores((r.get('load') or {}).get(size))]
-  return f' (cores shared: {_seeds_text(shared)})' if shared else ''
+  return f' (cores shared: {tables.seeds_text(shared)})' if shared else ''
 
 
 def _train_shared_text(group_runs: list[dict[str, Any]]) -> str:
@@ -266,292 +229,6 @@ TRAIN_SHARED_NOTE = ('"cores shared" beside `train s`: in that many of the '
                      'the validation was at least its CPUs + 0.5, so its '
                      'training took longer than the model alone. Runs whose '
                      'history records no `load` did not record it.')
-
-
-#: The row every other model of an algorithm is compared with in gaps.md.
-BASELINE = 'nar'
-
-
-def _seeds_text(seeds: list[int]) -> str:
-  if len(seeds) == 1:
-    return f'seed {seeds[0]}'
-  if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
-    return f'seeds {seeds[0]}-{seeds[-1]}'
-  return 'seeds ' + ', '.join(str(s) for s in seeds)
-
-
-def _scores(group_runs: list[dict[str, Any]], size: str) -> dict[int, float]:
-  """seed -> test score at ``size`` of the runs that were scored there."""
-  return {r['seed']: r['test_scores'][size]['score'] for r in group_runs
-          if size in r['test_scores']}
-
-
-#: The test size of the main comparison (DEAR against NAR, Holm-corrected).
-MAIN_SIZE = '64'
-#: The second baseline DEAR is compared with (NAR, learned termination).
-LT_BASELINE = 'nar_lt'
-
-
-def _per_graph(group_runs: list[dict[str, Any]], size: str
-               ) -> dict[int, list[float]] | None:
-  """seed -> per-graph test scores at ``size``; None unless every run
-  scored there stored them (``test_scores_per_graph``)."""
-  out = {}
-  for r in group_runs:
-    if size not in r['test_scores']:
-      continue
-    scores = (r.get('test_scores_per_graph') or {}).get(size)
-    if not scores:
-      return None
-    out[r['seed']] = scores
-  return out
-
-
-def compare(mine: list[dict[str, Any]], base: list[dict[str, Any]],
-            size: str) -> stats.Comparison:
-  """``mine`` less ``base`` at ``size``: a paired bootstrap over seeds and
-  test graphs where both rows stored per-graph scores of one test set,
-  Welch's interval over seeds otherwise."""
-  graphs_mine, graphs_base = _per_graph(mine, size), _per_graph(base, size)
-  if graphs_mine and graphs_base and len(
-      {len(v) for v in (*graphs_mine.values(), *graphs_base.values())}) == 1:
-    return stats.paired_bootstrap(graphs_mine, graphs_base)
-  return stats.welch(list(_scores(mine, size).values()),
-                     list(_scores(base, size).values()))
-
-
-def _signed(x: float) -> str:
-  return f'{x:+.3f}'
-
-
-def _interval(c: stats.Comparison) -> str:
-  return '-' if c.low is None else f'[{_signed(c.low)}, {_signed(c.high)}]'
-
-
-def _p(p: float | None) -> str:
-  if p is None:
-    return '-'
-  return '< 0.001' if p < 0.001 else f'{p:.3f}'
-
-
-def _method(c: stats.Comparison) -> str:
-  if c.method == 'bootstrap':
-    return 'paired bootstrap'
-  return 'Welch (no per-graph scores)'
-
-
-def _score_cell(scores: dict[int, float]) -> str:
-  return f'{_fmt(list(scores.values()))} ({_seeds_text(sorted(scores))})'
-
-
-def _comparisons(runs: list[dict[str, Any]], baseline: str,
-                 rows: Callable[[str], bool]
-                 ) -> list[tuple[str, str, str, dict, dict, Any]]:
-  """``(size, algorithm, row, row scores, baseline scores, comparison)``
-  for each row (``rows(name)``) of an algorithm that has a ``baseline``
-  row, at each test size both were scored at."""
-  groups = group(runs)
-  out = []
-  for size in test_sizes(runs):
-    for (alg, name), group_runs in groups.items():
-      base_runs = groups.get((alg, baseline))
-      if name == baseline or base_runs is None or not rows(name):
-        continue
-      mine, base = _scores(group_runs, size), _scores(base_runs, size)
-      if mine and base:
-        out.append((size, alg, name, mine, base,
-                    compare(group_runs, base_runs, size)))
-  return out
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-  return (['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-          + ['| ' + ' | '.join(row) + ' |' for row in rows])
-
-
-def main_comparison(runs: list[dict[str, Any]], size: str = MAIN_SIZE,
-                    model: str = 'dear', baseline: str = BASELINE
-                    ) -> list[str]:
-  """DEAR less NAR per algorithm at ``size``, each with its own verdict and
-  the verdict after Holm's correction over the algorithms (the lines of a
-  markdown table and a sentence under it)."""
-  found = [c for c in _comparisons(runs, baseline, lambda n: n == model)
-           if c[0] == size]
-  adjusted = stats.holm_adjusted([c[-1].p for c in found])
-  rows = []
-  for (_, alg, _, mine, base, c), p in zip(found, adjusted):
-    after = stats.verdict(c)
-    if p is not None:
-      after = (after if after in ('ahead', 'behind') and p <= 1 - stats.LEVEL
-               else 'not resolved after Holm')
-    rows.append([alg, _score_cell(mine), _score_cell(base),
-                 _signed(c.difference), _interval(c), _p(c.p),
-                 stats.verdict(c), _p(p), after])
-  head = ['algorithm', f'{model} score', f'{baseline} score',
-          f'{model} − {baseline}', '95% interval', 'p', 'verdict',
-          'Holm-adjusted p', 'verdict after Holm']
-  resolved = sum(r[-1] in ('ahead', 'behind') for r in rows)
-  return _table(head, rows) + [
-      '', f'After Holm\'s correction over these {len(rows)} algorithms '
-      f'(family-wise error 5%), {resolved} of {len(rows)} differences are '
-      f'resolved.']
-
-
-def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
-  """gaps.md: each row of an algorithm against its ``baseline`` row.
-
-  Three tables, after notes on the sign, the ``±`` and the intervals: the
-  main comparison (``dear`` less ``baseline`` at ``MAIN_SIZE`` nodes,
-  Holm-corrected over the algorithms); every row less ``baseline`` at every
-  test size both were scored at, with the difference over the seeds both
-  have (``-`` when they share none); and ``dear`` less ``LT_BASELINE``.
-
-  Returns:
-    The markdown text.
-  """
-  vs_base = _comparisons(runs, baseline, lambda name: True)
-  vs_lt = _comparisons(runs, LT_BASELINE, lambda name: name == 'dear')
-  every = []
-  for size, alg, name, mine, base, c in vs_base:
-    shared = sorted(set(mine) & set(base))
-    paired = (f'{_signed(np.mean([mine[s] - base[s] for s in shared]))} '
-              f'({_seeds_text(shared)})' if shared else '-')
-    every.append([size, alg, name, _score_cell(mine), _score_cell(base),
-                  _signed(c.difference), _interval(c), stats.verdict(c),
-                  _method(c), paired])
-  lt = [[size, alg, _score_cell(mine), _score_cell(base),
-         _signed(c.difference), _interval(c), stats.verdict(c), _method(c)]
-        for size, alg, _, mine, base, c in vs_lt]
-  bootstrapped = any(c[-1].method == 'bootstrap' for c in vs_base + vs_lt)
-  lines = [
-      f'# Each row against {baseline}', '', GAPS_NOTE, '',
-      BOOTSTRAP_NOTE if bootstrapped else WELCH_ONLY_NOTE, '',
-      f'## Main comparison: dear − {baseline} at {MAIN_SIZE} nodes, '
-      f'corrected for multiple comparisons', '',
-      *main_comparison(runs, baseline=baseline), '',
-      f'## Every row − {baseline}', '',
-      *_table(['test size', 'algorithm', 'row', 'row score',
-               f'{baseline} score', f'row − {baseline}', '95% interval',
-               'verdict', 'interval from', f'row − {baseline}, shared seeds'],
-              every), '',
-      f'## dear − {LT_BASELINE} (learned termination)', '',
-      *_table(['test size', 'algorithm', 'dear score', f'{LT_BASELINE} score',
-               f'dear − {LT_BASELINE}', '95% interval', 'verdict',
-               'interval from'], lt)]
-  return '\n'.join(lines) + '\n'
-
-
-#: Said at the top of gaps.md: the sign, the ± and the verdicts.
-GAPS_NOTE = (
-    'Generated by `experiments.report` from the run records; do not edit. '
-    '**Sign: every difference is the row\'s CLRS score less the '
-    'baseline\'s, so a positive difference means the row (DEAR) is ahead '
-    'and a negative one that it trails.** Score cells are the mean ± the '
-    '*population* standard deviation (numpy\'s default, ddof=0) over the '
-    'seeds named, as in table.md. Intervals are 95% intervals of the '
-    'difference; the verdict follows the interval: `ahead` (it lies above '
-    '0), `behind` (below 0), `not resolved at n seeds` (it holds 0), '
-    '`1 seed: no interval` (a side has one seed). Welch intervals use each '
-    'side\'s *sample* variance (ddof=1), the Welch-Satterthwaite degrees of '
-    'freedom and Student\'s t quantile; p is Welch\'s two-sided p-value. '
-    'Each verdict holds for its own comparison; the main comparison also '
-    'gives the verdict after Holm\'s correction over its algorithms.')
-#: Said when no interval could use per-graph scores.
-WELCH_ONLY_NOTE = (
-    'No run here stored per-graph test scores (runs store them from now '
-    'on, as `test_scores_per_graph`), so every interval is Welch\'s over '
-    'seeds. All runs are scored on one shared test set, so these intervals '
-    'leave out test-set noise: they say how far another seed could move '
-    'the score, not another draw of test graphs.')
-#: Said when some interval did.
-BOOTSTRAP_NOTE = (
-    'Where both rows stored per-graph test scores, the interval is a paired '
-    'bootstrap over seeds and test graphs (all runs share one test set, so '
-    'graph i of one row pairs with graph i of the other; 10,000 replicates, '
-    'percentile interval) of the mean per-graph score, which is the CLRS '
-    'score where each output is an accuracy over graphs of one size and '
-    'differs slightly for F1-scored mask outputs; elsewhere it is Welch\'s '
-    'over seeds, which leaves out test-set noise.')
-
-
-def plot_accuracy(runs: list[dict[str, Any]], path: str) -> None:
-  """Score against graph size, one panel per algorithm, one line per model."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  algorithms = sorted({r['algorithm'] for r in runs})
-  labels = sorted({name for _, name in group(runs)})
-  colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(labels)}
-  cols = min(5, len(algorithms))
-  rows = -(-len(algorithms) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows),
-                           squeeze=False, sharey=True)
-  for ax, alg in zip(axes.flat, algorithms):
-    for (a, model), group_runs in group(runs).items():
-      if a != alg:
-        continue
-      points = collections.defaultdict(list)
-      for r in group_runs:
-        points[int(r['config']['val_size'])].append(r['val_score'])
-        for s, scores in r['test_scores'].items():
-          points[int(s)].append(scores['score'])
-      xs = sorted(points)
-      ys = [np.mean(points[x]) for x in xs]
-      ax.plot(xs, ys, marker='o', color=colors[model], label=model)
-    ax.set_title(alg, fontsize=9)
-    ax.set_xscale('log', base=2)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel('nodes')
-  for ax in list(axes.flat)[len(algorithms):]:
-    ax.axis('off')
-  axes.flat[0].set_ylabel('CLRS score')
-  handles = [plt.Line2D([], [], color=colors[m], marker='o', label=m)
-             for m in labels]
-  axes.flat[0].legend(handles=handles, fontsize=8)
-  fig.suptitle('Score against graph size\n(16 = validation, larger = test)',
-               fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, metadata=report_curves.PNG_METADATA)
-  plt.close(fig)
-
-
-def plot_iterations(runs: list[dict[str, Any]], path: str) -> None:
-  """DEAR's solver iterations per graph against the true number of steps."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(9, 5))
-  top = 1.0
-  algorithms = sorted({r['algorithm'] for r in runs})
-  colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(algorithms)}
-  variants = sorted({name for (_, name), group_runs in group(runs).items()
-                     if any(r.get('solver') for r in group_runs)})
-  markers = {v: 'os^Dv'[i % 5] for i, v in enumerate(variants)}
-  for (alg, model), group_runs in group(runs).items():
-    xs, ys, hi = [], [], []
-    for r in group_runs:
-      for s, solver in (r.get('solver') or {}).items():
-        if not solver:
-          continue
-        xs.append(r['gt_steps_mean'][s])
-        ys.append(solver['iterations_mean'])
-        hi.append(solver['iterations_max'] - solver['iterations_mean'])
-    if xs:
-      ax.errorbar(xs, ys, yerr=[np.zeros(len(hi)), hi], fmt=markers[model],
-                  color=colors[alg], capsize=3, label=f'{alg} [{model}]')
-      top = max(top, max(xs), max(np.add(ys, hi)))
-  ax.plot([1, top], [1, top], 'k--', lw=1, label='iterations = true steps')
-  ax.set_xscale('log')
-  ax.set_yscale('log')
-  ax.set_xlabel('true algorithm steps per graph (mean)')
-  ax.set_ylabel('solver iterations per graph (mean; bar to max)')
-  ax.set_title('DEAR: solver iterations against true steps (test sets)')
-  ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5))
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, metadata=report_curves.PNG_METADATA)
-  plt.close(fig)
 
 
 def _copy_text(run: dict[str, Any]) -> str:
@@ -628,17 +305,21 @@ def write_outputs(runs: list[dict[str, Any]], out_dir: str) -> list[str]:
   with open(os.path.join(out_dir, 'table.md'), 'w') as f:
     f.write(markdown_table(runs))
   with open(os.path.join(out_dir, 'gaps.md'), 'w') as f:
-    f.write(gap_table(runs))
-  plot_accuracy(runs, os.path.join(out_dir, 'accuracy_vs_size.png'))
-  plot_iterations(runs, os.path.join(out_dir, 'iterations_vs_steps.png'))
+    f.write(report_gaps.gap_table(runs))
+  groups = run_files.group(runs)
+  report_figures.plot_accuracy(
+      groups, os.path.join(out_dir, 'accuracy_vs_size.png'))
+  report_figures.plot_iterations(
+      groups, os.path.join(out_dir, 'iterations_vs_steps.png'))
   if any(r.get('history') for r in runs):
-    report_curves.plot_learning_curves(
-        group(runs), os.path.join(out_dir, 'learning_curves.png'))
+    report_figures.plot_learning_curves(
+        groups, os.path.join(out_dir, 'learning_curves.png'))
     names.append('learning_curves.png')
   return names
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
+  """Writes the report of ``--runs`` into ``--out``."""
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
   if not os.path.isdir(_RUNS.value):

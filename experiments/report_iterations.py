@@ -17,6 +17,8 @@ import json
 import pathlib
 from typing import Any
 
+from experiments import tables
+
 #: The order of the schedules in the table.
 SOLVER_ORDER = ('anderson', 'anderson_growing', 'fixed_point')
 #: The overrides that name a schedule; the others are listed as such.
@@ -87,15 +89,15 @@ def markdown(table_rows: list[dict[str, Any]]) -> str:
   head = ['algorithm', 'seed', 'params step', 'solver', 'return_best',
           'other overrides', 'nodes', 'graphs', 'score', 'iterations mean',
           'iterations max', 'converged']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines = tables.header(head)
   for r in table_rows:
-    lines.append('| ' + ' | '.join([
+    lines.append(tables.row([
         r['algorithm'], str(r['seed']), f'{r["params_step"]:,}',
         r['solver'], r['return_best'], r['other'], str(r['nodes']),
         str(r['graphs']), f'{r["score"]:.3f}', f'{r["iterations_mean"]:.2f}',
-        str(r['iterations_max']), f'{r["converged"]:.2f}']) + ' |')
+        str(r['iterations_max']), f'{r["converged"]:.2f}']))
   lines += ['', NOTE]
-  return '\n'.join(lines) + '\n'
+  return tables.text(lines)
 
 
 #: Said under the table.

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from experiments import stats
+from experiments import tables
 
 SIZE = '64'
 
@@ -124,15 +125,15 @@ def markdown(table_rows: list[dict[str, Any]]) -> str:
   head = ['algorithm', 'model', 'variant', 'steps', 'ours (seeds)',
           'reference (seeds)', 'ours - reference [95%]', 'verdict',
           'iterations, ours / reference']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines = tables.header(head)
   for r in table_rows:
     diff, verdict = _difference(r['comparison'])
-    lines.append('| ' + ' | '.join([
+    lines.append(tables.row([
         r['algorithm'], r['model'], r['tag'] or 'table settings',
         ', '.join(f'{s:,}' for s in r['steps']), r['ours'], r['reference'],
-        diff, verdict, ' / '.join(r['iterations'])]) + ' |')
+        diff, verdict, ' / '.join(r['iterations'])]))
   lines += ['', NOTE]
-  return '\n'.join(lines) + '\n'
+  return tables.text(lines)
 
 
 #: Said under the table.

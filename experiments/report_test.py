@@ -4,6 +4,7 @@ import json
 import os
 
 from experiments import report
+from experiments import report_gaps
 from experiments import run_files
 
 
@@ -96,16 +97,19 @@ def write_run(folder, run):
     json.dump(run['config'], f)
 
 
-def test_report_pools_only_seeds_of_one_config(tmp_path):
-  runs = tmp_path / 'runs'
-  solver = {'iterations_mean': 4.0, 'iterations_max': 6,
-            'converged_fraction': 1.0}
-  write_run(runs / 'd0', fake_run('dear', 0, 0.8, solver))
-  write_run(runs / 'd1', fake_run('dear', 1, 0.6, solver))
-  write_run(runs / 'short', fake_run('dear', 0, 0.1, solver, train_steps=5))
+SOLVER = {'iterations_mean': 4.0, 'iterations_max': 6,
+          'converged_fraction': 1.0}
+
+
+def _write_runs_of_two_configs(runs):
+  """Five runs (three seeds of one dear config, one of another, a nar_lt)
+  and the same run reached again: a link, a loop, a copy; one unreadable."""
+  write_run(runs / 'd0', fake_run('dear', 0, 0.8, SOLVER))
+  write_run(runs / 'd1', fake_run('dear', 1, 0.6, SOLVER))
+  write_run(runs / 'short', fake_run('dear', 0, 0.1, SOLVER, train_steps=5))
   # A run made after config.align existed, with it off, is another seed of
   # the runs made before.
-  later = fake_run('dear', 2, 0.7, solver)
+  later = fake_run('dear', 2, 0.7, SOLVER)
   later['config']['align'] = {'weight': 0.0, 'teacher': ''}
   later['code_version'] = {'commit': 'abcdef0123', 'dirty': True}
   write_run(runs / 'd2', later)
@@ -119,11 +123,15 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   # The same run reached again: through a link, a loop, a copy elsewhere.
   os.symlink(runs / 'd0', runs / 'link_to_d0')
   os.symlink(runs, runs / 'd1' / 'loop')
-  write_run(runs / 'zz_copy_of_d0', fake_run('dear', 0, 0.8, solver))
+  write_run(runs / 'zz_copy_of_d0', fake_run('dear', 0, 0.8, SOLVER))
   os.makedirs(runs / 'broken')
   (runs / 'broken' / 'results.json').write_text('{"algorithm": ')
   (runs / 'broken' / 'config.json').write_text('{}')
 
+
+def test_report_pools_only_seeds_of_one_config(tmp_path):
+  runs = tmp_path / 'runs'
+  _write_runs_of_two_configs(runs)
   out = tmp_path / 'out'
   printed = []
   gathered = report.write_report(str(runs), str(out), log=printed.append,
@@ -152,12 +160,16 @@ def test_report_pools_only_seeds_of_one_config(tmp_path):
   assert reasons[f'skipped {runs / "broken" / "results.json"}'].startswith(
       'unreadable')
   assert len(printed) == 3  # the loop is searched once, silently
-  copies = sorted(os.listdir(out / 'runs'))
-  assert len(copies) == 5
+  assert len(os.listdir(out / 'runs')) == 5
 
-  # A second report never overwrites a copy that now differs.
-  write_run(runs / 'd1', fake_run('dear', 1, 0.2, solver))
-  printed.clear()
+
+def test_a_second_report_never_overwrites_a_copy_that_now_differs(tmp_path):
+  runs, out = tmp_path / 'runs', tmp_path / 'out'
+  _write_runs_of_two_configs(runs)
+  report.write_report(str(runs), str(out), log=lambda line: None)
+  copies = sorted(os.listdir(out / 'runs'))
+  printed = []
+  write_run(runs / 'd1', fake_run('dear', 1, 0.2, SOLVER))
   report.write_report(str(runs), str(out), log=printed.append)
   assert sorted(os.listdir(out / 'runs')) == copies
   (note,) = [line for line in printed if line.startswith('not overwriting')]
@@ -296,7 +308,6 @@ def test_the_code_column_names_every_commit_that_trained_a_run():
   assert report.code_label([{}]) == '?'
 
 
-
 def _gap_rows(text, header):
   """The body rows (cells stripped) of gaps.md's table whose header line, or
   the heading above it, is ``header``."""
@@ -346,7 +357,7 @@ def test_gaps_compare_each_row_with_nar_and_name_the_seeds(tmp_path):
        '0.600 ± 0.100 (seeds 0, 2)', '-0.150', '-', '1 seed: no interval',
        'Welch (no per-graph scores)', '-0.050 (seed 0)'],
   ]
-  (main,) = _gap_rows(text, report.main_comparison([])[0])
+  (main,) = _gap_rows(text, report_gaps.main_comparison([])[0])
   assert main[:4] == ['bfs', '0.700 ± 0.100 (seeds 0, 1)',
                       '0.600 ± 0.100 (seeds 0, 2)', '+0.100']
   assert main[-1] == 'not resolved after Holm'
@@ -391,7 +402,7 @@ def test_gaps_verdicts_follow_the_intervals_and_holm(tmp_path):
   _write_runs(tmp_path / 'runs', runs)
   report.write_report(str(tmp_path / 'runs'), str(tmp_path / 'out'))
   text = (tmp_path / 'out' / 'gaps.md').read_text()
-  assert report.BOOTSTRAP_NOTE in text
+  assert report_gaps.BOOTSTRAP_NOTE in text
   every = {row[1]: row for row in _gap_rows(text, EVERY)}
   assert every['clear'][5:9] == [
       '+0.400', '[+0.387, +0.413]', 'ahead', 'paired bootstrap']
@@ -400,7 +411,7 @@ def test_gaps_verdicts_follow_the_intervals_and_holm(tmp_path):
   assert every['mixed'][5] == '-0.210'
   assert every['mixed'][7:9] == ['behind', 'Welch (no per-graph scores)']
   main = {row[0]: row for row in _gap_rows(
-      text, report.main_comparison([])[0])}
+      text, report_gaps.main_comparison([])[0])}
   assert main['clear'][-1] == 'ahead'  # p ~ 1e-4, times 3 still < 0.05
   assert main['close'][-1] == 'not resolved after Holm'
   assert 'differences are resolved' in text

@@ -1,4 +1,5 @@
-"""Finding and reading the results files of ``experiments.train`` runs.
+"""Finding and reading the results files of ``experiments.train`` runs,
+and pooling them into the report's rows (:func:`group`).
 
 Without flags or plotting, so that both the report (``experiments.report``)
 and the sweep launcher (``launch.submit --done``) can read runs and their
@@ -7,6 +8,7 @@ report copies and tell two files of one run apart from two runs.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -194,24 +196,8 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None,
       skipped.append((path, f'not a results file of experiments.train '
                             f'(no {", ".join(missing)})'))
       continue
-    extra = os.path.join(os.path.dirname(path), 'eval_results.json')
-    if os.path.basename(path) == RESULTS and os.path.exists(extra):
-      try:
-        with open(extra) as f:
-          more = json.load(f)
-      except (OSError, ValueError) as error:
-        skipped.append((extra, f'unreadable ({error})'))
-        more = {}
-      unlike = _scored_unlike_the_run(more)
-      if unlike:
-        skipped.append((extra, f'not merged: scored {unlike}, not as the '
-                               f'run itself scores'))
-      else:
-        for key in ('test_scores', 'test_scores_per_graph', 'test_loss',
-                    'gt_steps_mean', 'seconds_per_sample', 'load',
-                    'solver'):
-          if more.get(key):
-            run[key] = {**more[key], **(run.get(key) or {})}
+    if os.path.basename(path) == RESULTS:
+      _merge_eval_results(run, path, skipped)
     key = identity(run)
     if key in seen:
       # Two files of one run, most often a report copy and the run it was
@@ -232,6 +218,36 @@ def load_runs(runs_dir: str, skipped: list[tuple[str, str]] | None = None,
     seen[key] = len(runs)
     runs.append({**run, '_path': path})
   return runs
+
+
+#: The fields of an eval_results.json merged into its run (by test size).
+MERGED = ('test_scores', 'test_scores_per_graph', 'test_loss', 'gt_steps_mean',
+          'seconds_per_sample', 'load', 'solver')
+
+
+def _merge_eval_results(run: dict[str, Any], path: str,
+                        skipped: list[tuple[str, str]]) -> None:
+  """Merges the test sizes of the ``eval_results.json`` beside ``path``
+  (a run's results.json), if there is one, into ``run`` (the run's own
+  scores win); one scored unlike the run, or unreadable, is left out and
+  said in ``skipped``."""
+  extra = os.path.join(os.path.dirname(path), 'eval_results.json')
+  if not os.path.exists(extra):
+    return
+  try:
+    with open(extra) as f:
+      more = json.load(f)
+  except (OSError, ValueError) as error:
+    skipped.append((extra, f'unreadable ({error})'))
+    more = {}
+  unlike = _scored_unlike_the_run(more)
+  if unlike:
+    skipped.append((extra, f'not merged: scored {unlike}, not as the run '
+                           f'itself scores'))
+    return
+  for key in MERGED:
+    if more.get(key):
+      run[key] = {**more[key], **(run.get(key) or {})}
 
 
 def _scored_unlike_the_run(evaluation: dict[str, Any]) -> str:
@@ -279,3 +295,54 @@ def extends(new: Any, old: Any) -> bool:
   if isinstance(old, dict) and isinstance(new, dict):
     return all(k in new and extends(new[k], old[k]) for k in old)
   return new == old
+
+
+def group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict]]:
+  """(algorithm, row label) -> runs of one config (one per seed).
+
+  Runs are seeds of one row only if their configs agree on everything but
+  the seed and bookkeeping fields (:data:`BOOKKEEPING`). Where one
+  (algorithm, model) has several configs, each row's label names the
+  settings that tell them apart, e.g. ``dear (train_steps=500)``.
+  """
+  by_config = collections.defaultdict(list)
+  for run in runs:
+    by_config[(run['algorithm'], label(run),
+               config_key(run))].append(run)
+  families = collections.defaultdict(list)
+  for alg, model, key in by_config:
+    families[(alg, model)].append(json.loads(key))
+  groups = {}
+  for (alg, model, key), group_runs in by_config.items():
+    configs = [_flat(c) for c in families[(alg, model)]]
+    name = model
+    if len(configs) > 1:
+      config = _flat(json.loads(key))
+      differ = sorted({k for c in configs for k in set(c) | set(config)
+                       if c.get(k) != config.get(k)})
+      shown = [f'{k}={json.dumps(config.get(k))}' for k in differ[:MAX_SHOWN]]
+      if len(differ) > MAX_SHOWN:
+        shown.append(f'+{len(differ) - MAX_SHOWN} more')
+      name += ' (' + ', '.join(shown) + ')'
+    groups[(alg, name)] = sorted(group_runs, key=lambda r: r['seed'])
+  return dict(sorted(groups.items()))
+
+
+# Settings named in a row label at most (the first, alphabetically).
+MAX_SHOWN = 3
+
+
+def _flat(config: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """Nested config dicts as one dict with dotted keys (``deq.rel_tol``)."""
+  out = {}
+  for k, v in config.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def test_sizes(runs: list[dict[str, Any]]) -> list[str]:
+  """Every test size any of ``runs`` was scored at, in increasing order."""
+  return sorted({s for r in runs for s in r['test_scores']}, key=int)

@@ -29,11 +29,13 @@ from absl import logging
 
 from deq_clrs.training import preflight
 from experiments import cli
+from experiments import config_files
 
 try:
   _FLAGS = cli.define_train_flags(flags.FLAGS)
 except (AttributeError, KeyError):  # ml_collections: an unknown field.
-  cli.fail(cli.config_field_error(sys.argv, cli.DEFAULT_TRAIN_CONFIG))
+  cli.fail(config_files.config_field_error(sys.argv,
+                                           cli.DEFAULT_TRAIN_CONFIG))
 FLAGS = flags.FLAGS
 
 

@@ -30,8 +30,8 @@ def deq_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(deq)
 
 
-def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+def _set_run(config: ml_collections.ConfigDict) -> None:
+  """What runs: the algorithm, the model and its size, the optimiser."""
   config.algorithm = 'bfs'
   # 'dear' | 'nar' (true steps, no hints) | 'nar_lt' (learned termination)
   # | 'nar_hints' (classic CLRS with hints).
@@ -48,6 +48,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.grad_clip = 1.0
   config.train_steps = 300
 
+
+def _set_data(config: ml_collections.ConfigDict) -> None:
+  """The data protocol and the caches."""
   # Data protocol (DEAR's): train 8..16 nodes, validate 16, test 64. Each
   # batch has one size, drawn uniformly per batch (CLRS batches are dense;
   # see docs/fidelity.md). About 10^4 training graphs in all, as in the authors'
@@ -73,6 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
   # shapes loads its compiled programs from here ('' = off).
   config.compilation_cache_dir = '~/.cache/deq_clrs/xla'
 
+
+def _set_schedule(config: ml_collections.ConfigDict) -> None:
+  """Model selection, and how often the run logs, validates and saves."""
   # Model selection: 'loss' (lowest validation task loss, the paper's) or
   # 'score' (highest validation CLRS score).
   config.select_by = 'loss'
@@ -85,6 +91,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 2
   config.tensorboard = True
 
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default config (see the module's docstring); fields in the order
+  of the sections: run, data, schedule, then the option groups."""
+  config = ml_collections.ConfigDict()
+  _set_run(config)
+  _set_data(config)
+  _set_schedule(config)
   config.cell = cell_config()
   config.deq = deq_config()
   # nar_lt: the test-time cap on processor steps is cap_per_node * N.

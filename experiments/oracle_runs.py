@@ -2,7 +2,8 @@ r"""Runs the exact oracle cells on CLRS sampler graphs with every solver.
 
 For each algorithm, graph size and forward solver it samples graphs with
 CLRS's own sampler, solves the oracle through the equilibrium layer
-(:mod:`deq_clrs.oracles`), decodes ``pi`` and prints one table row:
+(:mod:`deq_clrs.oracles`, whose cells these are), decodes ``pi`` and prints
+one table row (the scoring is :mod:`experiments.oracle_scoring`):
 
 * ``score``: ``clrs.evaluate`` against CLRS's outputs (for the ``pi``
   pointer output this is pointer accuracy, i.e. micro-F1 over nodes);
@@ -23,7 +24,7 @@ ran (``--nofallback`` scores the solver's own last iterate).
 
 Example:
 
-  python -m experiments.oracles --algorithms=bfs,bellman_ford \
+  python -m experiments.oracle_runs --algorithms=bfs,bellman_ford \
       --sizes=16,64,256 --solvers=fixed_point,anderson --num_graphs=8
 """
 
@@ -44,7 +45,7 @@ from absl import logging
 from deq_clrs import oracles
 from deq_clrs import solvers
 from experiments import cli
-from experiments import oracle_report
+from experiments import oracle_scoring
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
@@ -85,14 +86,14 @@ def main(argv: Sequence[str]) -> None:
   rows = []
   for algorithm in _ALGORITHMS.value:
     for nodes in _SIZES.value:
-      p_nodes = [oracle_report.sparse_p(nodes)] if _SPARSE.value else p
-      feedback = oracle_report.sample(algorithm, nodes, _NUM_GRAPHS.value,
+      p_nodes = [oracle_scoring.sparse_p(nodes)] if _SPARSE.value else p
+      feedback = oracle_scoring.sample(algorithm, nodes, _NUM_GRAPHS.value,
                                       _SEED.value, p_nodes)
       for solver in _SOLVERS.value:
         kwargs = {}
         if solver == 'anderson':
           kwargs = cli.dataclass_values(_ANDERSON)
-        row, _ = oracle_report.evaluate(
+        row, _ = oracle_scoring.evaluate(
             algorithm, feedback, solver, dtype=dtype,
             log_range=_LOG_RANGE.value, max_iter=_MAX_ITER.value or None,
             fallback=_FALLBACK.value, **kwargs)
@@ -103,7 +104,7 @@ def main(argv: Sequence[str]) -> None:
   p_text = 'sqrt(2/N)' if _SPARSE.value else (p or 'CLRS default')
   print(f'dtype={_DTYPE.value} log_range={_LOG_RANGE.value} p={p_text} '
         f'seed={_SEED.value} graphs/size={_NUM_GRAPHS.value}')
-  print(oracle_report.format_rows(rows))
+  print(oracle_scoring.format_rows(rows))
 
 
 if __name__ == '__main__':

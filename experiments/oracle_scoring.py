@@ -1,7 +1,9 @@
-"""Oracle report: sample CLRS graphs, run an oracle with a solver, score it.
+"""Scoring the oracle cells: sample CLRS graphs, run an oracle with a
+solver, score it, format the rows.
 
-The flag-free library behind ``python -m experiments.oracles`` (importable by
-tests without registering absl flags). See that module for the columns.
+The flag-free library behind ``python -m experiments.oracle_runs``
+(importable by tests without registering absl flags). See that module for
+the columns.
 """
 
 from __future__ import annotations

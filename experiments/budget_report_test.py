@@ -1,13 +1,13 @@
 """The comparison of DEAR at the table's budget with its longer runs, and
-its entry point (``experiments.budget_report``, run as a subprocess: it
-defines absl flags)."""
+the command (``python -m experiments.budget_report``, run as a subprocess:
+its flags are defined only when it runs)."""
 
 import json
 import pathlib
 import subprocess
 import sys
 
-from experiments import report_budget
+from experiments import budget_report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,15 +39,15 @@ def test_a_longer_run_is_set_beside_its_snapshot_and_the_table():
   snapshot = _run('bfs', 'dear', 0, 0.65, tag='steps15k', best=4750)
   # A snapshot of another config is not this run's.
   other = _run('bfs', 'dear', 0, 0.1, tag='steps15k', learning_rate=1e-3)
-  out, skipped = report_budget.rows(runs, [snapshot, other], 'steps15k')
+  out, skipped = budget_report.rows(runs, [snapshot, other], 'steps15k')
   assert skipped == []
   [c] = out
   assert (c['algorithm'], c['seed']) == ('bfs', 0)
   assert c['nar'] == {0: 0.9, 1: 0.8, 2: 0.7}
   assert c['table']['test_scores']['64']['score'] == 0.6
   assert c['short'] is snapshot
-  md = report_budget.markdown(out).splitlines()
-  assert len(md) == 5 and md[-1] == report_budget.STD_NOTE
+  md = budget_report.markdown(out).splitlines()
+  assert len(md) == 5 and md[-1] == budget_report.STD_NOTE
   cells = [x.strip() for x in md[2].strip('|').split('|')]
   assert cells == ['bfs', '0', '0.800 ± 0.082 (0,1,2)', '0.600',
                    '0.650 (step 4750)', '0.750 (step 12000)', '15000',
@@ -57,12 +57,12 @@ def test_a_longer_run_is_set_beside_its_snapshot_and_the_table():
 def test_a_table_run_of_another_config_is_not_compared():
   runs = [_run('bfs', 'dear', 0, 0.6, learning_rate=1e-3),
           _run('bfs', 'dear', 0, 0.75, steps=15000, tag='steps15k')]
-  out, skipped = report_budget.rows(runs, [], 'steps15k')
+  out, skipped = budget_report.rows(runs, [], 'steps15k')
   assert out[0]['table'] is None and out[0]['short'] is None
   assert skipped == ["bfs seed 0: the table's dear run has another config, "
                      'not compared']
   cells = [x.strip() for x in
-           report_budget.markdown(out).splitlines()[2].strip('|').split('|')]
+           budget_report.markdown(out).splitlines()[2].strip('|').split('|')]
   assert cells[2:6] == ['-', '-', '-', '0.750 (step 15000)']
   assert cells[7] == '-'
 
@@ -102,7 +102,7 @@ def test_runs_of_one_label_and_seed_in_two_configs_are_not_guessed_between():
           _run('bfs', 'dear', 0, 0.75, steps=15000, tag='steps15k'),
           _run('dfs', 'dear', 0, 0.5, steps=15000, tag='steps15k'),
           _run('dfs', 'dear', 0, 0.4, steps=15000, tag='steps15k', hidden=8)]
-  out, skipped = report_budget.rows(runs, [], 'steps15k')
+  out, skipped = budget_report.rows(runs, [], 'steps15k')
   [c] = out
   assert c['algorithm'] == 'bfs' and c['nar'] == {1: 0.8}
   assert sorted(skipped) == [
