@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from deq_clrs import alignment
 from deq_clrs import cells as cells_lib
+from deq_clrs import gradients
 from deq_clrs import solvers
 
 
@@ -235,7 +236,7 @@ def equilibrium_and_samples(
     noise = jnp.zeros_like(h0)
   inputs = (graph, noise, noise_keys)
   f = single_graph_map(cell)
-  solved = solvers.solve(
+  solved = gradients.solve(
       f, h0, params, inputs, config=config.solver,
       backward=config.backward, training=training, inputs_at=inputs_at,
       record_trajectory=record)
@@ -250,7 +251,7 @@ def equilibrium_and_samples(
     keys = jax.random.split(jac_key, batch)
 
     def per_graph(h, inputs, key):
-      return solvers.jacobian_frobenius_sq(
+      return gradients.jacobian_frobenius_sq(
           lambda x: f(x, params, inputs), jax.lax.stop_gradient(h), key,
           config.jac_reg_samples)
 
