@@ -36,6 +36,7 @@ import numpy as np
 from deq_clrs import alignment as alignment_lib
 from deq_clrs import integration
 from deq_clrs.training import data as data_lib
+from deq_clrs.training import network as network_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import preflight
 from deq_clrs.training import step as step_lib
@@ -292,7 +293,7 @@ def build_models(config: ml_collections.ConfigDict,
   dummy = prepare(dummy)
 
   def network(factory, with_state=False):
-    return step_lib.build_network(
+    return network_lib.build_network(
         spec, dummy, factory, hidden_dim=config.hidden_size,
         encode_hints=uses_hints(config), decode_hints=decodes_hints(config),
         with_state=with_state)
@@ -316,7 +317,7 @@ def build_models(config: ml_collections.ConfigDict,
         train_factory, deq=dataclasses.replace(train_factory.deq,
                                                trajectory_samples=slots))
     teacher = integration.cell_params_as_equilibrium(teacher_params)
-    alignment = step_lib.Alignment(
+    alignment = network_lib.Alignment(
         spec=spec, dummy=dummy, hidden_dim=config.hidden_size,
         cell=train_factory.cell,
         teacher_params=parallel.replicate(mesh, teacher),
