@@ -2,11 +2,12 @@
 
 The package is a one-way stack; each layer imports only the ones above it:
 
-* core (this folder's modules: :mod:`~deq_clrs.solvers`,
+* core (this folder's modules: :mod:`~deq_clrs.anderson`,
+  :mod:`~deq_clrs.solvers`, :mod:`~deq_clrs.gradients`,
   :mod:`~deq_clrs.cells`, :mod:`~deq_clrs.deq`, :mod:`~deq_clrs.stats`,
   :mod:`~deq_clrs.oracles`, :mod:`~deq_clrs.options`): fixed-point
-  solvers, Flax cells, the equilibrium layer, the exact oracle cells and
-  the processor options; jax, flax and jaxopt only.
+  solvers and their gradients, Flax cells, the equilibrium layer, the exact
+  oracle cells and the processor options; jax, flax and jaxopt only.
   Importing it never imports clrs, haiku or TensorFlow.
 * :mod:`deq_clrs.integration`: processors for CLRS's ``BaselineModel`` and
   the one-shot data form (clrs, haiku).

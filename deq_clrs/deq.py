@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from deq_clrs import alignment
 from deq_clrs import cells as cells_lib
+from deq_clrs import gradients
 from deq_clrs import solvers
 
 
@@ -213,10 +214,9 @@ def equilibrium_and_samples(
   batch, nodes = graph.node_fts.shape[:2]
   shape = (batch, nodes, cell.out_size)
   h0 = jnp.zeros(shape, graph.node_fts.dtype)
-  use_noise = config.uses_noise(training)
   use_jac = config.uses_jac_reg(training)
   record = training and config.trajectory_samples > 0
-  if (use_noise or use_jac or record) and rng is None:
+  if (config.uses_noise(training) or use_jac or record) and rng is None:
     raise ValueError('equilibrium() needs an rng when it adds noise, '
                      'computes the Jacobian regulariser or samples the '
                      'trajectory')
@@ -224,18 +224,9 @@ def equilibrium_and_samples(
     rng = jax.random.PRNGKey(0)  # Unused: no noise, no regulariser.
   noise_key, jac_key = jax.random.split(rng)
   sample_key = jax.random.fold_in(rng, 2)
-  noise_keys = jax.random.split(noise_key, batch)
-  inputs_at = None
-  if use_noise and config.noise_per_call:
-    inputs_at = noise_at(config.noise_std)
-    noise = jax.vmap(lambda k: inputs_at((None, h0[0], k), 0)[1])(noise_keys)
-  elif use_noise:
-    noise = config.noise_std * jax.random.normal(noise_key, shape, h0.dtype)
-  else:
-    noise = jnp.zeros_like(h0)
-  inputs = (graph, noise, noise_keys)
+  inputs, inputs_at = _noisy_inputs(graph, h0, noise_key, config, training)
   f = single_graph_map(cell)
-  solved = solvers.solve(
+  solved = gradients.solve(
       f, h0, params, inputs, config=config.solver,
       backward=config.backward, training=training, inputs_at=inputs_at,
       record_trajectory=record)
@@ -247,20 +238,61 @@ def equilibrium_and_samples(
                                  config.trajectory_samples)
   jac = jnp.zeros((batch,), h0.dtype)
   if use_jac:
-    keys = jax.random.split(jac_key, batch)
-
-    def per_graph(h, inputs, key):
-      return solvers.jacobian_frobenius_sq(
-          lambda x: f(x, params, inputs), jax.lax.stop_gradient(h), key,
-          config.jac_reg_samples)
-
-    # torchdeq's scale: ||J||_F^2 per element of the state.
-    jac = jax.vmap(per_graph)(h_star, inputs, keys) / (nodes * cell.out_size)
-    # Mean over graphs, like the loss it joins.
-    h_star = attach_loss_gradient(h_star, jac / batch, config.jac_reg_weight)
+    h_star, jac = _jacobian_regulariser(f, params, h_star, inputs, jac_key,
+                                        config)
   stats = EquilibriumStats(solver=stats,
                            jac_frobenius=jax.lax.stop_gradient(jac))
   return h_star, stats, samples
+
+
+def _noisy_inputs(graph: GraphInputs, h0: jax.Array, noise_key: jax.Array,
+                  config: DEQConfig, training: bool):
+  """The solve's per-graph ``inputs`` and its ``inputs_at`` (or None).
+
+  ``inputs`` is ``(graph, noise [B, N, D], noise keys [B])``: the noise is
+  drawn once here (zeros without noise; the first call's noise with
+  ``noise_per_call``, whose ``inputs_at`` draws every later call's from the
+  graph's key).
+  """
+  batch = h0.shape[0]
+  noise_keys = jax.random.split(noise_key, batch)
+  inputs_at = None
+  use_noise = config.uses_noise(training)
+  if use_noise and config.noise_per_call:
+    inputs_at = noise_at(config.noise_std)
+    noise = jax.vmap(lambda k: inputs_at((None, h0[0], k), 0)[1])(noise_keys)
+  elif use_noise:
+    noise = config.noise_std * jax.random.normal(noise_key, h0.shape,
+                                                 h0.dtype)
+  else:
+    noise = jnp.zeros_like(h0)
+  return (graph, noise, noise_keys), inputs_at
+
+
+def _jacobian_regulariser(f, params: Any, h_star: jax.Array, inputs,
+                          jac_key: jax.Array, config: DEQConfig
+                          ) -> tuple[jax.Array, jax.Array]:
+  """DEAR's Jacobian regulariser at the fixed points ``h_star`` [B, N, D].
+
+  Returns:
+    ``(h_star, jac [B])``: ``h_star`` unchanged in value, carrying the
+    regulariser's gradient (weight ``config.jac_reg_weight``, mean over
+    graphs) in reverse mode; ``jac`` the Hutchinson estimate of
+    ||J_P(H*)||_F^2 / (N * D) per graph.
+  """
+  batch, nodes, out_size = h_star.shape
+  keys = jax.random.split(jac_key, batch)
+
+  def per_graph(h, inputs, key):
+    return gradients.jacobian_frobenius_sq(
+        lambda x: f(x, params, inputs), jax.lax.stop_gradient(h), key,
+        config.jac_reg_samples)
+
+  # torchdeq's scale: ||J||_F^2 per element of the state.
+  jac = jax.vmap(per_graph)(h_star, inputs, keys) / (nodes * out_size)
+  # Mean over graphs, like the loss it joins.
+  h_star = attach_loss_gradient(h_star, jac / batch, config.jac_reg_weight)
+  return h_star, jac
 
 
 def _sample_trajectory(f, params, inputs, trajectory: jax.Array,

@@ -10,6 +10,7 @@ import pytest
 
 from deq_clrs import cells
 from deq_clrs import deq
+from deq_clrs import gradients
 from deq_clrs import solvers
 
 B, N, F, D = 2, 5, 4, 4
@@ -68,7 +69,7 @@ def layer_loss(params, graph, cell, backward, solver=TIGHT):
   return jnp.sum(jnp.cos(h) * jnp.arange(h.size).reshape(h.shape) / h.size)
 
 
-# Tens of seconds per adjoint solver here: with --runslow (solvers_test
+# Tens of seconds per adjoint solver here: with --runslow (gradients_test
 # covers all three on a small map, and the gated cell's implicit gradient is
 # checked against unrolling below, in the default run).
 @pytest.mark.slow
@@ -277,7 +278,7 @@ def test_jacobian_regulariser_reaches_the_parameters():
   zeros = jnp.zeros((N, D))
 
   def reg(p):
-    per_graph = [solvers.jacobian_frobenius_sq(
+    per_graph = [gradients.jacobian_frobenius_sq(
         lambda x, b=b: f(x, p, (jax.tree_util.tree_map(lambda a, b=b: a[b],
                                                        graph), zeros, None)),
         jax.lax.stop_gradient(h_star[b]), keys[b], 2) for b in range(B)]

@@ -105,6 +105,7 @@ import numpy as np
 
 from deq_clrs import cells as cells_lib
 from deq_clrs import deq as deq_lib
+from deq_clrs import gradients
 from deq_clrs import solvers
 
 ALGORITHMS = ('bfs', 'bellman_ford')
@@ -337,7 +338,7 @@ def _solve_and_decode(algorithm, graph, config, fallback):
     # Plain iteration from the first solver's iterate. A graph already at its
     # fixed point would confirm it in one evaluation; it is left alone.
     f = deq_lib.single_graph_map(cell)
-    h_fb, fallback_stats = solvers.solve(
+    h_fb, fallback_stats = gradients.solve(
         f, h_star, {}, (graph, jnp.zeros_like(h_star), None),
         config=fallback,
         backward=_NO_EXTRA_STEP, training=False)

@@ -59,10 +59,10 @@ MODELS = ('dear', 'nar')
 # about a minute on a free CPU core.
 TESTS = (
     'deq_clrs/solvers_test.py::test_forward_solvers_reach_the_fixed_point',
-    'deq_clrs/solvers_test.py::'
+    'deq_clrs/gradients_test.py::'
     'test_implicit_gradient_matches_unrolled_and_finite_differences',
-    'deq_clrs/solvers_test.py::test_phantom_gradient_matches_its_formula',
-    'deq_clrs/solvers_test.py::test_growing_anderson_follows_torchdeq',
+    'deq_clrs/gradients_test.py::test_phantom_gradient_matches_its_formula',
+    'deq_clrs/anderson_test.py::test_growing_anderson_follows_torchdeq',
     'deq_clrs/deq_test.py::'
     'test_implicit_gradient_of_dears_gated_cell_matches_unrolled',
     'deq_clrs/oracles_test.py::test_fixed_point_iteration_is_exact',

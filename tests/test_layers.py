@@ -70,7 +70,8 @@ def test_the_layers_are_the_folders():
   layers = {_layer(path) for path in _modules()}
   assert layers == {'core', 'integration', 'training', 'experiments'}
   core = {p.name for p in _modules() if _layer(p) == 'core'}
-  assert {'solvers.py', 'cells.py', 'deq.py', 'stats.py', 'oracles.py'} <= core
+  assert {'anderson.py', 'solvers.py', 'gradients.py', 'cells.py', 'deq.py',
+          'stats.py', 'oracles.py'} <= core
 
 
 @pytest.mark.parametrize('path', _modules(),
@@ -102,6 +103,7 @@ def _assert_runs(code: str) -> None:
 def test_importing_the_core_never_imports_clrs():
   code = ('import sys\n'
           'import deq_clrs, deq_clrs.solvers, deq_clrs.cells, deq_clrs.deq\n'
+          'import deq_clrs.anderson, deq_clrs.gradients\n'
           'import deq_clrs.stats, deq_clrs.oracles\n'
           f'loaded = sorted(m for m in sys.modules if m.split(".")[0] in '
           f'{CLRS_STACK!r})\n'

@@ -13,6 +13,7 @@ import pytest
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import losses
 from deq_clrs.training import models as models_lib
+from deq_clrs.training import network as network_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import step as step_lib
 from experiments.configs import test as test_config
@@ -43,9 +44,9 @@ def _pair(config, feedback):
   baseline = clrs.models.BaselineModel(
       spec=spec, dummy_trajectory=fb, processor_factory=factory,
       hidden_dim=config.hidden_size, encode_hints=hints, decode_hints=decode)
-  net = step_lib.build_network(spec, fb, factory,
-                               hidden_dim=config.hidden_size,
-                               encode_hints=hints, decode_hints=decode)
+  net = network_lib.build_network(spec, fb, factory,
+                                  hidden_dim=config.hidden_size,
+                                  encode_hints=hints, decode_hints=decode)
   stepper = step_lib.Stepper(
       spec=spec, net=net, optimizer=step_lib.make_optimizer(1e-3, 1.0),
       mesh=parallel.make_mesh(jax.devices()[:1]), decode_hints=decode)

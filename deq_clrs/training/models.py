@@ -36,6 +36,7 @@ import numpy as np
 from deq_clrs import alignment as alignment_lib
 from deq_clrs import integration
 from deq_clrs.training import data as data_lib
+from deq_clrs.training import network as network_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import preflight
 from deq_clrs.training import step as step_lib
@@ -290,37 +291,14 @@ def build_models(config: ml_collections.ConfigDict,
   _check_pointer_mask(config, spec)
   prepare = preparation(config)
   dummy = prepare(dummy)
-
-  def network(factory, with_state=False):
-    return step_lib.build_network(
-        spec, dummy, factory, hidden_dim=config.hidden_size,
-        encode_hints=uses_hints(config), decode_hints=decodes_hints(config),
-        with_state=with_state)
-
+  network = _network_builder(config, spec, dummy)
   train_factory = processor_factory(config)
-  eval_net = None
-  if is_equilibrium(config):
-    # Same parameter names; it only predicts. Its solver statistics come
-    # back as Haiku state, so that its compiled programs have no host
-    # callback and JAX's persistent cache can keep them.
-    eval_net = network(dataclasses.replace(train_factory.for_evaluation(),
-                                           stats_in_state=True),
-                       with_state=True)
+  eval_net = _evaluation_network(config, train_factory, network)
   mesh = make_mesh(config)
   alignment = None
   if aligned(config):
-    if teacher_params is None:
-      raise ValueError('config.align needs the teacher\'s parameters')
-    slots = alignment_lib.max_samples(train_factory.deq.solver.max_iter)
-    train_factory = dataclasses.replace(
-        train_factory, deq=dataclasses.replace(train_factory.deq,
-                                               trajectory_samples=slots))
-    teacher = integration.cell_params_as_equilibrium(teacher_params)
-    alignment = step_lib.Alignment(
-        spec=spec, dummy=dummy, hidden_dim=config.hidden_size,
-        cell=train_factory.cell,
-        teacher_params=parallel.replicate(mesh, teacher),
-        weight=config.align.weight)
+    train_factory, alignment = _alignment(config, spec, dummy, train_factory,
+                                          teacher_params, mesh)
   stepper = step_lib.Stepper(
       spec=spec, net=network(train_factory, with_state=alignment is not None),
       optimizer=step_lib.make_optimizer(config.learning_rate,
@@ -336,6 +314,57 @@ def build_models(config: ml_collections.ConfigDict,
   if alignment is not None:
     models.step_extras = alignment_extras
   return models
+
+
+def _network_builder(config: ml_collections.ConfigDict, spec: clrs.Spec,
+                     dummy: clrs.Feedback):
+  """``(processor factory, with_state=False) -> network``: CLRS's ``Net``
+  with the config's sizes and hints, for the prepared batch ``dummy``."""
+  def network(factory, with_state=False):
+    return network_lib.build_network(
+        spec, dummy, factory, hidden_dim=config.hidden_size,
+        encode_hints=uses_hints(config), decode_hints=decodes_hints(config),
+        with_state=with_state)
+  return network
+
+
+def _evaluation_network(config: ml_collections.ConfigDict,
+                        train_factory: Any, network: Callable[..., Any]):
+  """DEAR's evaluation network (None for other models: the training network
+  predicts)."""
+  if not is_equilibrium(config):
+    return None
+  # Same parameter names; it only predicts. Its solver statistics come
+  # back as Haiku state, so that its compiled programs have no host
+  # callback and JAX's persistent cache can keep them.
+  return network(dataclasses.replace(train_factory.for_evaluation(),
+                                     stats_in_state=True),
+                 with_state=True)
+
+
+def _alignment(config: ml_collections.ConfigDict, spec: clrs.Spec,
+               dummy: clrs.Feedback, train_factory: Any,
+               teacher_params: Any | None, mesh: jax.sharding.Mesh
+               ) -> tuple[Any, network_lib.Alignment]:
+  """The alignment regulariser of ``config.align``, and the training
+  processor factory that samples its solver trajectory for it.
+
+  Raises:
+    ValueError: no teacher parameters were given.
+  """
+  if teacher_params is None:
+    raise ValueError('config.align needs the teacher\'s parameters')
+  slots = alignment_lib.max_samples(train_factory.deq.solver.max_iter)
+  train_factory = dataclasses.replace(
+      train_factory, deq=dataclasses.replace(train_factory.deq,
+                                             trajectory_samples=slots))
+  teacher = integration.cell_params_as_equilibrium(teacher_params)
+  alignment = network_lib.Alignment(
+      spec=spec, dummy=dummy, hidden_dim=config.hidden_size,
+      cell=train_factory.cell,
+      teacher_params=parallel.replicate(mesh, teacher),
+      weight=config.align.weight)
+  return train_factory, alignment
 
 
 def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:

@@ -153,6 +153,36 @@ def pad_batch(data: Any, pad: int) -> Any:
       lengths=grow(data.lengths, 0))
 
 
+def pad_to_devices(data: Any, num_devices: int
+                   ) -> tuple[Any, np.ndarray, int]:
+  """A batch of any size, padded to a multiple of the devices.
+
+  Args:
+    data: a ``clrs.Feedback`` or ``clrs.Features`` batch of B graphs.
+    num_devices: the devices the batch will be sharded over.
+
+  Returns:
+    ``(data, weights, B)``: ``data`` with copies of its last graph
+    appended (:func:`pad_batch`) up to the next multiple of
+    ``num_devices`` (unchanged if there is none to add), ``weights``
+    float32 [B + pad] (1 for the real graphs, 0 for the copies).
+  """
+  batch = batch_size(data)
+  pad = -batch % num_devices
+  if pad:
+    data = pad_batch(data, pad)
+  weights = np.concatenate([np.ones(batch, np.float32),
+                            np.zeros(pad, np.float32)])
+  return data, weights, batch
+
+
+def first_graphs(tree: Any, batch: int, axis: int) -> Any:
+  """The first ``batch`` graphs along ``axis`` of every host array (what
+  a padded batch's results hold for its real graphs)."""
+  return jax.tree_util.tree_map(
+      lambda x: np.take(np.asarray(x), np.arange(batch), axis), tree)
+
+
 def batch_size(data: Any) -> int:
   """Graphs in a batch: a ``clrs.Feedback``, ``clrs.Features`` or a pytree
   of batch-major arrays."""

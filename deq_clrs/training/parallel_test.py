@@ -102,12 +102,37 @@ def test_indivisible_batch_is_refused():
   parallel.check_batch_divisible(8, 4)
 
 
+def test_a_batch_is_padded_to_the_devices_and_cut_back():
+  import clrs
+
+  from deq_clrs.training import parallel
+
+  sampler, _ = clrs.build_sampler('bfs', num_samples=-1, length=8, seed=0)
+  fb = sampler.next(3)
+  padded, weights, batch = parallel.pad_to_devices(fb, 4)
+  assert batch == 3
+  assert parallel.batch_size(padded) == 4
+  np.testing.assert_array_equal(weights, [1, 1, 1, 0])
+  assert weights.dtype == np.float32
+  same, weights, batch = parallel.pad_to_devices(fb, 3)
+  assert same is fb and batch == 3
+  np.testing.assert_array_equal(weights, [1, 1, 1])
+  # The real graphs come back along the batch axis of every array.
+  batch_major = {'x': np.arange(8).reshape(4, 2)}
+  np.testing.assert_array_equal(
+      parallel.first_graphs(batch_major, 3, 0)['x'], batch_major['x'][:3])
+  time_major = [np.arange(8).reshape(2, 4)]
+  np.testing.assert_array_equal(parallel.first_graphs(time_major, 3, 1)[0],
+                                time_major[0][:, :3])
+
+
 def test_predict_pads_a_batch_the_devices_do_not_divide():
   import clrs
   import jax
   import numpy as np
 
   import deq_clrs
+  from deq_clrs.training import network as network_lib
   from deq_clrs.training import parallel
   from deq_clrs.training import step as step_lib
 
@@ -119,7 +144,7 @@ def test_predict_pads_a_batch_the_devices_do_not_divide():
                                 fb.features.inputs[0].data[2])
   padded = parallel.pad_batch(fb, 2)
   assert padded.outputs[0].data.shape[0] == 5
-  net = step_lib.build_network(
+  net = network_lib.build_network(
       spec, fb, deq_clrs.get_processor_factory('deq_mpnn'), hidden_dim=8,
       encode_hints=False, decode_hints=False)
   stepper = step_lib.Stepper(spec=spec, net=net,

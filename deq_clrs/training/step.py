@@ -1,27 +1,25 @@
 """The training and evaluation steps, data parallel, on CLRS's public API.
 
-The network is CLRS's public ``clrs.models.Net`` under ``hk.transform``,
-built exactly as ``clrs.models.BaselineModel`` builds it (same Haiku module
-name, so the same parameter tree: a ``BaselineModel``'s parameters load here
-and back). The loss is ours (:mod:`deq_clrs.training.losses`), the optimiser
-is optax's (Adam, with clipping by global norm when ``grad_clip > 0``, as
-``BaselineModel``), and every step is ``jax.jit`` over the 1-D ``'data'``
-mesh of :mod:`deq_clrs.training.parallel`: the batch axis of the data is
-sharded, parameters and optimiser state are replicated, and XLA inserts the
-gradient all-reduce.
+The network is CLRS's public ``clrs.models.Net`` under ``hk.transform``
+(:mod:`deq_clrs.training.network`). The loss is ours
+(:mod:`deq_clrs.training.losses`), the optimiser is optax's (Adam, with
+clipping by global norm when ``grad_clip > 0``, as ``BaselineModel``), and
+every step is ``jax.jit`` over the 1-D ``'data'`` mesh of
+:mod:`deq_clrs.training.parallel`: the batch axis of the data is sharded,
+parameters and optimiser state are replicated, and XLA inserts the gradient
+all-reduce.
 
 * :class:`TrainState`: a pytree of parameters, optimiser state, step count
   and training metrics accumulated on the devices (read them with
   :meth:`Stepper.read_metrics`, e.g. every ``log_every`` steps).
 * :meth:`Stepper.train_step`: loss, gradients and the optimiser update; the
-  state's buffers are donated.
+  state's buffers are donated. With a
+  :class:`~deq_clrs.training.network.Alignment`, the loss includes DEAR's
+  alignment regulariser.
 * :meth:`Stepper.evaluate`: postprocessed predictions and the task loss of
   a batch, from one forward pass of the evaluation network.
 * :meth:`Stepper.evaluate_to_stop`: the same for a model with learned
   termination, read at the first step it predicts to stop.
-* :class:`Alignment`: DEAR's alignment regulariser, which adds to the
-  training loss the cost of matching the equilibrium solver's states to a
-  frozen NAR's (:mod:`deq_clrs.alignment`).
 
 An evaluation network (DEAR's larger solver budget, its statistics log) is a
 second ``hk.transform`` with the same parameter names: it takes the training
@@ -30,7 +28,6 @@ parameters as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
@@ -44,20 +41,15 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from deq_clrs import alignment as alignment_lib
-from deq_clrs import cells as cells_lib
 from deq_clrs import integration
 from deq_clrs.training import losses
+from deq_clrs.training import network
 from deq_clrs.training import parallel
+from deq_clrs.training.network import Params
 
-# The Haiku name of CLRS's Net as BaselineModel creates it: parameters are
-# named 'net/...'.
-NET_NAME = 'net'
 # How BaselineModel.predict postprocesses outputs.
 SINKHORN_TEMPERATURE = 0.1
 SINKHORN_STEPS = 50
-
-Params = Any  # hk.Params: {module name: {parameter name: array}}
 
 
 class TrainState(NamedTuple):
@@ -78,125 +70,6 @@ class TrainState(NamedTuple):
   loss: jax.Array
   loss_sum: jax.Array
   loss_steps: jax.Array
-
-
-def feature_dims(feedback: clrs.Feedback) -> dict[str, int]:
-  """Last-axis size of every input, hint and output (``Net``'s nb_dims)."""
-  dims = {}
-  for dp in (tuple(feedback.features.inputs) + tuple(feedback.features.hints)
-             + tuple(feedback.outputs)):
-    dims[dp.name] = int(np.shape(dp.data)[-1])
-  return dims
-
-
-def build_network(spec: clrs.Spec, dummy: clrs.Feedback,
-                  processor_factory: Callable[[int], Any], *,
-                  hidden_dim: int, encode_hints: bool,
-                  decode_hints: bool, with_state: bool = False
-                  ) -> hk.Transformed | hk.TransformedWithState:
-  """CLRS's ``Net`` for one algorithm, as ``BaselineModel`` configures it.
-
-  Args:
-    spec: the algorithm's CLRS spec.
-    dummy: a batch of the data the network will see (gives feature sizes).
-    processor_factory: ``out_size -> Processor``.
-    hidden_dim: latent size H.
-    encode_hints: feed hints to the processor.
-    decode_hints: predict hints at each step.
-    with_state: ``hk.transform_with_state`` instead, for processors that
-      write Haiku state (the alignment regulariser's).
-
-  Returns:
-    ``hk.transform`` of ``(features_list, repred, algorithm_index,
-    return_hints, return_all_outputs) -> (output logits, hint logits)``.
-  """
-  dims = feature_dims(dummy)
-
-  def forward(features_list, repred, algorithm_index, return_hints,
-              return_all_outputs):
-    net = clrs.models.Net(
-        spec=[spec], hidden_dim=hidden_dim, encode_hints=encode_hints,
-        decode_hints=decode_hints, processor_factory=processor_factory,
-        use_lstm=False, encoder_init='default', dropout_prob=0.0,
-        hint_teacher_forcing=0.0, hint_repred_mode='soft', nb_dims=[dims],
-        nb_msg_passing_steps=1, debug=False, name=NET_NAME)
-    return net(features_list, repred, algorithm_index, return_hints,
-               return_all_outputs)
-
-  if with_state:
-    return hk.transform_with_state(forward)
-  return hk.transform(forward)
-
-
-def processor_state(state: dict[str, dict[str, jax.Array]]
-                    ) -> dict[str, jax.Array]:
-  """The Haiku state an equilibrium or rollout processor wrote (see
-  ``integration.processors.DEQ_STATE_SCOPE``)."""
-  scope = integration.DEQ_STATE_SCOPE
-  found = [v for k, v in state.items() if k.split('/')[-1] == scope]
-  if len(found) != 1:
-    raise ValueError(f'expected the state of one {scope} module, got '
-                     f'{sorted(state)}')
-  return found[0]
-
-
-class Alignment:
-  """DEAR's alignment regulariser for the training loss.
-
-  A frozen NAR (a ``CellProcessor`` network trained for the true number of
-  steps, without hints) is rolled out on the same one-shot batch for the
-  batch's ``steps`` (:class:`integration.RolloutProcessor`), and
-  :func:`deq_clrs.alignment.alignment_loss` compares its states with the
-  equilibrium processor's sampled solver states and output. The true
-  lengths are used here, in training only.
-  """
-
-  def __init__(self, *, spec: clrs.Spec, dummy: clrs.Feedback,
-               hidden_dim: int, cell: cells_lib.CellConfig,
-               teacher_params: Params, weight: float):
-    """
-    Args:
-      spec: the algorithm's CLRS spec.
-      dummy: a one-shot batch (gives feature sizes).
-      hidden_dim: latent size H (the teacher's and the student's).
-      cell: the teacher's cell (the student's cell kind).
-      teacher_params: the NAR network's parameters, renamed with
-        :func:`integration.cell_params_as_equilibrium` (replicated).
-      weight: the regulariser's weight in the loss.
-    """
-    self.spec, self.dummy, self.hidden_dim = spec, dummy, hidden_dim
-    self.cell, self.teacher_params, self.weight = cell, teacher_params, weight
-
-  def teacher_states(self, key: jax.Array, features: clrs.Features,
-                     steps: int) -> jax.Array:
-    """The teacher's states after steps 1 .. ``steps``: [B, T, N, H]."""
-    net = build_network(
-        self.spec, self.dummy, integration.RolloutFactory(self.cell, steps),
-        hidden_dim=self.hidden_dim, encode_hints=False, decode_hints=False,
-        with_state=True)
-    _, state = net.apply(self.teacher_params, {}, key, [features],
-                         repred=True, algorithm_index=0, return_hints=False,
-                         return_all_outputs=False)
-    return jax.lax.stop_gradient(processor_state(state)['states'])
-
-  def loss(self, student_state: dict[str, Any], key: jax.Array,
-           features: clrs.Features, lengths: jax.Array,
-           steps: int) -> jax.Array:
-    """The regulariser (before its weight) of one batch.
-
-    Args:
-      student_state: the Haiku state of the equilibrium network's training
-        pass (its processor's samples and output).
-      key: PRNG key of the teacher's pass.
-      features: the one-shot features both networks see.
-      lengths: [B] the graphs' true lengths.
-      steps: static: the teacher's steps (the longest true length - 1).
-    """
-    mine = processor_state(student_state)
-    teacher = self.teacher_states(key, features, steps)
-    return alignment_lib.alignment_loss(
-        mine['samples'], mine['samples_valid'], mine['output'], teacher,
-        lengths - 1)
 
 
 def make_optimizer(learning_rate: float,
@@ -240,7 +113,7 @@ class Stepper:
   def __init__(self, *, spec: clrs.Spec, net: hk.Transformed,
                optimizer: optax.GradientTransformation, mesh: Mesh,
                decode_hints: bool, eval_net: hk.Transformed | None = None,
-               alignment: Alignment | None = None):
+               alignment: network.Alignment | None = None):
     """
     Args:
       spec: the algorithm's CLRS spec.
@@ -443,7 +316,8 @@ class Stepper:
     processor's statistics come as Haiku state (``stats_in_state``)."""
     if isinstance(self.eval_net, hk.TransformedWithState):
       out, state = self.eval_net.apply(params, {}, key, *args, **kwargs)
-      return out, processor_state(state)[integration.SOLVER_STATS_STATE]
+      return out, network.processor_state(
+          state)[integration.SOLVER_STATS_STATE]
     return self.eval_net.apply(params, key, *args, **kwargs), None
 
   def _evaluate_fn(self, params, key, feedback, weights):
@@ -454,17 +328,6 @@ class Stepper:
                             hint_preds if self.decode_hints else None,
                             weights)
     return self._postprocess(outs), loss, stats
-
-  def _padded(self, data):
-    """``(data padded to a multiple of the devices, weights [B + pad],
-    B)``."""
-    batch = parallel.batch_size(data)
-    pad = -batch % self.num_devices
-    if pad:
-      data = parallel.pad_batch(data, pad)
-    weights = np.concatenate([np.ones(batch, np.float32),
-                              np.zeros(pad, np.float32)])
-    return data, weights, batch
 
   def evaluate(self, params: Params, key: jax.Array, feedback: clrs.Feedback
                ) -> tuple[dict[str, clrs.DataPoint], jax.Array]:
@@ -494,13 +357,14 @@ class Stepper:
     whose equilibrium processor writes them as Haiku state
     (``solvers.SolverStats`` of host arrays [B]; None for other
     networks)."""
-    padded, weights, batch = self._padded(feedback)
+    padded, weights, batch = parallel.pad_to_devices(feedback,
+                                                     self.num_devices)
     preds, loss, stats = self._evaluate(
         params, self.replicate(key), parallel.shard(self.mesh, padded),
         parallel.shard(self.mesh, weights))
     if stats is not None:
-      stats = _cut(parallel.to_host(stats), batch, 0)
-    return _cut(parallel.to_host(preds), batch, 0), loss, stats
+      stats = parallel.first_graphs(parallel.to_host(stats), batch, 0)
+    return parallel.first_graphs(parallel.to_host(preds), batch, 0), loss, stats
 
   def _predict_fn(self, params, key, features, *, return_hints,
                   return_all_outputs):
@@ -519,12 +383,13 @@ class Stepper:
       B, ...]`` after every step with ``return_all_outputs``) and, with
       ``return_hints``, a list over steps of ``{name: [B, ...]}``.
     """
-    padded, _, batch = self._padded(features)
+    padded, _, batch = parallel.pad_to_devices(features, self.num_devices)
     outs, hints = self._predict(
         params, self.replicate(key), parallel.shard(self.mesh, padded),
         return_hints=return_hints, return_all_outputs=return_all_outputs)
-    outs = _cut(parallel.to_host(outs), batch, 1 if return_all_outputs else 0)
-    return outs, _cut(parallel.to_host(hints), batch, 0)
+    outs = parallel.first_graphs(parallel.to_host(outs), batch,
+                                 1 if return_all_outputs else 0)
+    return outs, parallel.first_graphs(parallel.to_host(hints), batch, 0)
 
   def _evaluate_to_stop_fn(self, params, key, feedback, weights, *, hint,
                            cap, with_loss, at_true_length):
@@ -598,17 +463,12 @@ class Stepper:
       loss)``; the loss is a replicated float32 ``[]`` device scalar (NaN
       without ``with_loss``).
     """
-    padded, weights, batch = self._padded(feedback)
+    padded, weights, batch = parallel.pad_to_devices(feedback,
+                                                     self.num_devices)
     preds, stop, stopped, loss = self._evaluate_to_stop(
         params, self.replicate(key), parallel.shard(self.mesh, padded),
         parallel.shard(self.mesh, weights), hint=hint, cap=cap,
         with_loss=with_loss, at_true_length=at_true_length)
-    preds, stop, stopped = _cut(parallel.to_host((preds, stop, stopped)),
-                                batch, 0)
+    preds, stop, stopped = parallel.first_graphs(
+        parallel.to_host((preds, stop, stopped)), batch, 0)
     return preds, stop, stopped, loss
-
-
-def _cut(tree: Any, batch: int, axis: int) -> Any:
-  """The first ``batch`` graphs along ``axis`` of every host array."""
-  return jax.tree_util.tree_map(
-      lambda x: np.take(np.asarray(x), np.arange(batch), axis), tree)

@@ -33,6 +33,7 @@ import clrs  # noqa: E402
 import numpy as np  # noqa: E402
 
 import deq_clrs  # noqa: E402
+from deq_clrs.training import network as network_lib  # noqa: E402
 from deq_clrs.training import step as step_lib  # noqa: E402
 
 BATCH = 8
@@ -49,7 +50,7 @@ def global_batches():
 
 def train(mesh, batches, odd, spec):
   """Three steps of data-parallel training, then predictions."""
-  net = step_lib.build_network(
+  net = network_lib.build_network(
       spec, batches[0], deq_clrs.get_processor_factory('deq_mpnn'),
       hidden_dim=16, encode_hints=False, decode_hints=False)
   stepper = step_lib.Stepper(spec=spec, net=net,
