@@ -4,7 +4,8 @@
         --sizes=16,64 --repeats=3 --output=benchmark.json
 
 Everything is measured in one run on one machine with the same shapes and
-batch size; the logic lives in :mod:`deq_clrs.training.benchmarking`.
+batch size; the logic lives in :mod:`deq_clrs.measure.speed` (and
+:mod:`deq_clrs.measure.gradients` for the gradients).
 
 ``--gradient_agreement`` also trains a small DEAR cell (or loads one with
 ``--gradient_workdir``) and compares its 1-step phantom gradient with the
@@ -26,12 +27,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from deq_clrs.training import benchmarking
+from deq_clrs.measure import gradient_run
+from deq_clrs.measure import speed
 from deq_clrs.training import progress
 from experiments import cli
 
 # Named, typed and defaulted by the fields of the configs.
-_BENCHMARK = cli.define_dataclass_flags(benchmarking.BenchmarkConfig, {
+_BENCHMARK = cli.define_dataclass_flags(speed.BenchmarkConfig, {
     'algorithms': 'CLRS algorithms to benchmark.',
     'sizes': 'Graph sizes (nodes) for inference.',
     'train_size': 'Graph size of the training step.',
@@ -52,7 +54,7 @@ _GRADIENT = flags.DEFINE_bool(
     'the implicit gradient at a tightly converged fixed point.')
 # --gradient_<field>; the seed is --seed.
 _GRADIENT_CONFIG = cli.define_dataclass_flags(
-    benchmarking.GradientAgreementConfig, {
+    gradient_run.GradientAgreementConfig, {
         'steps': 'Training steps of that DEAR cell.',
         'algorithm': 'CLRS algorithm of that DEAR cell.',
         'size': 'Nodes per graph of the batch the gradients are compared on '
@@ -74,15 +76,15 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
   try:
-    config = benchmarking.BenchmarkConfig(**cli.dataclass_values(_BENCHMARK))
-    gradient = benchmarking.GradientAgreementConfig(
+    config = speed.BenchmarkConfig(**cli.dataclass_values(_BENCHMARK))
+    gradient = gradient_run.GradientAgreementConfig(
         **cli.dataclass_values(_GRADIENT_CONFIG),
         seed=config.seed) if _GRADIENT.value else None
   except ValueError as e:
     cli.fail(e)
   # Before measuring, so that the results are not lost at the end.
   try:
-    benchmarking.prepare_output(_OUTPUT.value)
+    speed.prepare_output(_OUTPUT.value)
   except OSError as e:
     cli.fail(f'cannot write --output={_OUTPUT.value} ({e.strerror or e}); '
              f'choose a file in a folder you can write to')
@@ -93,10 +95,10 @@ def main(argv):
       logging.info(*args)
       heartbeat.beat()
     heartbeat.phase('benchmarking (each model and shape compiles first)')
-    results = benchmarking.run(config, log=log, gradient=gradient)
+    results = speed.run(config, log=log, gradient=gradient)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)
-  table = benchmarking.format_table(results)
+  table = speed.format_table(results)
   markdown = os.path.splitext(_OUTPUT.value)[0] + '.md'
   with open(markdown, 'w') as f:
     f.write(table + '\n')

@@ -422,7 +422,8 @@ def test_entry_point_flag_defaults_are_the_dataclass_defaults():
   import dataclasses
 
   from deq_clrs import solvers
-  from deq_clrs.training import benchmarking
+  from deq_clrs.measure import gradient_run
+  from deq_clrs.measure import speed
 
   def check(defaults, cls, names, prefix=''):
     fields = {f.name: f.default for f in dataclasses.fields(cls)}
@@ -432,11 +433,11 @@ def test_entry_point_flag_defaults_are_the_dataclass_defaults():
           f'{cls.__name__}.{name} = {fields[name]!r}')
 
   bench = flag_defaults('experiments.benchmark')
-  check(bench, benchmarking.BenchmarkConfig,
-        [f.name for f in dataclasses.fields(benchmarking.BenchmarkConfig)])
-  check(bench, benchmarking.GradientAgreementConfig,
+  check(bench, speed.BenchmarkConfig,
+        [f.name for f in dataclasses.fields(speed.BenchmarkConfig)])
+  check(bench, gradient_run.GradientAgreementConfig,
         ['steps', 'algorithm', 'size', 'workdir'], prefix='gradient_')
-  config = benchmarking.BenchmarkConfig()
+  config = speed.BenchmarkConfig()
   library = solvers.SolverConfig()
   assert (config.max_iter, config.eval_max_iter, config.rel_tol) == (
       library.max_iter, library.eval_max_iter, library.rel_tol)

@@ -14,7 +14,7 @@ One command for what used to take several report entry points:
   on ``dear_cpu/runs/`` and the 5,000-step snapshots in
   ``dear_cpu/steps5000/``, tag ``steps15k``);
 * ``results/benchmark*.md`` from the ``.json`` beside each
-  (``benchmarking.format_table``, as ``experiments.benchmark`` writes them)
+  (``measure.speed.format_table``, as ``experiments.benchmark`` writes them)
   and ``benchmark_allocator.md`` from ``benchmark_allocator.default.json``
   and ``.tuned.json`` (:func:`allocator_markdown`, as
   ``results/allocator_benchmark.sh`` writes it);
@@ -140,11 +140,11 @@ def _build_benchmarks(results: pathlib.Path, out: pathlib.Path) -> None:
   """Builds the benchmark tables whose JSON records are there."""
   present = [n for n in BENCHMARKS if (results / f'{n}.json').exists()]
   if present:
-    from deq_clrs.training import benchmarking  # noqa: PLC0415 (slow)
+    from deq_clrs.measure import speed  # noqa: PLC0415 (slow)
     for name in present:
       record = json.loads((results / f'{name}.json').read_text())
       (out / f'{name}.md').write_text(
-          benchmarking.format_table(record) + '\n')
+          speed.format_table(record) + '\n')
   pair = [results / f'{ALLOCATOR}.{v}.json' for v in ('default', 'tuned')]
   if all(p.exists() for p in pair):
     default, tuned = (json.loads(p.read_text()) for p in pair)

@@ -229,7 +229,7 @@ def test_a_job_keeps_the_allocator_setting_it_was_given(tmp_path,
 # and parameters.
 _DIGEST = """
 import hashlib, clrs, jax, numpy as np, deq_clrs
-from deq_clrs.training import benchmarking
+from deq_clrs.measure import baseline
 sampler, spec = clrs.build_sampler('bfs', num_samples=-1, length=16, seed=0)
 full = sampler.next(8)
 digest = hashlib.sha256()
@@ -239,7 +239,7 @@ for name, batch in (('deq_mpnn', deq_clrs.one_shot_feedback(full)),
       spec=spec, dummy_trajectory=batch, hidden_dim=32,
       processor_factory=deq_clrs.get_processor_factory(name),
       encode_hints=False, decode_hints=False)
-  benchmarking.init_model(model, batch.features, 0)
+  baseline.init_model(model, batch.features, 0)
   for step in range(3):
     loss = model.feedback(jax.random.PRNGKey(step), batch)
     digest.update(np.float32(loss).tobytes())

@@ -1,4 +1,5 @@
-"""The package is a one-way stack: core -> integration -> training -> entry.
+"""The package is a one-way stack: core -> integration -> training ->
+measure -> entry.
 
 Each layer may import the layers before it and never one after it; the core
 imports neither clrs nor haiku nor TensorFlow (so importing a solver takes
@@ -19,9 +20,12 @@ PACKAGE = ROOT / 'deq_clrs'
 CLRS_STACK = ('clrs', 'haiku', 'tensorflow', 'tensorflow_datasets')
 FORBIDDEN = {
     'core': CLRS_STACK + ('deq_clrs.integration', 'deq_clrs.training',
-                          'experiments', 'launch', 'orbax', 'optax'),
-    'integration': ('deq_clrs.training', 'experiments', 'launch', 'orbax'),
-    'training': ('experiments', 'launch'),
+                          'deq_clrs.measure', 'experiments', 'launch',
+                          'orbax', 'optax'),
+    'integration': ('deq_clrs.training', 'deq_clrs.measure', 'experiments',
+                    'launch', 'orbax'),
+    'training': ('deq_clrs.measure', 'experiments', 'launch'),
+    'measure': ('experiments', 'launch'),
     'experiments': ('launch',),
 }
 
@@ -31,7 +35,7 @@ def _layer(path: pathlib.Path) -> str | None:
   if rel.parts[0] == 'deq_clrs':
     if len(rel.parts) == 2:
       return 'core'
-    return rel.parts[1]            # integration / training
+    return rel.parts[1]            # integration / training / measure
   if rel.parts[0] == 'experiments':
     return 'experiments'
   return None
@@ -68,7 +72,8 @@ def _violations(path: pathlib.Path, source: str | None = None) -> list[str]:
 
 def test_the_layers_are_the_folders():
   layers = {_layer(path) for path in _modules()}
-  assert layers == {'core', 'integration', 'training', 'experiments'}
+  assert layers == {'core', 'integration', 'training', 'measure',
+                    'experiments'}
   core = {p.name for p in _modules() if _layer(p) == 'core'}
   assert {'anderson.py', 'solvers.py', 'gradients.py', 'cells.py', 'deq.py',
           'stats.py', 'oracles.py'} <= core
@@ -91,6 +96,11 @@ def test_the_checker_sees_a_violation():
       'deq_clrs.training']
   integration = PACKAGE / 'integration' / 'processors.py'
   assert _violations(integration, 'import clrs\nimport haiku\n') == []
+  training = PACKAGE / 'training' / 'loop.py'
+  assert _violations(training, 'from deq_clrs.measure import speed\n') == [
+      'deq_clrs.measure', 'deq_clrs.measure.speed']
+  measure = PACKAGE / 'measure' / 'speed.py'
+  assert _violations(measure, 'from deq_clrs.training import data\n') == []
 
 
 def _assert_runs(code: str) -> None:
