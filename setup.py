@@ -27,7 +27,7 @@ setuptools.setup(
         # docs/layout.md, Dependencies); 0.2.4-0.2.6 work with jax 0.10.
         'optax>=0.2.4,<=0.2.6',
         'orbax-checkpoint',
-        # experiments.stats: Student t quantiles of the report's intervals.
+        # experiments.intervals: Student t quantiles of the report's intervals.
         'scipy',
         'submitit',
         # flax.metrics.tensorboard (experiments' metrics) needs it.

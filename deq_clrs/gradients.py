@@ -72,7 +72,7 @@ def phantom_steps(f: FixedPointFn, h: PyTree, params: PyTree, inputs: PyTree,
   ``inputs_at(inputs, first_call + j)``. More than one step runs under
   ``lax.scan``, so that compilation does not grow with ``steps`` (a
   many-step phantom gradient approaches the implicit one; see
-  ``measure.gradients.gradient_agreement``).
+  ``measure.gradient_agreement.gradient_agreement``).
   """
   def step(h, j):
     step_inputs = (inputs if inputs_at is None

@@ -5,7 +5,7 @@
 
 Everything is measured in one run on one machine with the same shapes and
 batch size; the logic lives in :mod:`deq_clrs.measure.speed` (and
-:mod:`deq_clrs.measure.gradients` for the gradients).
+:mod:`deq_clrs.measure.gradient_agreement` for the gradients).
 
 ``--gradient_agreement`` also trains a small DEAR cell (or loads one with
 ``--gradient_workdir``) and compares its 1-step phantom gradient with the

@@ -22,7 +22,7 @@ files it left out and why (``--list_skipped`` names them); then writes into
 * ``gaps.md``: per test size, each row of an algorithm less its ``nar`` row
   (and ``dear`` less ``nar_lt``): the difference of the means, its 95%
   interval (Welch's over seeds, or a paired bootstrap over seeds and test
-  graphs where both rows stored per-graph scores: :mod:`experiments.stats`),
+  graphs where both rows stored per-graph scores: :mod:`experiments.intervals`),
   the verdict that follows the interval, and for DEAR against NAR at 64
   nodes the verdict after Holm's correction over the algorithms; a positive
   difference means the row is ahead (:mod:`experiments.report_gaps`);

@@ -5,7 +5,7 @@
 Per test size, each row of an algorithm less its ``nar`` row (and ``dear``
 less ``nar_lt``): the difference of the means, its 95% interval (Welch's
 over seeds, or a paired bootstrap over seeds and test graphs where both rows
-stored per-graph scores: :mod:`experiments.stats`), the verdict that follows
+stored per-graph scores: :mod:`experiments.intervals`), the verdict that follows
 the interval, and for DEAR against NAR at 64 nodes the verdict after Holm's
 correction over the algorithms; a positive difference means the row is
 ahead. Rows are ``run_files.group``'s, as in table.md.
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments import intervals
 from experiments import run_files
-from experiments import stats
 from experiments import tables
 
 #: The row every other model of an algorithm is compared with in gaps.md.
@@ -54,15 +54,15 @@ def _per_graph(group_runs: list[dict[str, Any]], size: str
 
 
 def compare(mine: list[dict[str, Any]], base: list[dict[str, Any]],
-            size: str) -> stats.Comparison:
+            size: str) -> intervals.Comparison:
   """``mine`` less ``base`` at ``size``: a paired bootstrap over seeds and
   test graphs where both rows stored per-graph scores of one test set,
   Welch's interval over seeds otherwise."""
   graphs_mine, graphs_base = _per_graph(mine, size), _per_graph(base, size)
   if graphs_mine and graphs_base and len(
       {len(v) for v in (*graphs_mine.values(), *graphs_base.values())}) == 1:
-    return stats.paired_bootstrap(graphs_mine, graphs_base)
-  return stats.welch(list(_scores(mine, size).values()),
+    return intervals.paired_bootstrap(graphs_mine, graphs_base)
+  return intervals.welch(list(_scores(mine, size).values()),
                      list(_scores(base, size).values()))
 
 
@@ -70,7 +70,7 @@ def _signed(x: float) -> str:
   return f'{x:+.3f}'
 
 
-def _interval(c: stats.Comparison) -> str:
+def _interval(c: intervals.Comparison) -> str:
   return '-' if c.low is None else f'[{_signed(c.low)}, {_signed(c.high)}]'
 
 
@@ -80,7 +80,7 @@ def _p(p: float | None) -> str:
   return '< 0.001' if p < 0.001 else f'{p:.3f}'
 
 
-def _method(c: stats.Comparison) -> str:
+def _method(c: intervals.Comparison) -> str:
   if c.method == 'bootstrap':
     return 'paired bootstrap'
   return 'Welch (no per-graph scores)'
@@ -119,16 +119,16 @@ def main_comparison(runs: list[dict[str, Any]], size: str = MAIN_SIZE,
   markdown table and a sentence under it)."""
   found = [c for c in _comparisons(runs, baseline, lambda n: n == model)
            if c[0] == size]
-  adjusted = stats.holm_adjusted([c[-1].p for c in found])
+  adjusted = intervals.holm_adjusted([c[-1].p for c in found])
   rows = []
   for (_, alg, _, mine, base, c), p in zip(found, adjusted):
-    after = stats.verdict(c)
+    after = intervals.verdict(c)
     if p is not None:
-      after = (after if after in ('ahead', 'behind') and p <= 1 - stats.LEVEL
-               else 'not resolved after Holm')
+      resolved = after in ('ahead', 'behind') and p <= 1 - intervals.LEVEL
+      after = after if resolved else 'not resolved after Holm'
     rows.append([alg, _score_cell(mine), _score_cell(base),
                  _signed(c.difference), _interval(c), _p(c.p),
-                 stats.verdict(c), _p(p), after])
+                 intervals.verdict(c), _p(p), after])
   head = ['algorithm', f'{model} score', f'{baseline} score',
           f'{model} − {baseline}', '95% interval', 'p', 'verdict',
           'Holm-adjusted p', 'verdict after Holm']
@@ -159,10 +159,10 @@ def gap_table(runs: list[dict[str, Any]], baseline: str = BASELINE) -> str:
     paired = (f'{_signed(np.mean([mine[s] - base[s] for s in shared]))} '
               f'({tables.seeds_text(shared)})' if shared else '-')
     every.append([size, alg, name, _score_cell(mine), _score_cell(base),
-                  _signed(c.difference), _interval(c), stats.verdict(c),
+                  _signed(c.difference), _interval(c), intervals.verdict(c),
                   _method(c), paired])
   lt = [[size, alg, _score_cell(mine), _score_cell(base),
-         _signed(c.difference), _interval(c), stats.verdict(c), _method(c)]
+         _signed(c.difference), _interval(c), intervals.verdict(c), _method(c)]
         for size, alg, _, mine, base, c in vs_lt]
   bootstrapped = any(c[-1].method == 'bootstrap' for c in vs_base + vs_lt)
   lines = [

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import stats
+from experiments import intervals
 from experiments import tables
 
 SIZE = '64'
@@ -104,7 +104,7 @@ def rows(reference: list[dict[str, Any]], ours: list[dict[str, Any]]
         algorithm=algorithm, model=model, tag=tag,
         ours=_cell(mine, [r['seed'] for r in runs]),
         reference=_cell(theirs, [r['seed'] for r in refs]),
-        comparison=stats.welch(mine, theirs) if theirs else None,
+        comparison=intervals.welch(mine, theirs) if theirs else None,
         iterations=(_mean_or_dash([_iterations(r, True) for r in runs]),
                     _mean_or_dash([_iterations(r, False) for r in refs])),
         steps=sorted({int(r['checkpoint_step']) for r in runs}
@@ -112,12 +112,12 @@ def rows(reference: list[dict[str, Any]], ours: list[dict[str, Any]]
   return out
 
 
-def _difference(c: stats.Comparison | None) -> tuple[str, str]:
+def _difference(c: intervals.Comparison | None) -> tuple[str, str]:
   if c is None:
     return '-', 'no reference run'
   interval = ('' if c.low is None
               else f' [{c.low:+.3f}, {c.high:+.3f}]')
-  return f'{c.difference:+.3f}{interval}', stats.verdict(c)
+  return f'{c.difference:+.3f}{interval}', intervals.verdict(c)
 
 
 def markdown(table_rows: list[dict[str, Any]]) -> str:

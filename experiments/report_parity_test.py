@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from experiments import intervals
 from experiments import report_parity
-from experiments import stats
 
 
 def _ours(seed, score, tag='', model='dear', iterations=12.0):
@@ -36,7 +36,7 @@ def test_each_variant_is_compared_with_the_reference_by_welch(tmp_path):
   text = report_parity.build(tmp_path)
   table = [line for line in text.splitlines() if line.startswith('| bell')]
   assert len(table) == 2
-  c = stats.welch([0.93, 0.94, 0.95], [0.96, 0.97, 0.965])
+  c = intervals.welch([0.93, 0.94, 0.95], [0.96, 0.97, 0.965])
   assert f'{c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}]' in table[0]
   assert 'behind' in table[0] and '0.940 ± 0.010 (0,1,2)' in table[0]
   assert 'rpos' in table[1] and '1 seed: no interval' in table[1]

@@ -4,7 +4,7 @@
 ``BaselineModel`` (:func:`train_dear_cell`) or loads one from an
 ``experiments/train.py`` workdir (:func:`load_dear_cell`), and compares its
 gradient with the implicit one on unseen graphs
-(:func:`deq_clrs.measure.gradients.gradient_agreement`).
+(:func:`deq_clrs.measure.gradient_agreement.gradient_agreement`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from deq_clrs import integration
 from deq_clrs.measure import baseline
-from deq_clrs.measure import gradients
+from deq_clrs.measure import gradient_agreement
 from deq_clrs.training import data as data_lib
 
 
@@ -209,7 +209,7 @@ def run_gradient_agreement(config: GradientAgreementConfig,
                            log: Callable[[str], None] = print
                            ) -> dict[str, Any]:
   """Trains (or loads) a DEAR cell and runs
-  :func:`~deq_clrs.measure.gradients.gradient_agreement`.
+  :func:`~deq_clrs.measure.gradient_agreement.gradient_agreement`.
 
   The tested gradient is the one the cell was trained with (DEAR's
   phantom(1) by default), at its own solver settings.
@@ -234,7 +234,7 @@ def run_gradient_agreement(config: GradientAgreementConfig,
       cell.algorithm, config.size, config.batch_size, 1,
       config.seed + 7919 + config.size)
   log('comparing gradients')
-  result = gradients.gradient_agreement(
+  result = gradient_agreement.gradient_agreement(
       cell.algorithm, cell.params, feedback, hidden_dim=cell.hidden_dim,
       factory_options=cell.options, processor=cell.processor,
       seed=config.seed)

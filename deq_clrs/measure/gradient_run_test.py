@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import deq_clrs
+from deq_clrs.measure import gradient_agreement
 from deq_clrs.measure import gradient_run
-from deq_clrs.measure import gradients
 from deq_clrs.training import checkpoints as ckpt_lib
 from experiments.configs import default as default_config
 
@@ -37,7 +37,7 @@ def test_a_trained_cell_records_its_steps(brief_cell):
   assert (brief_cell.algorithm, brief_cell.hidden_dim) == ('bfs', HIDDEN)
   assert brief_cell.steps == 2 and len(brief_cell.losses) == 2
   assert np.all(np.isfinite(brief_cell.losses))
-  assert gradients.processor_params(brief_cell.params)
+  assert gradient_agreement.processor_params(brief_cell.params)
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_load_dear_cell_from_a_workdir(tmp_path, brief_cell):
 
 
 def _record(record_property, tag: str, r) -> None:
-  print(f'[{tag}]\n' + gradients.format_gradient_agreement(r))
+  print(f'[{tag}]\n' + gradient_agreement.format_gradient_agreement(r))
   for key in ('cosine_all', 'cosine_processor', 'norm_ratio',
               'reference_check_cosine'):
     record_property(f'{tag}_{key}', r[key])

@@ -19,7 +19,7 @@ the model's public ``init``, ``feedback`` and ``predict``.
 
 With a :class:`~deq_clrs.measure.gradient_run.GradientAgreementConfig`,
 :func:`run` also measures how well DEAR's phantom gradient agrees with the
-implicit one (:mod:`deq_clrs.measure.gradients`).
+implicit one (:mod:`deq_clrs.measure.gradient_agreement`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from deq_clrs import integration
 from deq_clrs import solvers
 from deq_clrs import stats as stats_lib
 from deq_clrs.measure import baseline
+from deq_clrs.measure import gradient_agreement
 from deq_clrs.measure import gradient_run
-from deq_clrs.measure import gradients
 from deq_clrs.training import data as data_lib
 
 MODELS = ('dear_phantom', 'dear_implicit', 'nar', 'clrs_mpnn',
@@ -398,6 +398,6 @@ def format_table(results: dict[str, Any]) -> str:
     lines += [f'### Gradient agreement ({grad["algorithm"]}, DEAR cell: '
               f'{cell["source"]}, {cell["steps"]} training steps)', '']
     lines += [f'- {line}' for line in
-              gradients.format_gradient_agreement(grad).splitlines()]
+              gradient_agreement.format_gradient_agreement(grad).splitlines()]
     lines.append('')
   return '\n'.join(lines)

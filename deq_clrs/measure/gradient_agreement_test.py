@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import deq_clrs
+from deq_clrs.measure import gradient_agreement
 from deq_clrs.measure import gradient_run
-from deq_clrs.measure import gradients
 from deq_clrs.training import data as data_lib
 
 HIDDEN = 32
@@ -38,17 +38,18 @@ def test_cosine_similarity_and_processor_params():
   a = {'net/deq_clrs_processor/cell/w': {'b': np.array([1.0, 2.0])},
        'net/~_construct_encoders_decoders/enc': {'w': np.array([[3.0]])}}
   neg = jax.tree_util.tree_map(lambda x: -x, a)
-  assert gradients.cosine_similarity(a, a) == pytest.approx(1.0)
-  assert gradients.cosine_similarity(a, neg) == pytest.approx(-1.0)
+  assert gradient_agreement.cosine_similarity(a, a) == pytest.approx(1.0)
+  assert gradient_agreement.cosine_similarity(a, neg) == pytest.approx(-1.0)
   b = {'net/deq_clrs_processor/cell/w': {'b': np.array([2.0, -1.0])},
        'net/~_construct_encoders_decoders/enc': {'w': np.array([[0.0]])}}
-  assert gradients.cosine_similarity(a, b) == pytest.approx(0.0)
-  assert list(gradients.processor_params(a)) == [
+  assert gradient_agreement.cosine_similarity(a, b) == pytest.approx(0.0)
+  assert list(gradient_agreement.processor_params(a)) == [
       'net/deq_clrs_processor/cell/w']
   with pytest.raises(ValueError, match='one structure'):
-    gradients.cosine_similarity(a, gradients.processor_params(a))
-  assert gradients.backward_label({}) == 'phantom(1)'
-  assert gradients.backward_label(
+    gradient_agreement.cosine_similarity(
+        a, gradient_agreement.processor_params(a))
+  assert gradient_agreement.backward_label({}) == 'phantom(1)'
+  assert gradient_agreement.backward_label(
       {'phantom_steps': 30, 'phantom_damping': 0.5}) == (
           'phantom(30, damping 0.5)')
 
@@ -58,13 +59,13 @@ def test_implicit_vs_implicit_agree(brief_cell, grad_batch):
   # The reference against itself with the adjoint system solved 100x
   # tighter: the comparison must see the same parameters, batch and rng on
   # both sides, and the reference must be converged on this cell.
-  options = dict(gradients.REFERENCE_OPTIONS,
-                 **gradients.REFERENCE_CHECK_OPTIONS)
-  r = gradients.gradient_agreement(
+  options = dict(gradient_agreement.REFERENCE_OPTIONS,
+                 **gradient_agreement.REFERENCE_CHECK_OPTIONS)
+  r = gradient_agreement.gradient_agreement(
       'bfs', brief_cell.params, grad_batch, hidden_dim=HIDDEN,
       factory_options=options, at_reference_fixed_point=False,
       check_reference=False)
-  print(gradients.format_gradient_agreement(r))
+  print(gradient_agreement.format_gradient_agreement(r))
   assert r['label'] == 'implicit'
   assert r['cosine_all'] == pytest.approx(1.0, abs=1e-4)
   assert r['cosine_processor'] == pytest.approx(1.0, abs=1e-4)
@@ -78,7 +79,7 @@ def test_implicit_vs_implicit_agree(brief_cell, grad_batch):
   assert r['graphs'] == 8 and not r['dropped_graphs']
   assert 'tested_at_reference_fixed_point' not in r
   assert 'implicit vs implicit: cosine all=' in (
-      gradients.format_gradient_agreement(r))
+      gradient_agreement.format_gradient_agreement(r))
   json.dumps(r)
 
 
@@ -89,11 +90,11 @@ def test_many_step_phantom_matches_the_implicit_gradient(brief_cell,
   # (I - J)^-1 truncated after k terms. On this cell the slowest mode
   # contracts by ~0.997 per step, so it takes ~1000 steps to converge
   # (30 steps damped by 0.5 give cosine ~0.83 here).
-  r = gradients.gradient_agreement(
+  r = gradient_agreement.gradient_agreement(
       'bfs', brief_cell.params, grad_batch, hidden_dim=HIDDEN,
       factory_options={'phantom_steps': 1000}, at_own_tolerance=False,
       check_reference=False)
-  print(gradients.format_gradient_agreement(r))
+  print(gradient_agreement.format_gradient_agreement(r))
   assert r['label'] == 'phantom(1000)'
   assert 'tested' not in r
   assert r['cosine_all'] > 0.99
@@ -105,10 +106,10 @@ def test_many_step_phantom_matches_the_implicit_gradient(brief_cell,
 def test_one_step_phantom_gradient_is_reported(brief_cell, grad_batch):
   # DEAR's gradient, at its own tolerance (0.1) and at the implicit fixed
   # point: reported, whatever it is.
-  r = gradients.gradient_agreement(
+  r = gradient_agreement.gradient_agreement(
       'bfs', brief_cell.params, grad_batch, hidden_dim=HIDDEN,
       check_reference=False)
-  print(gradients.format_gradient_agreement(r))
+  print(gradient_agreement.format_gradient_agreement(r))
   assert r['label'] == 'phantom(1)'
   for res in (r['tested'], r['tested_at_reference_fixed_point']):
     assert -1.0 <= res['cosine_all'] <= 1.0
@@ -122,10 +123,10 @@ def test_one_step_phantom_gradient_is_reported(brief_cell, grad_batch):
   # Control: the same reference gradient on other graphs is far from it, so
   # a comparison that mixed up batches could not reach the 0.99 above.
   (other,) = data_lib.sample_batches('bfs', 8, 8, 1, 12)
-  grads = [gradients.equilibrium_gradient(
+  grads = [gradient_agreement.equilibrium_gradient(
       'bfs', brief_cell.params, deq_clrs.one_shot_feedback(fb),
       hidden_dim=HIDDEN, options=r['reference']['options']).grads
            for fb in (grad_batch, other)]
-  control = gradients.cosine_similarity(*grads)
+  control = gradient_agreement.cosine_similarity(*grads)
   print(f'implicit gradient, this batch vs another: cosine {control:.4f}')
   assert control < 0.95
