@@ -105,7 +105,8 @@ def shard(mesh: Mesh, data: Any) -> Any:
 
   Every process passes the same global batch; the batch axis is sharded
   over all devices of ``mesh`` and each process fills only its own
-  devices' shards.
+  devices' shards. Arrays already placed with that sharding (a batch the
+  prefetch thread placed) are passed through without a copy.
 
   Raises:
     ValueError: the devices do not divide the batch.
@@ -113,9 +114,12 @@ def shard(mesh: Mesh, data: Any) -> Any:
   check_batch_divisible(batch_size(data), mesh.devices.size)
 
   def place(x, spec):
+    sharding = NamedSharding(mesh, spec)
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+      return x
     x = np.asarray(x)
     return jax.make_array_from_callback(
-        x.shape, NamedSharding(mesh, spec), lambda index: x[index])
+        x.shape, sharding, lambda index: x[index])
 
   return jax.tree_util.tree_map(place, data, batch_specs(data))
 
