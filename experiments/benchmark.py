@@ -67,6 +67,12 @@ _CACHE = flags.DEFINE_string(
     "JAX's persistent compilation cache for the benchmark ('' = off, the "
     'default: with it, a rerun loads its programs and the "compile s" '
     'column measures loading, not compiling).')
+_PROFILE = flags.DEFINE_string(
+    'profile_dir', '',
+    'Write a jax.profiler trace of the speed and memory measurements here '
+    "(view it with TensorBoard's profile plugin, XProf or Perfetto; "
+    "docs/profiling.md). Tracing slows the steps: '' (the default) for "
+    'timings.')
 _OUTPUT = flags.DEFINE_string('output', 'benchmark.json',
                               'Where to write the JSON results; the markdown '
                               'table goes beside it (.md).')
@@ -95,7 +101,8 @@ def main(argv):
       logging.info(*args)
       heartbeat.beat()
     heartbeat.phase('benchmarking (each model and shape compiles first)')
-    results = speed.run(config, log=log, gradient=gradient)
+    results = speed.run(config, log=log, gradient=gradient,
+                        profile_dir=_PROFILE.value)
   with open(_OUTPUT.value, 'w') as f:
     json.dump(results, f, indent=2)
   table = speed.format_table(results)

@@ -24,6 +24,7 @@ implicit one (:mod:`deq_clrs.measure.gradient_agreement`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import statistics
@@ -303,13 +304,17 @@ def ratios(models: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def run(config: BenchmarkConfig, log: Log = print,
-        gradient: gradient_run.GradientAgreementConfig | None = None
-        ) -> dict[str, Any]:
+        gradient: gradient_run.GradientAgreementConfig | None = None,
+        profile_dir: str = '') -> dict[str, Any]:
   """Runs the whole benchmark; returns a JSON-ready dict.
 
   With ``gradient``, also runs
   :func:`~deq_clrs.measure.gradient_run.run_gradient_agreement` (results
   under ``'gradient_agreement'``, its settings under ``'gradient_config'``).
+  With ``profile_dir``, the speed and memory measurements run under
+  ``jax.profiler.trace``: a trace of every compile and step (TensorBoard's
+  profile plugin, XProf or Perfetto read it) is written there, and the
+  timings, slowed by the tracing, are for orientation only.
   """
   results = {
       'config': dataclasses.asdict(config),
@@ -318,9 +323,13 @@ def run(config: BenchmarkConfig, log: Log = print,
       'jax_version': jax.__version__,
       'algorithms': {},
   }
-  for algorithm in config.algorithms:
-    results['algorithms'][algorithm] = benchmark_algorithm(
-        algorithm, config, log)
+  if profile_dir:
+    results['profile_dir'] = profile_dir
+  with (jax.profiler.trace(profile_dir) if profile_dir
+        else contextlib.nullcontext()):
+    for algorithm in config.algorithms:
+      results['algorithms'][algorithm] = benchmark_algorithm(
+          algorithm, config, log)
   if gradient is not None:
     results['gradient_config'] = dataclasses.asdict(gradient)
     results['gradient_agreement'] = gradient_run.run_gradient_agreement(

@@ -23,6 +23,20 @@ def tiny_results():
 
 
 @pytest.mark.slow
+def test_a_profiled_run_writes_a_trace(tmp_path):
+  config = speed.BenchmarkConfig(
+      algorithms=('bfs',), sizes=(8,), train_size=8, batch_size=2,
+      hidden_size=8, repeats=1, models=('nar',), memory_caps=(3,))
+  results = speed.run(config, log=lambda msg: None,
+                      profile_dir=str(tmp_path / 'trace'))
+  assert results['profile_dir'] == str(tmp_path / 'trace')
+  traces = list((tmp_path / 'trace').rglob('*.xplane.pb'))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0
+  assert results['algorithms']['bfs']['models']['nar']['train_step'][
+      'median_s'] > 0
+
+
+@pytest.mark.slow
 def test_results_have_every_measurement(tiny_results):
   res = tiny_results['algorithms']['bfs']
   assert set(res['models']) == {'dear_phantom', 'nar'}
