@@ -1,14 +1,11 @@
 """Resumable checkpoints with orbax (atomic: orbax commits a step directory
 only once every file is written).
 
-A checkpoint is one pytree::
-
-    {'params', 'opt_state',            # the training model
-     'best_params',                    # best by validation score so far
-     'step', 'best_step', 'best_val', 'train_seconds'}   # 0-d arrays
-
-Restoring needs a template of the same structure (the freshly initialised
-model gives it), so optax's named-tuple states come back as they were saved.
+A checkpoint is one pytree; a training run's is the dict of
+:meth:`deq_clrs.training.run_state.RunState.to_checkpoint` (its layout is
+described there). Restoring needs a template of the same structure (the
+freshly initialised model gives it), so optax's named-tuple states come
+back as they were saved; without one, nested dicts and lists come back.
 
 A checkpoint that cannot be read (a file truncated or lost after it was
 committed) is not fatal: :meth:`Checkpointer.restore_newest_readable` moves

@@ -6,8 +6,9 @@ resumable checkpoints, scores the best-by-validation parameters on every
 test size and writes ``results.json``, TensorBoard metrics and checkpoints
 into the working directory. Its parts live beside it: scoring in
 :mod:`~deq_clrs.training.evaluation`, the workdir's rules and records in
-:mod:`~deq_clrs.training.workdir`, the checkpoint template and saved runs
-in :mod:`~deq_clrs.training.saved_runs`, the log and its ETA in
+:mod:`~deq_clrs.training.workdir`, the run's state (what a checkpoint
+holds) in :mod:`~deq_clrs.training.run_state`, building the models in
+:mod:`~deq_clrs.training.saved_runs`, the log and its ETA in
 :mod:`~deq_clrs.training.progress`.
 """
 
@@ -35,6 +36,7 @@ from deq_clrs.training import models as models_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import progress
 from deq_clrs.training import provenance
+from deq_clrs.training import run_state as run_state_lib
 from deq_clrs.training import saved_runs
 from deq_clrs.training import workdir as workdir_lib
 from deq_clrs.training.errors import DivergedError
@@ -81,19 +83,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 @dataclasses.dataclass
 class _Run:
-  """What the loop works with: the data, the models, the checkpoint state
-  on the host (``state``), the training state and best parameters on the
-  devices (they come back only to be saved), and the run's records."""
+  """What the loop works with: the data, the models, the run's state
+  (``state``: its training state and best parameters on the devices, which
+  come back only to be saved) and the run's records."""
   stream: data_lib.TrainStream
   val_set: clrs.Feedback
   models: models_lib.Models
   checkpointer: ckpt_lib.Checkpointer
-  state: dict[str, Any]
-  train_state: Any
-  best_params: Any
+  state: run_state_lib.RunState
   writer: Any
   history: workdir_lib.History
-  validate: Callable[..., bool]
+  validate: Callable[..., run_state_lib.RunState]
 
 
 def _open_run(config: ml_collections.ConfigDict, workdir: str,
@@ -111,16 +111,15 @@ def _open_run(config: ml_collections.ConfigDict, workdir: str,
   heartbeat.phase('building the model (and restoring its checkpoint)')
   models = saved_runs.build_models(config, val_set)
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-  state, train_state = _restore_training(models, checkpointer, config)
-  best_params = models.stepper.replicate(state['best_params'])
+  state = _restore_training(models, checkpointer, config)
   writer = progress.summary_writer(workdir, config.tensorboard)
-  history = workdir_lib.History(workdir, int(state['step']))
+  history = workdir_lib.History(workdir, int(state.step))
   validate = progress.named(
       heartbeat, _Validation(models, config, val_set, writer, history),
       f'validating ({_describe_batch(val_set)}; the first validation '
       f'compiles)')
-  return _Run(stream, val_set, models, checkpointer, state, train_state,
-              best_params, writer, history, validate)
+  return _Run(stream, val_set, models, checkpointer, state, writer, history,
+              validate)
 
 
 def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
@@ -129,7 +128,7 @@ def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
   """:func:`train_and_evaluate` once the run may start: the loop, the test
   and ``results.json`` (``heartbeat`` names each slow phase)."""
   run = _open_run(config, workdir, heartbeat)
-  step = int(run.state['step'])
+  step = int(run.state.step)
   segments = workdir_lib.code_segments(workdir, step,
                                        training=step < config.train_steps)
   step, loss = _train(config, run, hooks, heartbeat)
@@ -139,11 +138,11 @@ def _train_and_test(config: ml_collections.ConfigDict, workdir: str,
   results = _run_results(run.models, config, run.state, run.history,
                          segments, step, loss)
   heartbeat.phase(f'testing the parameters of step '
-                  f'{int(run.state["best_step"])} at '
+                  f'{int(run.state.best_step)} at '
                   f'{", ".join(map(str, config.test_sizes))} nodes (each '
                   f'size compiles once)')
   results.update(evaluation.test_results(
-      run.models, run.best_params, config, list(config.test_sizes),
+      run.models, run.state.best_params, config, list(config.test_sizes),
       run.writer, step, results['best_step']))
   heartbeat.phase(None)
   run.writer.flush()
@@ -156,27 +155,29 @@ def _train(config: ml_collections.ConfigDict, run: _Run,
   """Trains from the restored step to ``config.train_steps``, logging,
   validating and checkpointing on schedule; returns the last step and its
   training loss (NaN if this invocation trained no step)."""
-  stepper, state = run.models.stepper, run.state
-  step, loss = int(state['step']), float('nan')
+  stepper = run.models.stepper
+  step, loss = int(run.state.step), float('nan')
   train_key = stepper.replicate(jax.random.PRNGKey(config.seed))
   if step < config.train_steps:
     _log_compiling(config, run.stream, step)
   if step == 0:
     # The untrained parameters are the first candidate.
-    run.validate(state, run.train_state.params, step, loss)
+    run.state = run.validate(run.state, loss)
   window = progress.Window(step)
   # Training seconds of earlier segments, less this segment's start.
-  seconds_offset = float(state['train_seconds']) - time.perf_counter()
+  seconds_offset = float(run.state.train_seconds) - time.perf_counter()
   eta = progress.Eta(config.train_steps, validated=step == 0)
   while step < config.train_steps:
-    run.train_state = _dispatch_step(run.models, run.train_state, train_key,
-                                     run.stream.batch(step), step, eta,
-                                     heartbeat)
+    run.state = run.state.replace(
+        train=_dispatch_step(run.models, run.state.train, train_key,
+                             run.stream.batch(step), step, eta, heartbeat),
+        step=ckpt_lib.scalar(step + 1, np.int64))
     step += 1
     last = step == config.train_steps
     if step % config.log_every == 0 or last:
       # The mean is over the steps since the last log line.
-      run.train_state, metrics = stepper.read_metrics(run.train_state)
+      train, metrics = stepper.read_metrics(run.state.train)
+      run.state = run.state.replace(train=train)
       loss = metrics['loss']
       _check_finite_loss(metrics['loss_mean'], window.step, step,
                          run.checkpointer)
@@ -184,13 +185,12 @@ def _train(config: ml_collections.ConfigDict, run: _Run,
       heartbeat.beat()
     if step % config.eval_every == 0 or last:
       if not step % config.log_every == 0 and not last:
-        loss = float(parallel.to_host(run.train_state.loss))
-      if run.validate(state, run.train_state.params, step, loss):
-        run.best_params = stepper.copy(run.train_state.params)
+        loss = float(parallel.to_host(run.state.train.loss))
+      run.state = run.validate(run.state, loss)
       eta.validated()
     if step % config.checkpoint_every == 0 or last:
-      _save(run.checkpointer, state, run.train_state, run.best_params, step,
-            seconds_offset + time.perf_counter())
+      run.state = _save(run.checkpointer, run.state,
+                        seconds_offset + time.perf_counter())
     for hook in hooks:
       hook(step)
   return step, loss
@@ -244,21 +244,19 @@ def _log_compiling(config: ml_collections.ConfigDict,
 def _restore_training(models: models_lib.Models,
                       checkpointer: ckpt_lib.Checkpointer,
                       config: ml_collections.ConfigDict
-                      ) -> tuple[dict[str, Any], Any]:
-  """``(checkpoint state on the host, training state on the devices)``:
-  from the newest readable checkpoint, or fresh."""
-  state = saved_runs.initial_state(models)
+                      ) -> run_state_lib.RunState:
+  """The run's state on the devices: from the newest readable checkpoint,
+  or fresh."""
   if checkpointer.latest_step() is None:
-    return state, models.initial_state
-  restored, _ = checkpointer.restore_newest_readable(state)
+    return run_state_lib.initial(models).on_devices(models)
+  restored = run_state_lib.restore_newest_readable(checkpointer, models)
   if restored is None:
     logging.warning('no readable checkpoint under %s: starting afresh',
                     checkpointer.directory)
-    return state, models.initial_state
-  logging.info('resumed from step %d of %d', int(restored['step']),
+    return run_state_lib.initial(models).on_devices(models)
+  logging.info('resumed from step %d of %d', int(restored.step),
                config.train_steps)
-  return restored, models.stepper.state(
-      restored['params'], restored['opt_state'], int(restored['step']))
+  return restored.on_devices(models)
 
 
 class _Validation:
@@ -275,17 +273,18 @@ class _Validation:
     # records (this run's training since it started or resumed).
     self._since = provenance.cpu_times()
 
-  def __call__(self, state: dict[str, Any], params: Any, step: int,
-               loss: float) -> bool:
-    """Validates ``params`` after ``step`` steps (``loss``: the last
-    training loss); updates ``state``'s best entries and returns whether
-    these parameters are the new best.
+  def __call__(self, state: run_state_lib.RunState,
+               loss: float) -> run_state_lib.RunState:
+    """Validates ``state``'s training parameters after its ``state.step``
+    steps (``loss``: the last training loss); returns ``state`` with its
+    best entries (and a copy of these parameters as ``best_params``) if
+    they are the new best, else ``state``.
 
     Raises:
-      NonFiniteLossError: the validation loss is NaN or inf (before
-        ``state``, the history or the log see it).
+      NonFiniteLossError: the validation loss is NaN or inf (before the
+        state, the history or the log see it).
     """
-    config = self.config
+    config, params, step = self.config, state.train.params, int(state.step)
     # The load of the training minute before this validation, and how much
     # of this run's CPUs other processes used since the previous one (the
     # report marks train s of runs that shared their cores:
@@ -304,12 +303,14 @@ class _Validation:
                          {**evaluation.eval_scalars(val), 'loss': val['loss']})
     criterion = (-val['loss'] if config.select_by == 'loss'
                  else val['score'])
-    improved = criterion > float(state['best_val'])
+    improved = criterion > float(state.best_val)
     if improved:
-      state['best_val'] = ckpt_lib.scalar(criterion)
-      state['best_val_score'] = ckpt_lib.scalar(val['score'])
-      state['best_val_loss'] = ckpt_lib.scalar(val['loss'])
-      state['best_step'] = ckpt_lib.scalar(step, np.int64)
+      state = state.replace(
+          best_params=self.models.stepper.copy(params),
+          best_val=ckpt_lib.scalar(criterion),
+          best_val_score=ckpt_lib.scalar(val['score']),
+          best_val_loss=ckpt_lib.scalar(val['loss']),
+          best_step=ckpt_lib.scalar(step, np.int64))
     entry = {'step': step, 'val_score': val['score'],
              'val_loss': val['loss'],
              'train_loss': loss if math.isfinite(loss) else None,
@@ -326,12 +327,11 @@ class _Validation:
     logging.info('validation at step %d: loss %.4f score %.4f%s (best by '
                  '%s at step %d: loss %.4f score %.4f)%s', step,
                  val['loss'], val['score'], ' *' if improved else '',
-                 config.select_by, int(state['best_step']),
-                 float(state['best_val_loss']),
-                 float(state['best_val_score']),
+                 config.select_by, int(state.best_step),
+                 float(state.best_val_loss), float(state.best_val_score),
                  ''.join(f', test n={n}: {v:.4f}' for n, v in
                          entry.get('test_scores', {}).items()))
-    return improved
+    return state
 
 
 def _diverged(what: str,
@@ -379,27 +379,23 @@ def _check_finite_params(params: Any, step: int,
         f'(first: {bad[0]}), so they were not checkpointed', checkpointer)
 
 
-def _save(checkpointer: ckpt_lib.Checkpointer, state: dict[str, Any],
-          train_state: Any, best_params: Any, step: int,
-          train_seconds: float) -> None:
-  """Checkpoints the run after ``step`` steps (device arrays read back).
+def _save(checkpointer: ckpt_lib.Checkpointer, state: run_state_lib.RunState,
+          train_seconds: float) -> run_state_lib.RunState:
+  """Checkpoints the run after its ``state.step`` steps (device arrays read
+  back) with ``train_seconds`` so far; returns the state saved.
 
   Raises:
     DivergedError: the parameters are not finite (nothing is saved).
   """
-  params = parallel.to_host(train_state.params)
-  _check_finite_params(params, step, checkpointer)
-  state.update(
-      params=params,
-      opt_state=parallel.to_host(train_state.opt_state),
-      best_params=parallel.to_host(best_params),
-      step=ckpt_lib.scalar(step, np.int64),
-      train_seconds=ckpt_lib.scalar(train_seconds))
-  checkpointer.save(step, state)
+  state = state.replace(train_seconds=ckpt_lib.scalar(train_seconds))
+  run_state_lib.save(checkpointer, state, check=lambda saved: (
+      _check_finite_params(saved['params'], int(state.step), checkpointer)))
+  return state
 
 
 def _run_results(models: models_lib.Models,
-                 config: ml_collections.ConfigDict, state: dict[str, Any],
+                 config: ml_collections.ConfigDict,
+                 state: run_state_lib.RunState,
                  history: workdir_lib.History, segments: list[dict[str, Any]],
                  step: int, loss: float) -> dict[str, Any]:
   """The fields of ``results.json`` that the test sets do not give
@@ -412,15 +408,15 @@ def _run_results(models: models_lib.Models,
       'config': json.loads(config.to_json()),
       'select_by': config.select_by,
       # At the selected checkpoint.
-      'val_score': float(state['best_val_score']),
-      'val_loss': float(state['best_val_loss']),
-      'best_step': int(state['best_step']),
+      'val_score': float(state.best_val_score),
+      'val_loss': float(state.best_val_loss),
+      'best_step': int(state.best_step),
       'history': history.entries,
       'train_steps': step,
       'final_train_loss': _final_train_loss(loss, step, history),
       # Wall time of the training loop (validation included), summed over
       # resumed segments, as of the last checkpoint (= the last step).
-      'train_seconds': float(state['train_seconds']),
+      'train_seconds': float(state.train_seconds),
       'num_devices': models.num_devices,
       'num_processes': jax.process_count(),
       # The code that finished the run, and the code of each training

@@ -1,4 +1,4 @@
-"""Reading a saved run: the checkpoint template, scoring a checkpoint
+"""Reading a saved run: building its models, scoring a checkpoint
 without training (:func:`evaluate_checkpoint`, ``experiments.evaluate``)
 and the alignment teacher's parameters (:func:`load_teacher`).
 """
@@ -18,31 +18,12 @@ from deq_clrs.training import checkpoints as ckpt_lib
 from deq_clrs.training import data as data_lib
 from deq_clrs.training import evaluation
 from deq_clrs.training import models as models_lib
-from deq_clrs.training import parallel
 from deq_clrs.training import progress
 from deq_clrs.training import provenance
 from deq_clrs.training import run_config
+from deq_clrs.training import run_state as run_state_lib
 from deq_clrs.training import workdir as workdir_lib
 from deq_clrs.training.errors import UserError
-
-
-def initial_state(models: models_lib.Models) -> dict[str, Any]:
-  """The checkpoint of a fresh run (host arrays): the template that a
-  checkpoint is restored into."""
-  params = parallel.to_host(models.initial_state.params)
-  return {
-      'params': params,
-      'opt_state': parallel.to_host(models.initial_state.opt_state),
-      'best_params': params,
-      'step': ckpt_lib.scalar(0, np.int64),
-      'best_step': ckpt_lib.scalar(0, np.int64),
-      # The best validation score and loss, and the selection criterion's
-      # value there (higher is better: the score, or minus the loss).
-      'best_val': ckpt_lib.scalar(-np.inf),
-      'best_val_score': ckpt_lib.scalar(-np.inf),
-      'best_val_loss': ckpt_lib.scalar(np.inf),
-      'train_seconds': ckpt_lib.scalar(0.0),
-  }
 
 
 def build_models(config: ml_collections.ConfigDict,
@@ -85,8 +66,8 @@ def load_teacher(config: ml_collections.ConfigDict,
     raise UserError(f'align.teacher={workdir}: {error} (train the nar run '
                     f'first)') from error
   logging.info('alignment teacher: %s (parameters of step %d)', workdir,
-               int(state['best_step']))
-  return state['best_params']
+               int(state.best_step))
+  return state.best_params
 
 
 def _override_solver(config: ml_collections.ConfigDict,
@@ -128,19 +109,20 @@ def _set_for_evaluation(config: ml_collections.ConfigDict,
 
 def _restore_for_evaluation(models: models_lib.Models, workdir: str,
                             config: ml_collections.ConfigDict,
-                            step: int | None) -> dict[str, Any]:
-  """Checkpoint ``step`` (default: the newest readable one), read-only."""
+                            step: int | None) -> run_state_lib.RunState:
+  """Checkpoint ``step`` (default: the newest readable one), read-only, on
+  the host."""
   checkpointer = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   try:
     if step is None:
-      state, _ = checkpointer.restore_newest_readable(
-          initial_state(models), set_aside=False)
+      state = run_state_lib.restore_newest_readable(checkpointer, models,
+                                                    set_aside=False)
       if state is None:
         raise UserError(f'no checkpoint under {checkpointer.directory} can '
                         f'be read (see the warnings above)')
       return state
     try:
-      return checkpointer.restore(initial_state(models), step)
+      return run_state_lib.restore(checkpointer, models, step)
     except Exception as error:  # pylint: disable=broad-except
       raise UserError(
           f'checkpoint {checkpointer.step_directory(step)} is unreadable '
@@ -196,7 +178,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
   val_set = evaluation.load_eval_set(config, 'val', config.val_size)
   models = build_models(config, val_set, lt_read_at=read_at)
   state = _restore_for_evaluation(models, workdir, config, step)
-  params = state['best_params' if which == 'best' else 'params']
+  params = state.best_params if which == 'best' else state.train.params
   writer = progress.summary_writer(workdir, config.get('tensorboard', True))
   results = _evaluation_header(config, state, which, solver_overrides, read_at)
   progress.enable_compilation_cache(config.compilation_cache_dir)
@@ -205,7 +187,7 @@ def evaluate_checkpoint(workdir: str, test_sizes: Sequence[int] | None = None,
     heartbeat.phase(f'testing at {sizes} nodes (each size compiles once)')
     results.update(evaluation.test_results(
         models, params, config, list(config.test_sizes), writer,
-        int(state['step']), results['params_step']))
+        int(state.step), results['params_step']))
   writer.flush()
   workdir_lib.write_json(results, output)
   _log_written(results, output)
@@ -264,18 +246,18 @@ def _writable_output(workdir: str, output: str | None) -> str:
 
 
 def _evaluation_header(config: ml_collections.ConfigDict,
-                       state: dict[str, Any], which: str,
+                       state: run_state_lib.RunState, which: str,
                        solver_overrides: dict[str, Any] | None,
                        read_at: str) -> dict[str, Any]:
   """The fields of an evaluation's JSON that say what was scored."""
   results = {
       'algorithm': config.algorithm, 'model': config.model,
-      'seed': config.seed, 'checkpoint_step': int(state['step']),
+      'seed': config.seed, 'checkpoint_step': int(state.step),
       'solver_overrides': dict(solver_overrides or {}),
       'eval_batch_size': int(config.eval_batch_size),
       'eval_sets': config.eval_sets, 'tag': config.tag,
       'params': which, 'params_step': int(
-          state['best_step'] if which == 'best' else state['step']),
+          state.best_step if which == 'best' else state.step),
       'code_version': provenance.code_version(),
   }
   if config.model == 'nar_lt':

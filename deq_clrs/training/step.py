@@ -72,6 +72,16 @@ class TrainState(NamedTuple):
   loss_steps: jax.Array
 
 
+def host_train_state(params: Params, opt_state: optax.OptState,
+                     step: int = 0) -> TrainState:
+  """A training state after ``step`` steps on the host, as a checkpoint
+  restores it: its parameters and optimiser state, the step as int32 ``[]``,
+  and the running loss metrics afresh (``loss`` NaN, nothing summed)."""
+  return TrainState(params=params, opt_state=opt_state,
+                    step=np.int32(step), loss=np.float32(np.nan),
+                    loss_sum=np.float32(0), loss_steps=np.int32(0))
+
+
 def make_optimizer(learning_rate: float,
                    grad_clip: float) -> optax.GradientTransformation:
   """Adam; with ``grad_clip > 0`` the gradient's global norm is clipped
@@ -185,10 +195,7 @@ class Stepper:
     (default: a fresh one), e.g. restored from a checkpoint."""
     if opt_state is None:
       opt_state = self.optimizer.init(parallel.to_host(params))
-    host = TrainState(params=params, opt_state=opt_state,
-                      step=np.int32(step), loss=np.float32(np.nan),
-                      loss_sum=np.float32(0), loss_steps=np.int32(0))
-    return self.replicate(host)
+    return self.replicate(host_train_state(params, opt_state, step))
 
   def _shard(self, lengths: np.ndarray | None) -> jax.Array | None:
     """Per-graph values ([B]) split over the mesh like the batch."""
