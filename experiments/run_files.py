@@ -20,7 +20,8 @@ from deq_clrs.training import run_config
 # differ only in these (and the seed) are seeds of one row.
 BOOKKEEPING = frozenset({'seed', 'data_dir', 'log_every', 'test_sizes',
                          'test_every', 'checkpoint_every', 'keep_checkpoints',
-                         'tensorboard', 'compilation_cache_dir'})
+                         'tensorboard', 'compilation_cache_dir',
+                         'prefetch_batches'})
 # What every results.json of experiments.train has (older ones included).
 REQUIRED = ('algorithm', 'model', 'seed', 'config', 'val_score',
             'test_scores')

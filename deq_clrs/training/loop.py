@@ -34,6 +34,7 @@ from deq_clrs.training import data as data_lib
 from deq_clrs.training import evaluation
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import parallel
+from deq_clrs.training import prefetch
 from deq_clrs.training import progress
 from deq_clrs.training import provenance
 from deq_clrs.training import run_state as run_state_lib
@@ -167,33 +168,49 @@ def _train(config: ml_collections.ConfigDict, run: _Run,
   # Training seconds of earlier segments, less this segment's start.
   seconds_offset = float(run.state.train_seconds) - time.perf_counter()
   eta = progress.Eta(config.train_steps, validated=step == 0)
-  while step < config.train_steps:
-    run.state = run.state.replace(
-        train=_dispatch_step(run.models, run.state.train, train_key,
-                             run.stream.batch(step), step, eta, heartbeat),
-        step=ckpt_lib.scalar(step + 1, np.int64))
-    step += 1
-    last = step == config.train_steps
-    if step % config.log_every == 0 or last:
-      # The mean is over the steps since the last log line.
-      train, metrics = stepper.read_metrics(run.state.train)
-      run.state = run.state.replace(train=train)
-      loss = metrics['loss']
-      _check_finite_loss(metrics['loss_mean'], window.step, step,
-                         run.checkpointer)
-      window.log(run.writer, step, config.train_steps, metrics, eta)
-      heartbeat.beat()
-    if step % config.eval_every == 0 or last:
-      if not step % config.log_every == 0 and not last:
-        loss = float(parallel.to_host(run.state.train.loss))
-      run.state = run.validate(run.state, loss)
-      eta.validated()
-    if step % config.checkpoint_every == 0 or last:
-      run.state = _save(run.checkpointer, run.state,
-                        seconds_offset + time.perf_counter())
-    for hook in hooks:
-      hook(step)
+  with _batches(config, run) as batches:
+    while step < config.train_steps:
+      run.state = run.state.replace(
+          train=_dispatch_step(run.models, run.state.train, train_key,
+                               batches.get(step), step, eta, heartbeat),
+          step=ckpt_lib.scalar(step + 1, np.int64))
+      step += 1
+      last = step == config.train_steps
+      if step % config.log_every == 0 or last:
+        # The mean is over the steps since the last log line.
+        train, metrics = stepper.read_metrics(run.state.train)
+        run.state = run.state.replace(train=train)
+        loss = metrics['loss']
+        _check_finite_loss(metrics['loss_mean'], window.step, step,
+                           run.checkpointer)
+        window.log(run.writer, step, config.train_steps, metrics, eta)
+        heartbeat.beat()
+      if step % config.eval_every == 0 or last:
+        if not step % config.log_every == 0 and not last:
+          loss = float(parallel.to_host(run.state.train.loss))
+        run.state = run.validate(run.state, loss)
+        eta.validated()
+      if step % config.checkpoint_every == 0 or last:
+        run.state = _save(run.checkpointer, run.state,
+                          seconds_offset + time.perf_counter())
+      for hook in hooks:
+        hook(step)
   return step, loss
+
+
+def _batches(config: ml_collections.ConfigDict, run: _Run
+             ) -> prefetch.Prefetcher[tuple[clrs.Feedback, dict[str, Any]]]:
+  """The training inputs of the steps left (the prepared batch, placed on
+  the devices, and ``train_step``'s extra arguments), made
+  ``config.prefetch_batches`` steps ahead on a background thread."""
+  models, stream = run.models, run.stream
+
+  def make(step: int) -> tuple[clrs.Feedback, dict[str, Any]]:
+    feedback, extras = models.train_inputs(stream.batch(step))
+    return models.stepper.place(feedback), extras
+
+  return prefetch.Prefetcher(make, int(run.state.step), config.train_steps,
+                             depth=config.prefetch_batches)
 
 
 def _describe_batch(feedback: clrs.Feedback) -> str:
@@ -206,13 +223,15 @@ def _describe_batch(feedback: clrs.Feedback) -> str:
 
 
 def _dispatch_step(models: models_lib.Models, train_state: Any,
-                   key: jax.Array, batch: clrs.Feedback, step: int,
+                   key: jax.Array,
+                   inputs: tuple[clrs.Feedback, dict[str, Any]], step: int,
                    eta: progress.Eta, heartbeat: progress.Heartbeat) -> Any:
-  """Dispatches training step ``step + 1`` on a cached batch and returns
-  the new training state, not waited for: the host prepares the next batch
-  while the devices train on this one. A step that compiles, and the
-  steps before the ETA is known, are named to the heartbeat."""
-  feedback, extras = models.train_inputs(batch)
+  """Dispatches training step ``step + 1`` on its inputs (from
+  :func:`_batches`) and returns the new training state, not waited for:
+  the host prepares the next batches while the devices train on this one.
+  A step that compiles, and the steps before the ETA is known, are named
+  to the heartbeat."""
+  feedback, extras = inputs
   compiles = eta.start_step(feedback)
   if compiles:
     heartbeat.phase(f'step {step + 1}: compiling the training step for '

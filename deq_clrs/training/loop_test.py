@@ -491,6 +491,7 @@ def test_steps_only_keeps_the_number_of_steps(data_dir):
     (dict(seed=-1), r'seed must be in \[0, 2\*\*32\), got -1'),
     (dict(seed=2**32 + 5), r'seed must be in \[0, 2\*\*32\), got 4294967301'),
     (dict(data_seed=-2), 'data_seed must be >= 0, got -2'),
+    (dict(prefetch_batches=-1), 'prefetch_batches must be >= 0'),
     (dict(eval_sets='theirs'),
      "eval_sets must be one of \\['own', 'reference'\\], got 'theirs'"),
     (dict(algorithm='binary_search', eval_sets='reference'),
@@ -817,3 +818,20 @@ def test_dear_trains_with_a_nar_teacher(data_dir, tmp_path):
   evaluated = training.evaluate_checkpoint(workdir)
   assert (evaluated['test_scores']['12']['score']
           == aligned['test_scores']['12']['score'])
+
+
+@pytest.mark.slow
+def test_prefetching_changes_no_result(data_dir, tmp_path):
+  """Batches are a function of the step: made ahead on the background
+  thread or in the loop, a run learns and scores the same."""
+  runs = {}
+  for depth in (0, 3):
+    config = tiny_config(data_dir, prefetch_batches=depth)
+    runs[depth] = training.train_and_evaluate(config,
+                                              str(tmp_path / str(depth)))
+  curve = lambda r: [(h['step'], h['train_loss'], h['val_loss'])
+                     for h in r['history']]
+  assert curve(runs[0]) == curve(runs[3])
+  for key in ('test_scores', 'test_scores_per_graph', 'test_loss', 'solver',
+              'final_train_loss', 'best_step'):
+    assert runs[0][key] == runs[3][key], key

@@ -190,6 +190,9 @@ def _check_values(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'seed must be in [0, 2**32), got {config.seed}')
   if config.data_seed < 0:
     raise ValueError(f'data_seed must be >= 0, got {config.data_seed}')
+  if config.prefetch_batches < 0:
+    raise ValueError(f'prefetch_batches must be >= 0 (0 = no background '
+                     f'thread), got {config.prefetch_batches}')
   if config.train_steps < 1:
     raise ValueError(
         f'train_steps must be >= 1, got {config.train_steps} (a run of no '

@@ -13,6 +13,7 @@ import ml_collections
 # is scored and is reported as if it had that value.
 ADDED_SETTINGS: dict[str, Any] = {'align': {'weight': 0.0, 'teacher': ''},
                                   'compilation_cache_dir': '',
+                                  'prefetch_batches': 2,
                                   'random_pos': False, 'eval_sets': 'own',
                                   'cell': {'complete_graph': False,
                                            'mask_pointers': False},

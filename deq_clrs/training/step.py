@@ -203,6 +203,11 @@ class Stepper:
       return None
     return parallel.shard(self.mesh, np.asarray(lengths))
 
+  def place(self, feedback: clrs.Feedback) -> clrs.Feedback:
+    """A global batch placed on the mesh, sharded by graph, as
+    :meth:`train_step` places it (which passes it through unchanged)."""
+    return parallel.shard(self.mesh, feedback)
+
   def replicate(self, tree: Any) -> Any:
     """A host (or device) pytree, copied onto every device of the mesh."""
     return parallel.replicate(self.mesh, tree)

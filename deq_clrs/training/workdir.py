@@ -28,7 +28,8 @@ from deq_clrs.training.errors import UserError
 # Settings a rerun in the same workdir may change; anything else must match
 # the run being resumed.
 RESUMABLE_CHANGES = frozenset({'train_steps', 'test_sizes', 'data_dir',
-                               'log_every', 'compilation_cache_dir'})
+                               'log_every', 'compilation_cache_dir',
+                               'prefetch_batches'})
 
 
 def write_json(obj: Any, path: str) -> None:
