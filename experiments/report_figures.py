@@ -25,6 +25,23 @@ import numpy as np
 PNG_METADATA = {'Software': None}
 
 
+def _pyplot() -> Any:
+  """matplotlib.pyplot on the file-only Agg backend (imported when a figure
+  is drawn: the report's tables need no matplotlib)."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _save(fig: Any, path: str) -> None:
+  """Lays out, writes (the same bytes for the same figure) and closes a
+  figure."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, metadata=PNG_METADATA)
+  _pyplot().close(fig)
+
+
 def curve(runs: list[dict[str, Any]],
           value: Callable[[dict[str, Any]], float | None]
           ) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -82,9 +99,7 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
     groups: ``(algorithm, model label) -> runs`` (one per seed).
     path: the PNG to write.
   """
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
   from matplotlib import ticker
 
   algorithms = sorted({alg for alg, _ in groups})
@@ -117,18 +132,14 @@ def plot_learning_curves(groups: dict[tuple[str, str], list[dict[str, Any]]],
   axes.flat[0].legend(handles=handles, fontsize=7)
   fig.suptitle('Score against training steps\n(mean over seeds, band: range)',
                fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, metadata=PNG_METADATA)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def plot_accuracy(groups: dict[tuple[str, str], list[dict[str, Any]]],
                   path: str) -> None:
   """Score against graph size, one panel per algorithm, one line per row
   (``groups``: ``run_files.group``'s rows)."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
 
   algorithms = sorted({alg for alg, _ in groups})
   labels = sorted({name for _, name in groups})
@@ -161,18 +172,14 @@ def plot_accuracy(groups: dict[tuple[str, str], list[dict[str, Any]]],
   axes.flat[0].legend(handles=handles, fontsize=8)
   fig.suptitle('Score against graph size\n(16 = validation, larger = test)',
                fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, metadata=PNG_METADATA)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def plot_iterations(groups: dict[tuple[str, str], list[dict[str, Any]]],
                     path: str) -> None:
   """DEAR's solver iterations per graph against the true number of steps
   (``groups``: ``run_files.group``'s rows)."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
 
   fig, ax = plt.subplots(figsize=(9, 5))
   top = 1.0
@@ -201,6 +208,4 @@ def plot_iterations(groups: dict[tuple[str, str], list[dict[str, Any]]],
   ax.set_ylabel('solver iterations per graph (mean; bar to max)')
   ax.set_title('DEAR: solver iterations against true steps (test sets)')
   ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5))
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, metadata=PNG_METADATA)
-  plt.close(fig)
+  _save(fig, path)

@@ -15,11 +15,7 @@ from deq_clrs.training import evaluation
 from deq_clrs.training import parallel
 from deq_clrs.training import run_state as run_state_lib
 from deq_clrs.training import saved_runs
-from experiments.configs import test as test_config
-
-
-class Interrupted(Exception):
-  pass
+from deq_clrs.training.loop_test import tiny_config
 
 
 @pytest.fixture(scope='module')
@@ -27,12 +23,8 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('data'))
 
 
-def tiny_config(data_dir, **overrides):
-  config = test_config.get_config()
-  config.data_dir = data_dir
-  for key, value in overrides.items():
-    config[key] = value
-  return config
+class Interrupted(Exception):
+  pass
 
 
 def _models(config):
