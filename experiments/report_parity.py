@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,15 +34,30 @@ from experiments import tables
 SIZE = '64'
 
 
-def _load(folder: pathlib.Path) -> list[dict[str, Any]]:
+def _load(folder: pathlib.Path, key: Callable[[dict[str, Any]], tuple]
+          ) -> list[dict[str, Any]]:
+  """The records in ``folder``; two with the same ``key`` (one seed of one
+  row) are refused, naming both files: a seed pooled twice (a record
+  copied, or a run whose config lacks its variant's tag) would narrow the
+  interval."""
   if not folder.is_dir():
     return []
-  return [json.loads(p.read_text()) for p in sorted(folder.glob('*.json'))]
+  runs, seen = [], {}
+  for path in sorted(folder.glob('*.json')):
+    run = json.loads(path.read_text())
+    k = key(run)
+    if k in seen:
+      raise ValueError(f'{seen[k].name} and {path.name} in {folder} are '
+                       f'the same seed of one row {k}: keep one')
+    seen[k] = path
+    runs.append(run)
+  return runs
 
 
 def reference_runs(root: pathlib.Path) -> list[dict[str, Any]]:
   """The reference's run records under ``root`` (``results/parity``)."""
-  runs = _load(root / 'reference')
+  runs = _load(root / 'reference', lambda r: (
+      r.get('algorithm'), r.get('model'), r.get('test_size'), r.get('seed')))
   for run in runs:
     if run.get('implementation') != 'reference':
       raise ValueError(f'{root / "reference"} holds a record that is not '
@@ -51,7 +67,8 @@ def reference_runs(root: pathlib.Path) -> list[dict[str, Any]]:
 
 def our_runs(root: pathlib.Path) -> list[dict[str, Any]]:
   """Our evaluations on the reference's graphs under ``root``."""
-  runs = _load(root / 'ours')
+  runs = _load(root / 'ours', lambda r: (
+      r.get('algorithm'), r.get('model'), r.get('tag', ''), r.get('seed')))
   for run in runs:
     if run.get('eval_sets') != 'reference':
       raise ValueError(

@@ -68,3 +68,17 @@ def test_a_record_of_ours_among_the_reference_is_refused(tmp_path):
   _write(tmp_path, 'reference', [_ours(1, 0.9)])
   with pytest.raises(ValueError, match='not the reference'):
     report_parity.build(tmp_path)
+
+
+@pytest.mark.parametrize('sub,records', [
+    # A run whose config lacked its variant's tag scores as the table
+    # settings: its seed would be pooled twice.
+    ('ours', [_ours(3, 0.948), _ours(3, 0.948), _ours(3, 0.95, tag='a')]),
+    ('reference', [_theirs(2, 0.96), _theirs(2, 0.96)]),
+])
+def test_a_seed_twice_in_one_row_is_refused(tmp_path, sub, records):
+  _write(tmp_path, 'ours', [_ours(0, 0.9)])
+  _write(tmp_path, sub, records)
+  with pytest.raises(ValueError, match=r'0\.json and 1\.json in .* are the '
+                     r'same seed of one row'):
+    report_parity.build(tmp_path)
