@@ -124,6 +124,9 @@ def _legacy_rewrite(workdir, models, step):
   checkpointer.close()
 
 
+# Three tiny runs (minutes on 2 cores): with --runslow (CI runs it); the
+# layout itself is checked above in the default run.
+@pytest.mark.slow
 def test_a_run_resumes_from_a_legacy_checkpoint(data_dir, tmp_path):
   config = tiny_config(data_dir, train_steps=4)
   straight = training.train_and_evaluate(config, str(tmp_path / 'straight'))
