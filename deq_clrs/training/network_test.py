@@ -7,10 +7,8 @@ network is the trained NAR, and its rollout starts with the NAR's state.
 import clrs
 import jax
 import numpy as np
-import pytest
 
 from deq_clrs import integration
-from deq_clrs.training import data as data_lib
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import network as network_lib
 from deq_clrs.training import parallel
@@ -29,20 +27,6 @@ def _config(model, weight=0.0):
     config.align.weight = weight
     config.align.teacher = '(unused: parameters given directly)'
   return config
-
-
-@pytest.fixture(scope='module')
-def batch():
-  feedback = data_lib.generate(ALGORITHM, 6, 4, seed=1)
-  # Graphs of different true lengths, so the per-graph steps matter.
-  assert len(set(np.asarray(feedback.features.lengths).tolist())) > 1
-  return feedback
-
-
-@pytest.fixture(scope='module')
-def nar(batch):
-  models = models_lib.build_models(_config('nar'), batch)
-  return models, parallel.to_host(models.initial_state.params)
 
 
 def _truncated(feedback, steps):
