@@ -30,6 +30,7 @@ import numpy as np
 
 AGGREGATIONS = ('max', 'sum', 'mean')
 MSG_MLPS = ('reference', 'authors', 'simple')
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
 def _check(aggregation: str, msg_mlp: str = 'reference') -> None:
@@ -42,7 +43,7 @@ def _check(aggregation: str, msg_mlp: str = 'reference') -> None:
 
 
 def message_mlp(msgs: jax.Array, mid: int, kind: str,
-                prefix: str = 'msg') -> jax.Array:
+                prefix: str = 'msg', dtype=None) -> jax.Array:
   """The layers applied to summed messages [..., mid]; returns [..., mid].
 
   Must be called inside a compact Flax method: the layers become submodules
@@ -57,17 +58,22 @@ def message_mlp(msgs: jax.Array, mid: int, kind: str,
     ``{prefix}_mlp_1``.
   * ``'simple'`` (this project's first cell): ``Dense(mid)(relu(msgs))``,
     parameters ``{prefix}_mlp``.
+
+  ``dtype`` is the layers' compute dtype (``None``: the inputs'; the
+  parameters keep theirs).
   """
+  dense = functools.partial(nn.Dense, mid, dtype=dtype)
+  norm = functools.partial(nn.LayerNorm, dtype=dtype)
   if kind == 'simple':
-    return nn.Dense(mid, name=f'{prefix}_mlp')(jax.nn.relu(msgs))
+    return dense(name=f'{prefix}_mlp')(jax.nn.relu(msgs))
   if kind == 'authors':
     for i in range(2):
-      msgs = jax.nn.relu(nn.LayerNorm(name=f'{prefix}_norm_{i}')(msgs))
-      msgs = nn.Dense(mid, name=f'{prefix}_mlp_{i}')(msgs)
+      msgs = jax.nn.relu(norm(name=f'{prefix}_norm_{i}')(msgs))
+      msgs = dense(name=f'{prefix}_mlp_{i}')(msgs)
     return msgs
   for i in range(2):
-    msgs = nn.Dense(mid, name=f'{prefix}_mlp_{i}')(msgs)
-    msgs = jax.nn.relu(nn.LayerNorm(name=f'{prefix}_norm_{i}')(msgs))
+    msgs = dense(name=f'{prefix}_mlp_{i}')(msgs)
+    msgs = jax.nn.relu(norm(name=f'{prefix}_norm_{i}')(msgs))
   return msgs
 
 
@@ -228,7 +234,7 @@ def cayley_neighbours(num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cayley_messages(z: jax.Array, graph_fts: jax.Array, mid: int,
-                    msg_mlp: str, how: str) -> jax.Array:
+                    msg_mlp: str, how: str, dtype=None) -> jax.Array:
   """Aggregated messages [B, N, mid] over the Cayley graph of N nodes.
 
   ``m_sr = MLP(C_1 z_s + C_2 z_r + C_g G)`` for the Cayley edges s -- r of
@@ -248,19 +254,20 @@ def cayley_messages(z: jax.Array, graph_fts: jax.Array, mid: int,
     mid: message width.
     msg_mlp: a kind of :data:`MSG_MLPS`.
     how: a kind of :data:`AGGREGATIONS`.
+    dtype: the layers' compute dtype (``None``: the inputs').
 
   Returns:
     [B, N, mid]; zeros for a receiver without Cayley neighbours (N = 1).
   """
   batch, num_nodes = z.shape[:2]
   index, mask = cayley_neighbours(num_nodes)  # [N, K] each, static
-  c_send = nn.Dense(mid, name='cay_send')(z)
-  c_recv = nn.Dense(mid, name='cay_recv')(z)
-  c_graph = nn.Dense(mid, name='cay_graph')(graph_fts)
+  c_send = nn.Dense(mid, dtype=dtype, name='cay_send')(z)
+  c_recv = nn.Dense(mid, dtype=dtype, name='cay_recv')(z)
+  c_graph = nn.Dense(mid, dtype=dtype, name='cay_graph')(graph_fts)
   # Slot k of receiver r holds sender index[r, k]: [B, K, N, mid].
   msgs = (c_send[:, index.T] + c_recv[:, None, :, :]
           + c_graph[:, None, None, :])
-  msgs = message_mlp(msgs, mid, msg_mlp, prefix='cay')
+  msgs = message_mlp(msgs, mid, msg_mlp, prefix='cay', dtype=dtype)
   slots = jnp.broadcast_to(jnp.asarray(mask.T), (batch,) + mask.T.shape)
   return aggregate(msgs, slots, how)
 
@@ -303,6 +310,11 @@ class CellConfig:
       only along an edge or to itself, as in the authors' decoder); only for
       algorithms with a graph input.
     nb_triplet_fts: width of the triplet features; ``'triplet_mpnn'`` only.
+    compute_dtype: ``'float32'`` or ``'bfloat16'``: the dtype of the cell's
+      matmuls and LayerNorms (for accelerators with fast bfloat16 units).
+      Parameters stay float32 and the cell returns the dtype of the state
+      it is given, so the solver's iterates and Anderson's least squares
+      stay float32 either way.
   """
   kind: str = 'mpnn'
   mid_size: int | None = None
@@ -315,12 +327,24 @@ class CellConfig:
   complete_graph: bool = False
   mask_pointers: bool = False
   nb_triplet_fts: int = 8
+  compute_dtype: str = 'float32'
 
   def __post_init__(self):
     if self.kind not in CELLS:
       raise ValueError(f'unknown cell {self.kind!r}; expected one of '
                        f'{sorted(CELLS)}')
     _check(self.aggregation, self.msg_mlp)
+    if self.compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(f'unknown compute_dtype {self.compute_dtype!r}; '
+                       f'expected one of {list(COMPUTE_DTYPES)}')
+
+  @property
+  def dtype(self) -> jnp.dtype | None:
+    """The layers' ``dtype``: ``None`` for ``'float32'`` (Flax's default,
+    the inputs' dtype, so float64 tests stay float64), else bfloat16."""
+    if self.compute_dtype == 'float32':
+      return None
+    return jnp.dtype(self.compute_dtype)
 
   def build(self, out_size: int) -> nn.Module:
     """Instantiates an unbound cell for node states of size ``out_size``.
@@ -365,35 +389,36 @@ class GatedMPNNCell(nn.Module):
                hidden: jax.Array) -> jax.Array:
     config = self.config
     mid = config.mid_size or self.out_size
+    dense = functools.partial(nn.Dense, dtype=config.dtype)
     z = jnp.concatenate([node_fts, hidden], axis=-1)
-    m_send = nn.Dense(mid, name='msg_send')(z)
-    m_recv = nn.Dense(mid, name='msg_recv')(z)
-    m_edge = nn.Dense(mid, name='msg_edge')(edge_fts)
-    m_graph = nn.Dense(mid, name='msg_graph')(graph_fts)
+    m_send = dense(mid, name='msg_send')(z)
+    m_recv = dense(mid, name='msg_recv')(z)
+    m_edge = dense(mid, name='msg_edge')(edge_fts)
+    m_graph = dense(mid, name='msg_graph')(graph_fts)
     msgs = (m_send[:, :, None, :] + m_recv[:, None, :, :] + m_edge
             + m_graph[:, None, None, :])
-    msgs = message_mlp(msgs, mid, config.msg_mlp)
+    msgs = message_mlp(msgs, mid, config.msg_mlp, dtype=config.dtype)
     if config.complete_graph:
       adj_mat = jnp.ones_like(adj_mat)
     agg = aggregate(msgs, adj_mat, config.aggregation)
-    cand = (nn.Dense(self.out_size, name='upd_self')(z)
-            + nn.Dense(self.out_size, name='upd_msg')(agg))
+    cand = (dense(self.out_size, name='upd_self')(z)
+            + dense(self.out_size, name='upd_msg')(agg))
     gate_in = [z, agg]
     if config.cayley:
       agg_cay = cayley_messages(z, graph_fts, mid, config.msg_mlp,
-                                config.aggregation)
-      cand = cand + nn.Dense(self.out_size, name='upd_cay')(agg_cay)
+                                config.aggregation, config.dtype)
+      cand = cand + dense(self.out_size, name='upd_cay')(agg_cay)
       gate_in.append(agg_cay)
     if config.layer_norm:
-      cand = nn.LayerNorm(name='norm')(cand)
+      cand = nn.LayerNorm(dtype=config.dtype, name='norm')(cand)
     if not config.gated:
-      return cand
+      return cand.astype(hidden.dtype)
     g = jnp.concatenate(gate_in, axis=-1)
-    g = jax.nn.relu(nn.Dense(self.out_size, name='gate_hidden')(g))
-    g = nn.Dense(self.out_size, name='gate_out',
-                 bias_init=nn.initializers.constant(config.gate_bias))(g)
+    g = jax.nn.relu(dense(self.out_size, name='gate_hidden')(g))
+    g = dense(self.out_size, name='gate_out',
+              bias_init=nn.initializers.constant(config.gate_bias))(g)
     g = jax.nn.sigmoid(g)
-    return g * cand + (1.0 - g) * hidden
+    return (g * cand + (1.0 - g) * hidden).astype(hidden.dtype)
 
 
 class TripletGatedMPNNCell(nn.Module):
@@ -418,15 +443,16 @@ class TripletGatedMPNNCell(nn.Module):
                graph_fts: jax.Array, adj_mat: jax.Array,
                hidden: jax.Array) -> jax.Array:
     t = self.config.nb_triplet_fts
+    dense = functools.partial(nn.Dense, dtype=self.config.dtype)
     z = jnp.concatenate([node_fts, hidden], axis=-1)
-    tri = (nn.Dense(t, name='tri_i')(z)[:, :, None, None, :]
-           + nn.Dense(t, name='tri_j')(z)[:, None, :, None, :]
-           + nn.Dense(t, name='tri_k')(z)[:, None, None, :, :]
-           + nn.Dense(t, name='tri_ij')(edge_fts)[:, :, :, None, :]
-           + nn.Dense(t, name='tri_ik')(edge_fts)[:, :, None, :, :]
-           + nn.Dense(t, name='tri_jk')(edge_fts)[:, None, :, :, :]
-           + nn.Dense(t, name='tri_g')(graph_fts)[:, None, None, None, :])
-    tri_edge = nn.Dense(self.out_size, name='tri_out')(jnp.max(tri, axis=1))
+    tri = (dense(t, name='tri_i')(z)[:, :, None, None, :]
+           + dense(t, name='tri_j')(z)[:, None, :, None, :]
+           + dense(t, name='tri_k')(z)[:, None, None, :, :]
+           + dense(t, name='tri_ij')(edge_fts)[:, :, :, None, :]
+           + dense(t, name='tri_ik')(edge_fts)[:, :, None, :, :]
+           + dense(t, name='tri_jk')(edge_fts)[:, None, :, :, :]
+           + dense(t, name='tri_g')(graph_fts)[:, None, None, None, :])
+    tri_edge = dense(self.out_size, name='tri_out')(jnp.max(tri, axis=1))
     pair = GatedMPNNCell(out_size=self.out_size, config=self.config,
                          name='pairwise')
     # The triplet edge messages join the pairwise edge features.

@@ -545,3 +545,53 @@ def test_complete_graph_passes_messages_between_every_pair(kind):
   got = complete.apply(variables, node, edge, gfts, eye, hidden)
   np.testing.assert_allclose(got, with_ones, rtol=1e-6, atol=1e-6)
   assert not np.allclose(got, only_self, atol=1e-4)
+
+
+@pytest.mark.parametrize('kind', sorted(cells.CELLS))
+@pytest.mark.parametrize('cayley', [False, True])
+def test_bfloat16_compute_keeps_float32_parameters_and_state(kind, cayley):
+  args = graph()
+  f32 = cells.CellConfig(kind=kind, cayley=cayley).build(D)
+  bf16 = cells.CellConfig(kind=kind, cayley=cayley,
+                          compute_dtype='bfloat16').build(D)
+  v32 = f32.init(jax.random.PRNGKey(0), *args)
+  v16 = bf16.init(jax.random.PRNGKey(0), *args)
+  # The same parameters, float32 in both.
+  jax.tree_util.tree_map(np.testing.assert_array_equal, v16, v32)
+  assert {x.dtype for x in jax.tree_util.tree_leaves(v16)} == {
+      jnp.dtype(jnp.float32)}
+  out32 = f32.apply(v32, *args)
+  out16 = bf16.apply(v32, *args)
+  assert out16.dtype == jnp.float32  # the state's dtype, not bfloat16
+  # bfloat16 keeps 8 bits of mantissa: about 2-3 significant digits.
+  err = float(jnp.max(jnp.abs(out16 - out32)))
+  assert 0 < err < 0.1, err
+  rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
+  assert rel < 2e-2, rel
+
+
+def test_bfloat16_cell_does_its_matmuls_in_bfloat16():
+  args = graph()
+  cell = cells.CellConfig(compute_dtype='bfloat16').build(D)
+  variables = cell.init(jax.random.PRNGKey(0), *args)
+  text = jax.jit(cell.apply).lower(variables, *args).as_text()
+  dots = [line for line in text.splitlines() if 'dot_general' in line]
+  assert dots and all('bf16' in line for line in dots), dots
+  default = cells.CellConfig().build(D)
+  text = jax.jit(default.apply).lower(variables, *args).as_text()
+  assert 'bf16' not in text
+
+
+def test_float32_compute_follows_the_inputs_dtype():
+  """The default adds no casts: float64 inputs (the finite-difference
+  tests) stay float64."""
+  with jax.enable_x64(True):
+    args = [a.astype(jnp.float64) for a in graph()]
+    cell = cells.CellConfig().build(D)
+    variables = cell.init(jax.random.PRNGKey(0), *args)
+    assert cell.apply(variables, *args).dtype == jnp.float64
+
+
+def test_unknown_compute_dtype_is_refused():
+  with pytest.raises(ValueError, match="compute_dtype 'float16'"):
+    cells.CellConfig(compute_dtype='float16')

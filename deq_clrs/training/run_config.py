@@ -16,7 +16,8 @@ ADDED_SETTINGS: dict[str, Any] = {'align': {'weight': 0.0, 'teacher': ''},
                                   'prefetch_batches': 2,
                                   'random_pos': False, 'eval_sets': 'own',
                                   'cell': {'complete_graph': False,
-                                           'mask_pointers': False},
+                                           'mask_pointers': False,
+                                           'compute_dtype': 'float32'},
                                   'deq': {'return_best': False}}
 
 
