@@ -17,7 +17,9 @@ opened by one process at a time and this one opens it next):
    ``experiments.train`` builds it: the first step's compile time, then the
    seconds per step over ``--steps`` more steps (300 by default) on a few
    generated batches of the largest training size, reused round robin,
-   with the devices waited for only before and after them.
+   with the devices waited for only before and after them; on an
+   accelerator, each also with the cell's matmuls in bfloat16
+   (``cell.compute_dtype``; ``--compute_dtypes``).
 
 Everything goes into one JSON file (``--output``), and a short summary is
 printed. On a CPU (or with ``--small``) the config is the tests' tiny one
@@ -55,8 +57,9 @@ MODELS = ('dear', 'nar')
 # point, implicit gradients match unrolled ones and finite differences (with
 # each linear solver), the phantom gradient is its formula, DEAR's gated
 # cell's implicit gradient matches the unrolled one, and the oracle cells
-# give CLRS's exact answers (float32 at 64 nodes among them): 23 tests,
-# about a minute on a free CPU core.
+# give CLRS's exact answers (float32 at 64 nodes among them), and the
+# bfloat16 cell keeps a float32 solve with gradients near float32's: 25
+# tests, about a minute on a free CPU core.
 TESTS = (
     'deq_clrs/solvers_test.py::test_forward_solvers_reach_the_fixed_point',
     'deq_clrs/gradients_test.py::'
@@ -68,6 +71,8 @@ TESTS = (
     'deq_clrs/oracles_test.py::test_fixed_point_iteration_is_exact',
     'deq_clrs/oracles_test.py::test_float32_is_exact_at_64_nodes',
     'deq_clrs/oracles_test.py::test_implicit_gradient_is_exact_for_bellman_ford',
+    'deq_clrs/deq_test.py::'
+    'test_bfloat16_cell_keeps_a_float32_solve_and_close_gradients',
 )
 FULL_STEPS = 300
 SMALL_STEPS = 5
@@ -87,6 +92,10 @@ _BATCHES = flags.DEFINE_integer(
 _ALGORITHMS = flags.DEFINE_list('algorithms', list(ALGORITHMS),
                                 'CLRS algorithms whose steps are timed.')
 _MODELS = flags.DEFINE_list('models', list(MODELS), 'Models timed.')
+_DTYPES = flags.DEFINE_list(
+    'compute_dtypes', None, 'cell.compute_dtype values each model is timed '
+    'with. Default: float32 and bfloat16 on an accelerator, float32 on a '
+    'CPU (where bfloat16 matmuls are emulated, so slow).')
 _TESTS = flags.DEFINE_list(
     'tests', list(TESTS), 'pytest ids run in a subprocess (empty: none).')
 _TEST_TIMEOUT = flags.DEFINE_integer(
@@ -209,21 +218,24 @@ def device_info() -> dict[str, Any]:
 
 # --- The training steps. ---
 
-def timing_config(algorithm: str, model: str,
-                  small: bool) -> ml_collections.ConfigDict:
+def timing_config(algorithm: str, model: str, small: bool,
+                  compute_dtype: str = 'float32'
+                  ) -> ml_collections.ConfigDict:
   """The run config whose training step is timed: the paper's, or the
-  tests' tiny one."""
+  tests' tiny one, with the cell's ``compute_dtype``."""
   # pylint: disable=import-outside-toplevel
   from experiments.configs import dear_paper
   from experiments.configs import test as test_config
   config = (test_config if small else dear_paper).get_config()
   config.algorithm = algorithm
   config.model = model
+  config.cell.compute_dtype = compute_dtype
   return config
 
 
 def check_settings(algorithms: list[str], models: list[str], steps: int,
-                   batches: int) -> None:
+                   batches: int, dtypes: tuple[str, ...] = ('float32',)
+                   ) -> None:
   """Refuses names and counts the check cannot use (before any work).
 
   Raises:
@@ -232,11 +244,13 @@ def check_settings(algorithms: list[str], models: list[str], steps: int,
   if steps < 1 or batches < 1:
     raise ValueError(f'--steps and --batches must be >= 1, got steps='
                      f'{steps} and batches={batches}')
-  if not algorithms or not models:
-    raise ValueError('--algorithms and --models must name at least one')
+  if not algorithms or not models or not dtypes:
+    raise ValueError('--algorithms, --models and --compute_dtypes must name '
+                     'at least one')
   for algorithm in algorithms:
     for model in models:
-      preflight.check_config(timing_config(algorithm, model, small=True))
+      for dtype in dtypes:
+        preflight.check_config(timing_config(algorithm, model, True, dtype))
 
 
 def _generate(config: ml_collections.ConfigDict, size: int,
@@ -306,36 +320,39 @@ def time_training(config: ml_collections.ConfigDict, batches: list[Any],
 
 
 def time_all(algorithms: list[str], models: list[str], small: bool,
-             steps: int, count: int) -> tuple[dict[str, Any], list[dict]]:
-  """Times every (algorithm, model); returns the settings and the rows."""
+             steps: int, count: int, dtypes: tuple[str, ...] = ('float32',)
+             ) -> tuple[dict[str, Any], list[dict]]:
+  """Times every (algorithm, model, compute dtype); returns the settings
+  and the rows."""
   rows = []
   settings = None
-  for algorithm in algorithms:
-    data = {}
-    for model in models:
-      config = timing_config(algorithm, model, small)
-      size = max(config.train_sizes)
-      hints = preflight.uses_hints(config)
-      if hints not in data:
-        data[hints] = _generate(config, size, count)
-      print(f'timing {model} on {algorithm} ({steps} steps)...', flush=True)
-      row = {'algorithm': algorithm, 'model': model}
-      try:
-        row.update(time_training(config, data[hints], steps))
-      except Exception as e:  # pylint: disable=broad-except
-        # One model that fails (out of memory, say) leaves the others.
-        row['error'] = f'{type(e).__name__}: {e}'[:2000]
-        print(f'  failed: {row["error"][:300]}', flush=True)
-      rows.append(row)
-      settings = settings or {
-          'config': 'test' if small else 'dear_paper',
-          'hidden_size': config.hidden_size,
-          'batch_size': config.batch_size,
-          'learning_rate': config.learning_rate,
-          'train_size': size, 'batches': count, 'steps': steps,
-          'data': f'{count} batches of {config.batch_size} generated graphs '
-                  f'of {size} nodes (the largest training size) per '
-                  f'algorithm, reused round robin'}
+  runs = [(a, m, d) for a in algorithms for m in models for d in dtypes]
+  data = {}
+  for algorithm, model, dtype in runs:
+    config = timing_config(algorithm, model, small, dtype)
+    size = max(config.train_sizes)
+    hints = preflight.uses_hints(config)
+    if (algorithm, hints) not in data:
+      data[algorithm, hints] = _generate(config, size, count)
+    print(f'timing {model} ({dtype}) on {algorithm} ({steps} steps)...',
+          flush=True)
+    row = {'algorithm': algorithm, 'model': model, 'compute_dtype': dtype}
+    try:
+      row.update(time_training(config, data[algorithm, hints], steps))
+    except Exception as e:  # pylint: disable=broad-except
+      # One model that fails (out of memory, say) leaves the others.
+      row['error'] = f'{type(e).__name__}: {e}'[:2000]
+      print(f'  failed: {row["error"][:300]}', flush=True)
+    rows.append(row)
+    settings = settings or {
+        'config': 'test' if small else 'dear_paper',
+        'hidden_size': config.hidden_size,
+        'batch_size': config.batch_size,
+        'learning_rate': config.learning_rate,
+        'train_size': size, 'batches': count, 'steps': steps,
+        'data': f'{count} batches of {config.batch_size} generated graphs '
+                f'of {size} nodes (the largest training size) per '
+                f'algorithm, reused round robin'}
   return settings, rows
 
 
@@ -363,26 +380,30 @@ def summary(record: dict[str, Any]) -> str:
                  f'{counts.get("errors", 0)} errors) in '
                  f'{tests["seconds"]:.0f} s')
   for row in record['timings']:
+    name = f'{row["algorithm"]:>15} {row["model"]:>5} {row["compute_dtype"]:>8}'
     if 'error' in row:
-      lines.append(f'{row["algorithm"]:>15} {row["model"]:>5}: ERROR '
-                   f'{row["error"][:200]}')
+      lines.append(f'{name}: ERROR {row["error"][:200]}')
       continue
-    lines.append(f'{row["algorithm"]:>15} {row["model"]:>5}: compile '
+    lines.append(f'{name}: compile '
                  f'{row["compile_s"]:6.1f} s, {1e3 * row["step_s"]:8.1f} '
                  f'ms/step over {row["steps"]} steps')
   return '\n'.join(lines)
 
 
-def _settings_or_fail() -> tuple[list[str], list[str], int | None, int]:
+def _settings_or_fail(
+) -> tuple[list[str], list[str], int | None, int, tuple[str, ...] | None]:
   algorithms = [a for a in _ALGORITHMS.value if a]
   models = [m for m in _MODELS.value if m]
   steps = _STEPS.value
+  dtypes = (None if _DTYPES.value is None
+            else tuple(d for d in _DTYPES.value if d))
   try:
     check_settings(algorithms, models, SMALL_STEPS if steps is None else steps,
-                   _BATCHES.value)
+                   _BATCHES.value, ('float32', 'bfloat16')
+                   if dtypes is None else dtypes)
   except ValueError as e:
     cli.fail(e)
-  return algorithms, models, steps, _BATCHES.value
+  return algorithms, models, steps, _BATCHES.value, dtypes
 
 
 def _write(record: dict[str, Any], path: str) -> None:
@@ -421,8 +442,8 @@ def _problems(record: dict[str, Any]) -> list[str]:
   problems = []
   if record['tests'] is not None and not record['tests']['ok']:
     problems.append('the numerical tests did not all pass (see "tests")')
-  failed = [f'{r["algorithm"]}/{r["model"]}' for r in record['timings']
-            if 'error' in r]
+  failed = [f'{r["algorithm"]}/{r["model"]}/{r["compute_dtype"]}'
+            for r in record['timings'] if 'error' in r]
   if failed:
     problems.append(f'timing failed for {", ".join(failed)} (see '
                     f'"timings")')
@@ -432,7 +453,7 @@ def _problems(record: dict[str, Any]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
-  algorithms, models, steps, count = _settings_or_fail()
+  algorithms, models, steps, count, dtypes = _settings_or_fail()
   output = _OUTPUT.value
   record = {'command': ' '.join(sys.argv), 'started': now(), 'phases_s': {},
             'finished': None}
@@ -449,9 +470,11 @@ def main(argv):
   _write(record, output)
   if steps is None:
     steps = SMALL_STEPS if small else FULL_STEPS
+  if dtypes is None:
+    dtypes = ('float32',) if small else ('float32', 'bfloat16')
   start, since = time.perf_counter(), provenance.cpu_times()
-  record['settings'], record['timings'] = time_all(algorithms, models, small,
-                                                   steps, count)
+  record['settings'], record['timings'] = time_all(
+      algorithms, models, small, steps, count, dtypes)
   record['phases_s']['timing'] = time.perf_counter() - start
   record['machine_load'] = provenance.machine_load(since)
   record['code'] = provenance.code_version(str(ROOT))

@@ -72,6 +72,14 @@ def test_bad_settings_are_refused(algorithms, models, steps, batches,
     device_check.check_settings(algorithms, models, steps, batches)
 
 
+def test_a_bad_compute_dtype_is_refused():
+  with pytest.raises(ValueError, match="compute_dtype 'float16'"):
+    device_check.check_settings(['bellman_ford'], ['dear'], 5, 4,
+                                ('float16',))
+  with pytest.raises(ValueError, match='at least one'):
+    device_check.check_settings(['bellman_ford'], ['dear'], 5, 4, ())
+
+
 def test_the_command_refuses_a_bad_flag_in_one_line(tmp_path):
   run = subprocess.run(
       [sys.executable, '-m', 'launch.device_check', '--models=deer',
@@ -91,6 +99,7 @@ def test_the_small_check_runs_on_the_cpu(tmp_path):
            'deq_clrs/oracles_test.py::test_float32_is_exact_at_64_nodes']
   run = subprocess.run(
       [sys.executable, '-m', 'launch.device_check', '--steps=3',
+       '--compute_dtypes=float32,bfloat16',
        f'--tests={",".join(tests)}', f'--output={output}'],
       cwd=ROOT, capture_output=True, text=True, timeout=900,
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
@@ -103,9 +112,11 @@ def test_the_small_check_runs_on_the_cpu(tmp_path):
   counts = record['tests']['counts']
   assert record['tests']['ok'] and counts['passed'] > 0
   assert counts['failed'] == counts['errors'] == 0
-  rows = {(r['algorithm'], r['model']): r for r in record['timings']}
-  assert set(rows) == {(a, m) for a in device_check.ALGORITHMS
-                       for m in device_check.MODELS}
+  rows = {(r['algorithm'], r['model'], r['compute_dtype']): r
+          for r in record['timings']}
+  assert set(rows) == {(a, m, d) for a in device_check.ALGORITHMS
+                       for m in device_check.MODELS
+                       for d in ('float32', 'bfloat16')}
   for row in rows.values():
     assert row['steps'] == 3
     assert row['compile_s'] > 0 and row['step_s'] > 0
