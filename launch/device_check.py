@@ -17,9 +17,10 @@ opened by one process at a time and this one opens it next):
    ``experiments.train`` builds it: the first step's compile time, then the
    seconds per step over ``--steps`` more steps (300 by default) on a few
    generated batches of the largest training size, reused round robin,
-   with the devices waited for only before and after them; on an
-   accelerator, each also with the cell's matmuls in bfloat16
-   (``cell.compute_dtype``; ``--compute_dtypes``).
+   with the devices waited for only before and after them, beside the
+   host's seconds to prepare and place one batch; on an accelerator, each
+   also with the cell's matmuls in bfloat16 (``cell.compute_dtype``;
+   ``--compute_dtypes``).
 
 Everything goes into one JSON file (``--output``), and a short summary is
 printed. On a CPU (or with ``--small``) the config is the tests' tiny one
@@ -276,12 +277,14 @@ def time_training(config: ml_collections.ConfigDict, batches: list[Any],
   through ``batches`` and are waited for once, at the end.
 
   Returns:
-    ``{'build_s', 'first_step_s', 'compile_s' (XLA's own compile seconds
-    in the first step), 'steps', 'step_s' (mean seconds per step after the
-    first), 'steps_per_s', 'recompilations' (in the timed steps; 0 unless
-    the shapes change), 'final_loss', 'device_peak_bytes' (the largest
-    memory device 0 has held in this process so far, where it reports
-    it)}``.
+    ``{'build_s', 'host_batch_s' (mean seconds the host takes to prepare and
+    place one batch: with prefetching, steps wait for the host only where it
+    exceeds ``step_s``), 'first_step_s', 'compile_s' (XLA's own compile
+    seconds in the first step), 'steps', 'step_s' (mean seconds per step
+    after the first), 'steps_per_s', 'recompilations' (in the timed steps; 0
+    unless the shapes change), 'final_loss', 'device_peak_bytes' (the
+    largest memory device 0 has held in this process so far, where it
+    reports it)}``.
   """
   # pylint: disable=import-outside-toplevel
   import jax
@@ -292,11 +295,18 @@ def time_training(config: ml_collections.ConfigDict, batches: list[Any],
   # pylint: enable=import-outside-toplevel
   start = time.perf_counter()
   models = models_lib.build_models(config, batches[0])
-  inputs = [models.train_inputs(batch) for batch in batches]
   stepper = models.stepper
   key = stepper.replicate(jax.random.PRNGKey(config.seed))
   state = jax.block_until_ready(models.initial_state)
   result = {'build_s': time.perf_counter() - start}
+  # The host's work per batch, as the training loop's prefetch thread does
+  # it: the step's inputs made from a drawn batch and placed on the devices.
+  start = time.perf_counter()
+  inputs = []
+  for batch in batches:
+    feedback, extras = models.train_inputs(batch)
+    inputs.append((jax.block_until_ready(stepper.place(feedback)), extras))
+  result['host_batch_s'] = (time.perf_counter() - start) / len(batches)
   with progress.CompileLog(min_seconds=0.0) as log:
     start = time.perf_counter()
     state = stepper.train_step(state, key, inputs[0][0], **inputs[0][1])
@@ -386,7 +396,8 @@ def summary(record: dict[str, Any]) -> str:
       continue
     lines.append(f'{name}: compile '
                  f'{row["compile_s"]:6.1f} s, {1e3 * row["step_s"]:8.1f} '
-                 f'ms/step over {row["steps"]} steps')
+                 f'ms/step over {row["steps"]} steps, host '
+                 f'{1e3 * row["host_batch_s"]:6.1f} ms/batch')
   return '\n'.join(lines)
 
 

@@ -120,7 +120,9 @@ def test_the_small_check_runs_on_the_cpu(tmp_path):
   for row in rows.values():
     assert row['steps'] == 3
     assert row['compile_s'] > 0 and row['step_s'] > 0
+    assert row['host_batch_s'] > 0
     assert row['recompilations'] == 0
   assert record['settings']['hidden_size'] == 16
   assert set(record['phases_s']) == {'tests', 'devices', 'timing', 'total'}
   assert 'tests: ok' in run.stdout and 'ms/step' in run.stdout
+  assert 'ms/batch' in run.stdout
