@@ -244,11 +244,6 @@ def given_overrides(holders: Mapping[str, flags.FlagHolder]
           for path, h in holders.items() if h.value is not None}
 
 
-# How a model without a solver decides its number of processor steps.
-_STEPS_WITHOUT_SOLVER = {
-    'nar_lt': 'until its learned stop (the true number of steps in '
-              'training)',
-}
 
 
 def check_equilibrium_only(names: Sequence[str],
@@ -266,10 +261,12 @@ def check_equilibrium_only(names: Sequence[str],
   """
   # Imported here: the report imports this module and needs no JAX.
   # pylint: disable-next=g-import-not-at-top
-  from deq_clrs.training import preflight
-  if names and not preflight.is_equilibrium(config):
-    steps = _STEPS_WITHOUT_SOLVER.get(config.model,
-                                      'for the true number of steps')
+  from deq_clrs.training import variants
+  variant = variants.of(config)
+  if names and not variant.equilibrium:
+    steps = ('until its learned stop (the true number of steps in training)'
+             if variant.learned_termination
+             else 'for the true number of steps')
     raise ValueError(
         f'--{", --".join(sorted(names))} only '
         f'{"applies" if len(names) == 1 else "apply"} to the equilibrium '
@@ -301,7 +298,9 @@ def check_settings_fit_model(config_fields: Sequence[str],
        if path.startswith('deq.')], config)
   lt_only = sorted(f'--config.{path}' for path in config_fields
                    if path.startswith('nar_lt.'))
-  if lt_only and config.model != 'nar_lt':
+  # pylint: disable-next=g-import-not-at-top
+  from deq_clrs.training import variants
+  if lt_only and not variants.of(config).learned_termination:
     verb = 'applies' if len(lt_only) == 1 else 'apply'
     raise ValueError(
         f'{", ".join(lt_only)} only {verb} to --model=nar_lt (learned '

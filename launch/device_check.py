@@ -14,13 +14,11 @@ opened by one process at a time and this one opens it next):
 3. the training step of ``dear`` and ``nar`` on ``bellman_ford`` and
    ``insertion_sort`` at the paper's config (``experiments/configs/
    dear_paper.py``: latent 128, batch 32, Adam 3e-4), built as
-   ``experiments.train`` builds it: the first step's compile time, then the
+   ``experiments.train`` builds it: the first step's compile time, the
    seconds per step over ``--steps`` more steps (300 by default) on a few
-   generated batches of the largest training size, reused round robin,
-   with the devices waited for only before and after them, beside the
-   host's seconds to prepare and place one batch; on an accelerator, each
-   also with the cell's matmuls in bfloat16 (``cell.compute_dtype``;
-   ``--compute_dtypes``).
+   batches of the largest training size, waited for at the end, and the
+   host's seconds to prepare one batch; on an accelerator also with the
+   cell in bfloat16 (``--compute_dtypes``).
 
 Everything goes into one JSON file (``--output``), and a short summary is
 printed. On a CPU (or with ``--small``) the config is the tests' tiny one
@@ -53,14 +51,11 @@ from experiments import cli
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ALGORITHMS = ('bellman_ford', 'insertion_sort')
 MODELS = ('dear', 'nar')
-# Fast tests whose numbers a new device (its matmul precision, float64
-# support, reductions, while loops) could change: the solvers reach the fixed
-# point, implicit gradients match unrolled ones and finite differences (with
-# each linear solver), the phantom gradient is its formula, DEAR's gated
-# cell's implicit gradient matches the unrolled one, and the oracle cells
-# give CLRS's exact answers (float32 at 64 nodes among them), and the
-# bfloat16 cell keeps a float32 solve with gradients near float32's: 25
-# tests, about a minute on a free CPU core.
+# Fast tests whose numbers a new device (matmul precision, float64, while
+# loops) could change: solvers reach the fixed point, implicit gradients
+# match unrolled ones and finite differences, the phantom gradient is its
+# formula, the oracle cells are exact (float32 at 64 nodes too), a bfloat16
+# cell keeps a float32 solve: 25 tests, about a minute on a CPU core.
 TESTS = (
     'deq_clrs/solvers_test.py::test_forward_solvers_reach_the_fixed_point',
     'deq_clrs/gradients_test.py::'

@@ -256,7 +256,8 @@ def _log_compiling(config: ml_collections.ConfigDict,
       'minutes on a CPU (a line every 30 s says what is running)', step,
       config.batch_size,
       sizes[0] if len(sizes) == 1 else f'{sizes[0]}..{sizes[-1]}',
-      '' if config.model == 'dear' else ', and each number of steps',
+      '' if models_lib.is_equilibrium(config)
+      else ', and each number of steps',
       config.val_samples, config.val_size, config.eval_batch_size)
 
 

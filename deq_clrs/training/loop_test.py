@@ -16,6 +16,7 @@ from deq_clrs.training import evaluation
 from deq_clrs.training import models as models_lib
 from deq_clrs.training import provenance
 from deq_clrs.training import step as step_lib
+from deq_clrs.training import termination
 from deq_clrs.training import workdir as workdir_lib
 from experiments.configs import test as test_config
 
@@ -362,18 +363,6 @@ def test_chunked_generation_joins_chunks_of_different_lengths(
   assert not np.array_equal(pi[:3], pi[3:6])
 
 
-def test_termination_target_is_one_until_the_last_step():
-  lengths = np.array([2, 4, 3])
-  fb = data_lib.subsample(data_lib.generate('bfs', 6, 3, seed=0),
-                          np.arange(3))
-  fb = fb._replace(features=fb.features._replace(lengths=lengths))
-  (hint,) = models_lib.termination_feedback(fb, steps=5).features.hints
-  assert hint.name == models_lib.LT_HINT
-  np.testing.assert_array_equal(hint.data.T, [[1, 0, 0, 0, 0],
-                                              [1, 1, 1, 0, 0],
-                                              [1, 1, 0, 0, 0]])
-
-
 def test_learned_termination_stops_at_the_first_negative_logit():
   # Graph 0 stops after step 2, graph 1 after step 1, graph 2 never.
   logits = np.array([[1., -1., 1.], [-1., 2., 1.], [3., 1., 1.],
@@ -388,7 +377,7 @@ def test_nar_lt_run_is_not_told_the_steps_at_test_time(data_dir, tmp_path):
   config = tiny_config(data_dir, model='nar_lt', train_steps=2)
   results = training.train_and_evaluate(config, str(tmp_path / 'run'))
   solver = results['solver']['12']
-  cap = models_lib.lt_step_cap(config, 12)
+  cap = termination.lt_step_cap(config, 12)
   assert 1 <= solver['iterations_mean'] <= solver['iterations_max'] <= cap
   # Predictions do not change when the test data's lengths are corrupted.
   models = models_lib.build_models(config, data_lib.load_dataset(

@@ -16,6 +16,7 @@ from deq_clrs.training import models as models_lib
 from deq_clrs.training import network as network_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import step as step_lib
+from deq_clrs.training import termination
 from experiments.configs import test as test_config
 
 ALGORITHMS = ('bfs', 'bellman_ford', 'dag_shortest_paths', 'floyd_warshall',
@@ -124,7 +125,7 @@ def test_nar_lt_evaluation_loss_is_the_loss_at_the_true_lengths(
   config = _config(algorithm, 'nar_lt')
   config.nar_lt.cap_per_node = cap_per_node
   feedback = data_lib.generate(algorithm, 5, 3, seed=1)
-  cap = models_lib.lt_step_cap(config, 5)
+  cap = termination.lt_step_cap(config, 5)
   steps = int(np.max(feedback.features.lengths))
   assert (cap + 1 < steps) == (cap_per_node < 1)
   models = models_lib.build_models(config, feedback)
@@ -170,3 +171,4 @@ def test_nar_lt_read_at_the_true_length_is_clrs_prediction(
   with pytest.raises(ValueError, match='for nar_lt runs only'):
     models_lib.build_models(_config(algorithm, 'nar'), feedback,
                             lt_read_at='true_length')
+

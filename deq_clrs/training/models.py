@@ -6,14 +6,14 @@
 * ``nar``: a processor run once per step of the true algorithm (CLRS reads
   each graph's output at its true length), trained without hints: DEAR's
   baseline.
-* ``nar_lt``: NAR with learned termination, the paper's other baseline: the
-  same processor run per step, trained on the true number of steps with a
-  decoded graph-level hint ``lt_continue`` (1 while the algorithm goes on, 0
-  at its last step) as the termination target; at test time it is run for
-  up to ``nar_lt.cap_per_node * N`` steps and each graph's outputs are read
-  at the first step whose predicted probability of going on is below 0.5,
-  so it is never told the number of steps when it is scored.
+* ``nar_lt``: NAR with learned termination, the paper's other baseline
+  (:mod:`~deq_clrs.training.termination`): trained on the true number of
+  steps with a decoded termination hint, run to a cap at test time and read
+  where it predicts the end.
 * ``nar_hints``: the same with encoded and decoded hints (classic CLRS).
+
+What each variant is (its processor, data, hints, termination) is its
+record in :mod:`~deq_clrs.training.variants`; this module builds from it.
 
 A NAR processor is either one of our Flax cells (``mpnn``,
 ``triplet_mpnn``: the cell DEAR iterates, run per step) or a stock CLRS
@@ -23,7 +23,6 @@ processor named ``clrs:<kind>`` (e.g. ``clrs:triplet_gmpnn``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
@@ -40,6 +39,8 @@ from deq_clrs.training import network as network_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import preflight
 from deq_clrs.training import step as step_lib
+from deq_clrs.training import termination
+from deq_clrs.training import variants
 
 # The names and the light checks live in preflight (no CLRS); re-exported.
 MODELS = preflight.MODELS
@@ -51,49 +52,14 @@ processor_name = preflight.processor_name
 uses_hints = preflight.uses_hints
 is_equilibrium = preflight.is_equilibrium
 cell_options = preflight.cell_options
-# nar_lt's termination target: a graph-level mask hint, decoded each step.
-LT_HINT = 'lt_continue'
-LT_SPEC = (clrs.Stage.HINT, clrs.Location.GRAPH, clrs.Type.MASK)
 
 
 def model_spec(config: ml_collections.ConfigDict) -> clrs.Spec:
   """The CLRS spec a config's models are built on."""
   spec = data_lib.algorithm_spec(config.algorithm)
-  if config.model == 'nar_lt':
-    # The termination hint is the only one it decodes.
-    spec = {name: entry for name, entry in spec.items()
-            if entry[0] != clrs.Stage.HINT}
-    spec[LT_HINT] = LT_SPEC
+  if variants.of(config).learned_termination:
+    return termination.termination_spec(spec)
   return spec
-
-
-def termination_feedback(feedback: clrs.Feedback,
-                         steps: int | None = None) -> clrs.Feedback:
-  """nar_lt's data: the only hint is ``lt_continue`` over ``steps`` time steps.
-
-  ``lt_continue[t, b] = 1`` while ``t < lengths[b] - 1`` and 0 after, so the
-  prediction made after processor step ``i`` (compared by CLRS with time
-  step ``i + 1``) says whether the algorithm goes on after it; CLRS masks
-  steps past each graph's length.
-
-  Args:
-    feedback: a dataset or batch (its hints give the default ``steps``).
-    steps: time steps T of the hint (default: those of the data).
-  """
-  lengths = np.asarray(feedback.features.lengths)
-  if steps is None:
-    steps = max(dp.data.shape[0] for dp in feedback.features.hints)
-  t = np.arange(steps)[:, None]
-  data = (t < lengths[None, :] - 1).astype(np.float32)
-  hint = clrs.DataPoint(LT_HINT, LT_SPEC[1], LT_SPEC[2], data)
-  features = clrs.Features(inputs=feedback.features.inputs, hints=(hint,),
-                           lengths=lengths)
-  return clrs.Feedback(features=features, outputs=feedback.outputs)
-
-
-def lt_step_cap(config: ml_collections.ConfigDict, nb_nodes: int) -> int:
-  """nar_lt's test-time cap on processor steps for graphs of N nodes."""
-  return max(1, math.ceil(config.nar_lt.cap_per_node * nb_nodes))
 
 
 def processor_factory(config: ml_collections.ConfigDict):
@@ -114,7 +80,7 @@ def processor_factory(config: ml_collections.ConfigDict):
 def decodes_hints(config: ml_collections.ConfigDict) -> bool:
   """Whether the model predicts hints (nar_hints, and nar_lt's termination
   hint)."""
-  return uses_hints(config) or config.model == 'nar_lt'
+  return variants.of(config).decodes_hints
 
 
 def preparation(config: ml_collections.ConfigDict
@@ -122,8 +88,8 @@ def preparation(config: ml_collections.ConfigDict
   """What a config's model is trained on, from a cached ``Feedback``."""
   if is_equilibrium(config):
     return integration.one_shot_feedback
-  if config.model == 'nar_lt':
-    return termination_feedback
+  if variants.of(config).learned_termination:
+    return termination.termination_feedback
   return _identity
 
 
@@ -196,50 +162,6 @@ def _plain_evaluate(models: Models):
   return evaluate
 
 
-# Where nar_lt's predictions are read at test time: at the step where the
-# model stops (its score), or at the true number of steps (a diagnostic that
-# tells the stopping rule's effect apart from the network's).
-LT_READ_AT = ('stop', 'true_length')
-
-
-def check_lt_read_at(read_at: str, model: str) -> None:
-  """Refuses a read point that is not one of :data:`LT_READ_AT`, or a read
-  other than at the stop for a model that is not ``nar_lt``."""
-  if read_at not in LT_READ_AT:
-    raise ValueError(f'read_at must be one of {LT_READ_AT}, got {read_at!r}')
-  if read_at != 'stop' and model != 'nar_lt':
-    raise ValueError(f'read_at={read_at!r} is for nar_lt runs only; this is '
-                     f'a {model!r} run')
-
-
-def _lt_evaluate(models: Models, config: ml_collections.ConfigDict,
-                 read_at: str = 'stop'):
-  """nar_lt's test-time prediction: run to the cap, read at the stop step.
-
-  The stats are the processor steps taken per graph (``iterations``) and
-  whether the graph stopped by itself before the cap (``converged``). The
-  true lengths never reach the network; with ``with_loss`` the same pass
-  runs on past the cap to the longest trajectory, if that is longer, and
-  the task loss is read at the true lengths. ``read_at='true_length'``
-  reads the predictions there too (a diagnostic, not nar_lt's score).
-  """
-  at_true_length = read_at == 'true_length'
-
-  def evaluate(params, key, feedback, with_loss=False):
-    cap = lt_step_cap(config, data_lib.num_nodes(feedback))
-    steps = cap + 1
-    if with_loss or at_true_length:
-      steps = max(steps, max(dp.data.shape[0]
-                             for dp in feedback.features.hints))
-    fb = termination_feedback(feedback, steps=steps)
-    preds, stop, stopped, loss = models.stepper.evaluate_to_stop(
-        params, key, fb, hint=LT_HINT, cap=cap, with_loss=with_loss,
-        at_true_length=at_true_length)
-    stats = {'iterations': stop + 1, 'converged': stopped}
-    return Evaluation(preds, stats, loss if with_loss else None)
-  return evaluate
-
-
 def aligned(config: ml_collections.ConfigDict) -> bool:
   """Whether the config trains with DEAR's alignment regulariser."""
   return config.align.weight > 0
@@ -281,7 +203,8 @@ def build_models(config: ml_collections.ConfigDict,
     teacher_params: with the alignment regulariser (``config.align``): the
       trained NAR's network parameters, as its checkpoint holds them.
     lt_read_at: ``nar_lt`` only: where evaluation reads the predictions, one
-      of :data:`LT_READ_AT` (``'true_length'`` is a diagnostic).
+      of :data:`~deq_clrs.training.termination.LT_READ_AT`
+      (``'true_length'`` is a diagnostic).
 
   Returns:
     :class:`Models` with parameters initialised from ``config.seed``, data
@@ -308,9 +231,13 @@ def build_models(config: ml_collections.ConfigDict,
   models = Models(stepper=stepper,
                   initial_state=stepper.init(config.seed, dummy.features),
                   prepare=prepare)
-  check_lt_read_at(lt_read_at, config.model)
-  models.evaluate = (_lt_evaluate(models, config, lt_read_at)
-                     if config.model == 'nar_lt' else _plain_evaluate(models))
+  termination.check_lt_read_at(lt_read_at, config.model)
+  if variants.of(config).learned_termination:
+    evaluate = termination.lt_evaluate(stepper, config, lt_read_at)
+    models.evaluate = lambda *args, **kwargs: Evaluation(
+        *evaluate(*args, **kwargs))
+  else:
+    models.evaluate = _plain_evaluate(models)
   if alignment is not None:
     models.step_extras = alignment_extras
   return models

@@ -20,6 +20,7 @@ from typing import Any
 import ml_collections
 
 from deq_clrs import options as options_lib
+from deq_clrs.training import variants
 from deq_clrs.training.errors import UserError
 
 # The names of the CLRS-30 algorithms (``clrs.CLRS_30_ALGS_SETTINGS``, read
@@ -33,9 +34,7 @@ CLRS_30_ALGORITHMS = (
     'mst_kruskal', 'mst_prim', 'naive_string_matcher', 'optimal_bst',
     'quickselect', 'quicksort', 'segments_intersect',
     'strongly_connected_components', 'task_scheduling', 'topological_sort')
-MODELS = ('dear', 'nar', 'nar_lt', 'nar_hints')
-DEFAULT_PROCESSOR = {'dear': 'deq_mpnn', 'nar': 'mpnn', 'nar_lt': 'mpnn',
-                     'nar_hints': 'mpnn'}
+MODELS = variants.MODELS
 EQUILIBRIUM_PROCESSORS = ('deq_mpnn', 'deq_triplet_mpnn')
 CELL_PROCESSORS = ('mpnn', 'triplet_mpnn')
 # Model selection on the validation set: lowest task loss (the paper's) or
@@ -53,15 +52,17 @@ TEACHER_PROCESSOR = {'deq_mpnn': 'mpnn', 'deq_triplet_mpnn': 'triplet_mpnn'}
 
 def processor_name(config: ml_collections.ConfigDict) -> str:
   """The processor of a config, with ``''`` resolved per model."""
-  return config.processor or DEFAULT_PROCESSOR[config.model]
+  return config.processor or variants.of(config).default_processor
 
 
 def uses_hints(config: ml_collections.ConfigDict) -> bool:
-  return config.model == 'nar_hints'
+  """Whether the config's model encodes CLRS's hints."""
+  return variants.of(config).encodes_hints
 
 
 def is_equilibrium(config: ml_collections.ConfigDict) -> bool:
-  return config.model == 'dear'
+  """Whether the config's model solves for an equilibrium (DEAR)."""
+  return variants.of(config).equilibrium
 
 
 def cell_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -87,11 +88,12 @@ def check_processor(config: ml_collections.ConfigDict) -> str:
       an invalid option value.
   """
   name = processor_name(config)
-  if config.model == 'dear' and name not in EQUILIBRIUM_PROCESSORS:
+  equilibrium = is_equilibrium(config)
+  if equilibrium and name not in EQUILIBRIUM_PROCESSORS:
     raise ValueError(
-        f'--model=dear needs an equilibrium processor '
+        f'--model={config.model} needs an equilibrium processor '
         f'{list(EQUILIBRIUM_PROCESSORS)}, got --processor={name!r}')
-  if config.model != 'dear' and name in EQUILIBRIUM_PROCESSORS:
+  if not equilibrium and name in EQUILIBRIUM_PROCESSORS:
     raise ValueError(
         f'--processor={name!r} solves for an equilibrium and is only valid '
         f'with --model=dear; --model={config.model} runs a processor for the '
@@ -116,9 +118,7 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
   if config.algorithm not in CLRS_30_ALGORITHMS:
     raise ValueError(f'unknown algorithm {config.algorithm!r}; valid CLRS-30 '
                      f'algorithms: {", ".join(CLRS_30_ALGORITHMS)}')
-  if config.model not in MODELS:
-    raise ValueError(f'unknown model {config.model!r}; expected one of '
-                     f'{list(MODELS)}')
+  variants.of(config)  # An unknown model is refused there.
   if config.select_by not in SELECT_BY:
     raise ValueError(f'select_by must be one of {list(SELECT_BY)}, got '
                      f'{config.select_by!r}')
@@ -201,7 +201,8 @@ def _check_values(config: ml_collections.ConfigDict) -> None:
   if not config.learning_rate > 0:
     raise ValueError(
         f'learning_rate must be > 0, got {config.learning_rate}')
-  if config.model == 'nar_lt' and not config.nar_lt.cap_per_node > 0:
+  if (variants.of(config).learned_termination
+      and not config.nar_lt.cap_per_node > 0):
     raise ValueError(f'nar_lt.cap_per_node must be > 0, got '
                      f'{config.nar_lt.cap_per_node}')
   if config.grad_clip < 0:

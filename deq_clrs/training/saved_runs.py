@@ -22,6 +22,8 @@ from deq_clrs.training import progress
 from deq_clrs.training import provenance
 from deq_clrs.training import run_config
 from deq_clrs.training import run_state as run_state_lib
+from deq_clrs.training import termination
+from deq_clrs.training import variants
 from deq_clrs.training import workdir as workdir_lib
 from deq_clrs.training.errors import UserError
 
@@ -219,7 +221,7 @@ def _saved_run_config(workdir: str, which: str, read_at: str,
     raise ValueError(f"which must be 'best' or 'last', got {which!r}")
   config = run_config.with_added_settings(
       ml_collections.ConfigDict(workdir_lib.saved_config(workdir)))
-  models_lib.check_lt_read_at(read_at, config.model)  # Before any work.
+  termination.check_lt_read_at(read_at, config.model)  # Before any work.
   steps = ckpt_lib.saved_steps(workdir)
   if not steps:
     raise UserError(
@@ -260,6 +262,6 @@ def _evaluation_header(config: ml_collections.ConfigDict,
           state.best_step if which == 'best' else state.step),
       'code_version': provenance.code_version(),
   }
-  if config.model == 'nar_lt':
+  if variants.of(config).learned_termination:
     results['read_at'] = read_at
   return results

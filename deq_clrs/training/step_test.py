@@ -13,6 +13,7 @@ from deq_clrs.training import models as models_lib
 from deq_clrs.training import network as network_lib
 from deq_clrs.training import parallel
 from deq_clrs.training import step as step_lib
+from deq_clrs.training import termination
 from deq_clrs.training.network_test import _config
 
 
@@ -82,8 +83,8 @@ def test_nar_lt_reads_each_graph_at_its_stop_without_stacking_outputs(
   models = models_lib.build_models(config, batch)
   stepper = models.stepper
   params = parallel.to_host(models.initial_state.params)
-  cap = models_lib.lt_step_cap(config, 6)
-  fb = models_lib.termination_feedback(batch, steps=cap + 1)
+  cap = termination.lt_step_cap(config, 6)
+  fb = termination.termination_feedback(batch, steps=cap + 1)
   fb = fb._replace(features=fb.features._replace(
       lengths=np.full_like(fb.features.lengths, cap + 1)))
   key = jax.random.PRNGKey(0)
@@ -95,13 +96,13 @@ def test_nar_lt_reads_each_graph_at_its_stop_without_stacking_outputs(
 
   # Shift the termination logit so that the graphs stop at different steps.
   _, hints = every_step(params)
-  go_on = np.stack([h[models_lib.LT_HINT] for h in hints[:cap]])
+  go_on = np.stack([h[termination.LT_HINT] for h in hints[:cap]])
   bias = (f'{network_lib.NET_NAME}/~_construct_encoders_decoders/'
-          f'algo_0_{models_lib.LT_HINT}_dec_linear')
+          f'algo_0_{termination.LT_HINT}_dec_linear')
   params[bias]['b'] = params[bias]['b'] - (go_on[2].max() + go_on[2].min()) / 2
   outs, hints = every_step(params)
   stop, _ = step_lib.first_stop(
-      np.stack([h[models_lib.LT_HINT] for h in hints[:cap]]))
+      np.stack([h[termination.LT_HINT] for h in hints[:cap]]))
   stop = np.asarray(stop)
   assert len(set(stop.tolist())) > 1, stop
   assert np.any(stop + 2 != np.asarray(batch.features.lengths))
