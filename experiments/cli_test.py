@@ -89,6 +89,10 @@ def test_bad_flags_end_train_in_one_line_without_the_flag_help(tmp_path, args,
     (['--config.deq.rel_toll=0.01'],
      'unknown config field --config.deq.rel_toll (did you mean'),
     (['--solver=newton'], "unknown solver method 'newton'"),
+    (['--config.pointer_loss=edge'], "pointer_loss must be one of "
+     "['all_nodes', 'edges'], got 'edge'"),
+    (['--config.pointer_loss=edges'],
+     "pointer_loss='edges' needs cell.mask_pointers=True"),
     (['--workdir=/proc/deq_clrs/run'],
      'cannot write to --workdir=/proc/deq_clrs/run'),
 ])

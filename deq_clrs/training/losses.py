@@ -13,6 +13,11 @@ the devices) scores only its real graphs:
 * hints (time-major, step 0 excluded: it is the input state), the same per
   step, averaged over the steps before each graph's length.
 
+With ``pointers_over_edges`` the cross-entropy of an output node pointer
+runs over the node's neighbours and itself only (the graph's adjacency, as
+CLRS's network builds it: :func:`graph_adjacency`), as the authors' DEAR
+decoder does, instead of over all N nodes as CLRS's loss does.
+
 Shapes: B graphs, N nodes, T hint time steps, C categories.
 """
 
@@ -26,6 +31,11 @@ import jax.numpy as jnp
 
 EPS = 1e-12
 _T = clrs.Type
+_L = clrs.Location
+# The logit a non-edge gets when the pointer loss runs over edges only: its
+# softmax weight is exactly 0 in float32, and 0 * log-probability stays
+# finite (an infinite logit would give NaN).
+NON_EDGE_LOGIT = -1e9
 
 
 def _expand(x: jax.Array, like: jax.Array) -> jax.Array:
@@ -153,9 +163,37 @@ def num_nodes(features: clrs.Features) -> int:
   raise ValueError('the features have no node or edge input')
 
 
+def graph_adjacency(features: clrs.Features) -> jax.Array:
+  """The adjacency [B, N, N] (0/1 float32) that CLRS's network passes
+  messages along and masks pointers to: self-loops, and both directions of
+  every edge-mask input and every node-pointer input (what CLRS's
+  ``encoders.accum_adj_mat`` adds up; pinned by a test)."""
+  nb_nodes = num_nodes(features)
+  batch = features.inputs[0].data.shape[0]
+  adj = jnp.broadcast_to(jnp.eye(nb_nodes, dtype=jnp.float32),
+                         (batch, nb_nodes, nb_nodes))
+  for dp in features.inputs:
+    data = jnp.asarray(dp.data, jnp.float32)
+    if dp.location == _L.NODE and dp.type_ in (_T.POINTER,
+                                               _T.PERMUTATION_POINTER):
+      if data.ndim == 2:  # node indices [B, N], as the samplers give them
+        data = jax.nn.one_hot(dp.data, nb_nodes)
+      adj = adj + ((data + jnp.swapaxes(data, 1, 2)) > 0.5)
+    elif dp.location == _L.EDGE and dp.type_ == _T.MASK:
+      adj = adj + ((data + jnp.swapaxes(data, 1, 2)) > 0.0)
+  return (adj > 0).astype(jnp.float32)
+
+
+def over_edges(logits: jax.Array, adjacency: jax.Array) -> jax.Array:
+  """Node-pointer logits [B, N, N] with every non-edge of ``adjacency``
+  [B, N, N] set to :data:`NON_EDGE_LOGIT`."""
+  return jnp.where(adjacency > 0.5, logits, NON_EDGE_LOGIT)
+
+
 def task_loss(feedback: clrs.Feedback, output_preds: dict[str, jax.Array],
               hint_preds: Sequence[dict[str, jax.Array]] | None,
-              weights: jax.Array | None = None) -> jax.Array:
+              weights: jax.Array | None = None,
+              pointers_over_edges: bool = False) -> jax.Array:
   """Sum of the output losses and, given hint predictions, the hint losses.
 
   Args:
@@ -164,11 +202,20 @@ def task_loss(feedback: clrs.Feedback, output_preds: dict[str, jax.Array],
     hint_preds: per processor step, logits per hint name (``[B, ...]``), or
       None for a model that decodes no hints.
     weights: ``[B]`` per-graph weights (default: all 1).
+    pointers_over_edges: the cross-entropy of each output node pointer over
+      the node's neighbours and itself only (:func:`graph_adjacency`);
+      hints keep CLRS's loss.
   """
   nb_nodes = num_nodes(feedback.features)
+  adjacency = (graph_adjacency(feedback.features) if pointers_over_edges
+               else None)
   total = jnp.float32(0.0)
   for truth in feedback.outputs:
-    total += output_loss(truth, output_preds[truth.name], nb_nodes, weights)
+    pred = output_preds[truth.name]
+    if (adjacency is not None and truth.location == _L.NODE
+        and truth.type_ == _T.POINTER):
+      pred = over_edges(pred, adjacency)
+    total += output_loss(truth, pred, nb_nodes, weights)
   if hint_preds is not None:
     for truth in feedback.features.hints:
       preds = jnp.stack([p[truth.name] for p in hint_preds])

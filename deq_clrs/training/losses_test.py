@@ -172,3 +172,44 @@ def test_nar_lt_read_at_the_true_length_is_clrs_prediction(
     models_lib.build_models(_config(algorithm, 'nar'), feedback,
                             lt_read_at='true_length')
 
+
+@pytest.mark.parametrize('algorithm', ['bellman_ford', 'dfs', 'mst_prim'])
+def test_graph_adjacency_is_the_one_clrs_builds(algorithm):
+  # pylint: disable-next=g-import-not-at-top
+  from clrs._src import encoders
+  fb = data_lib.generate(algorithm, 8, 4, seed=1)
+  n = data_lib.num_nodes(fb)
+  want = np.repeat(np.eye(n, dtype=np.float32)[None], 4, axis=0)
+  for dp in fb.features.inputs:
+    if dp.location == clrs.Location.NODE and dp.type_ == clrs.Type.POINTER:
+      dp = clrs.DataPoint(dp.name, dp.location, dp.type_,
+                          np.asarray(jax.nn.one_hot(dp.data, n)))
+    want = encoders.accum_adj_mat(dp, want)
+  np.testing.assert_array_equal(losses.graph_adjacency(fb.features), want)
+
+
+def test_pointer_loss_over_edges_is_the_softmax_over_neighbours():
+  fb = data_lib.generate('bellman_ford', 8, 4, seed=2)
+  (pi,) = fb.outputs
+  n = data_lib.num_nodes(fb)
+  logits = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (4, n, n)))
+  adj = np.asarray(losses.graph_adjacency(fb.features))
+  target = np.asarray(pi.data).astype(int)
+  # Every true pointer is along an edge or to the node itself.
+  assert all(adj[b, i, target[b, i]] for b in range(4) for i in range(n))
+  want = []
+  for b in range(4):
+    for i in range(n):
+      nbrs = np.flatnonzero(adj[b, i])
+      z = logits[b, i, nbrs]
+      log_z = np.log(np.sum(np.exp(z - z.max()))) + z.max()
+      want.append(log_z - logits[b, i, target[b, i]])
+  got = losses.task_loss(fb, {'pi': logits}, None, pointers_over_edges=True)
+  np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)
+  # CLRS's loss (all N nodes in the softmax) is larger on the same logits.
+  assert float(losses.task_loss(fb, {'pi': logits}, None)) > float(got) + 0.1
+  # Gradients reach only the logits of edges.
+  grad = jax.grad(lambda x: losses.task_loss(
+      fb, {'pi': x}, None, pointers_over_edges=True))(logits)
+  assert np.all(np.asarray(grad)[adj == 0] == 0)
+  assert np.all(np.isfinite(grad))

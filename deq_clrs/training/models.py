@@ -227,7 +227,8 @@ def build_models(config: ml_collections.ConfigDict,
       optimizer=step_lib.make_optimizer(config.learning_rate,
                                         config.grad_clip),
       mesh=mesh, decode_hints=decodes_hints(config), eval_net=eval_net,
-      alignment=alignment)
+      alignment=alignment,
+      pointers_over_edges=config.pointer_loss == 'edges')
   models = Models(stepper=stepper,
                   initial_state=stepper.init(config.seed, dummy.features),
                   prepare=prepare)

@@ -146,6 +146,23 @@ def check_eval_sets(config: ml_collections.ConfigDict) -> None:
         f'{", ".join(REFERENCE_EVAL_ALGORITHMS)}')
 
 
+POINTER_LOSSES = ('all_nodes', 'edges')
+
+
+def check_pointer_loss(config: ml_collections.ConfigDict) -> None:
+  """``pointer_loss`` is known; ``'edges'`` comes with masked pointers (a
+  loss that never sees non-edges leaves their logits free, so predictions
+  must be kept off them too)."""
+  if config.pointer_loss not in POINTER_LOSSES:
+    raise ValueError(f'pointer_loss must be one of {list(POINTER_LOSSES)}, '
+                     f'got {config.pointer_loss!r}')
+  if config.pointer_loss == 'edges' and not config.cell.mask_pointers:
+    raise ValueError(
+        "pointer_loss='edges' needs cell.mask_pointers=True: the loss over "
+        'edges leaves the logits of non-edges untrained, so predictions '
+        'must be masked to edges as well')
+
+
 def _check_sizes(config: ml_collections.ConfigDict) -> None:
   """Graph sizes: at least one per list, none below 4 nodes."""
   for key in ('train_sizes', 'test_sizes'):
@@ -221,6 +238,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   _check_values(config)
   _check_sizes(config)
   check_eval_sets(config)
+  check_pointer_loss(config)
   _check_alignment(config)
   check_processor(config)
 

@@ -123,7 +123,8 @@ class Stepper:
   def __init__(self, *, spec: clrs.Spec, net: hk.Transformed,
                optimizer: optax.GradientTransformation, mesh: Mesh,
                decode_hints: bool, eval_net: hk.Transformed | None = None,
-               alignment: network.Alignment | None = None):
+               alignment: network.Alignment | None = None,
+               pointers_over_edges: bool = False):
     """
     Args:
       spec: the algorithm's CLRS spec.
@@ -138,6 +139,9 @@ class Stepper:
         ``net`` must then be a ``hk.transform_with_state`` network whose
         equilibrium processor samples its trajectory, and every training
         step needs the true lengths.
+      pointers_over_edges: the loss of output node pointers over each
+        node's neighbours only (``losses.task_loss``), in training and
+        evaluation.
     """
     self.spec = spec
     self.net = net
@@ -146,6 +150,7 @@ class Stepper:
     self.mesh = mesh
     self.decode_hints = decode_hints
     self.alignment = alignment
+    self.pointers_over_edges = pointers_over_edges
     replicated = self.replicated = NamedSharding(mesh, P())
     self._train_step = jax.jit(self._train_step_fn, donate_argnums=0,
                                static_argnames=('steps',),
@@ -230,7 +235,8 @@ class Stepper:
       (outs, hint_preds), net_state = self.net.apply(params, {}, key, *args,
                                                      **kwargs)
     loss = losses.task_loss(feedback, outs,
-                            hint_preds if self.decode_hints else None)
+                            hint_preds if self.decode_hints else None,
+                            pointers_over_edges=self.pointers_over_edges)
     if self.alignment is not None:
       if lengths is None or steps is None:
         raise ValueError('the alignment regulariser needs the true lengths '
@@ -338,7 +344,7 @@ class Stepper:
         return_hints=self.decode_hints, return_all_outputs=False)
     loss = losses.task_loss(feedback, outs,
                             hint_preds if self.decode_hints else None,
-                            weights)
+                            weights, self.pointers_over_edges)
     return self._postprocess(outs), loss, stats
 
   def evaluate(self, params: Params, key: jax.Array, feedback: clrs.Feedback
@@ -434,7 +440,8 @@ class Stepper:
     preds = self._postprocess(read)
     loss = jnp.float32(jnp.nan)
     if with_loss:
-      loss = losses.task_loss(feedback, outs, hint_preds, weights)
+      loss = losses.task_loss(feedback, outs, hint_preds, weights,
+                              self.pointers_over_edges)
     return preds, stop, stopped, loss
 
   def evaluate_to_stop(self, params: Params, key: jax.Array,

@@ -68,6 +68,11 @@ def _set_data(config: ml_collections.ConfigDict) -> None:
   # positions) in every dataset the run generates, as CLRS's run.py (train
   # and validation) and the authors' DEAR code (every split) do.
   config.random_pos = False
+  # The cross-entropy of output node pointers: over all N nodes
+  # ('all_nodes', CLRS's loss) or over each node's neighbours and itself
+  # ('edges', the authors' DEAR decoder; needs cell.mask_pointers=True so
+  # that predictions stay on edges too).
+  config.pointer_loss = 'all_nodes'
   # Validation and test graphs: 'own' (seeded by data_seed) or 'reference'
   # (the authors' DEAR recipe, to score side by side with their code).
   config.eval_sets = 'own'
