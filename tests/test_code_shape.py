@@ -99,3 +99,28 @@ def test_the_name_check_sees_a_shared_name():
            ROOT / 'launch/sweeps/dear_cpu.py',
            ROOT / 'experiments/configs/dear_cpu.py']
   assert shared_names(paths) == {'stats.py': ['deq_clrs', 'experiments']}
+
+
+MAX_SCRIPT_COMMANDS = 2
+
+
+def script_commands(path: pathlib.Path) -> list[str]:
+  """The lines of a shell script that do something: neither blank, nor a
+  comment, nor the shebang."""
+  return [line for line in path.read_text().splitlines()
+          if line.strip() and not line.lstrip().startswith('#')]
+
+
+def test_results_scripts_only_call_entry_points():
+  """Shell scripts under results/ keep no logic: a line or two that call a
+  Python entry point or a sweep (the logic is tested Python)."""
+  long = {str(p.relative_to(ROOT)): len(script_commands(p))
+          for p in sorted((ROOT / 'results').rglob('*.sh'))
+          if len(script_commands(p)) > MAX_SCRIPT_COMMANDS}
+  assert not long, f'move the logic of these scripts into Python: {long}'
+
+
+def test_the_script_check_counts_commands(tmp_path):
+  script = tmp_path / 'x.sh'
+  script.write_text('#!/usr/bin/env bash\n# usage\n\ncd here\n  exec run\n')
+  assert script_commands(script) == ['cd here', '  exec run']
