@@ -8,11 +8,14 @@ Records, one JSON file per run and scored set:
   by hand beside this project (their repository is not part of it); each
   file holds ``implementation: "reference"``, ``algorithm``, ``model``,
   ``seed``, ``train_steps``, ``test_size`` and ``test_score`` (their test
-  set, their metric), and where known ``iterations_mean``/``_max``.
+  set, their metric), and where known ``iterations_mean``/``_max`` and
+  ``test_metrics`` (their logged test losses).
 * ``results/parity/ours/*.json``: ``python -m experiments.evaluate
   --eval_sets=reference --output=...`` of our runs, i.e. scored on the same
   graphs (:mod:`deq_clrs.training.reference_data`); their ``tag`` names the
-  variant (``''``: the table's settings).
+  variant (``''``: the table's settings) and ``pointer_loss`` says whether
+  their ``test_loss`` is the reference's quantity (``'edges'``; records
+  without it are CLRS's all-node loss).
 
 Each row is one algorithm, model and variant of ours against the reference
 at the same model, with Welch's 95% interval of ours minus theirs over
@@ -96,9 +99,27 @@ def _cell(scores: list[float], seeds: list[int]) -> str:
           f'({",".join(str(s) for s in sorted(seeds))})')
 
 
-def _mean_or_dash(values: list[float | None]) -> str:
+def _mean_or_dash(values: list[float | None], digits: int = 1) -> str:
   kept = [v for v in values if v is not None]
-  return f'{np.mean(kept):.1f}' if kept else '-'
+  return f'{np.mean(kept):.{digits}f}' if kept else '-'
+
+
+def _reference_loss(run: dict[str, Any]) -> float | None:
+  """The reference's logged test loss (their pointer softmax over each
+  node's edges), if recorded."""
+  return run.get('test_metrics', {}).get('test/loss/average_loss')
+
+
+def _losses(runs: list[dict[str, Any]], refs: list[dict[str, Any]]
+            ) -> tuple[str, str]:
+  """Mean test losses, ours and the reference's; ours only where every
+  run of the row has the reference's loss (``pointer_loss='edges'``):
+  CLRS's loss (softmax over all N nodes) is another quantity, never
+  below theirs on the same logits."""
+  theirs = _mean_or_dash([_reference_loss(r) for r in refs], 3)
+  if not all(r.get('pointer_loss', 'all_nodes') == 'edges' for r in runs):
+    return 'n/c', theirs
+  return _mean_or_dash([r['test_loss'][SIZE] for r in runs], 3), theirs
 
 
 def rows(reference: list[dict[str, Any]], ours: list[dict[str, Any]]
@@ -124,6 +145,7 @@ def rows(reference: list[dict[str, Any]], ours: list[dict[str, Any]]
         comparison=intervals.welch(mine, theirs) if theirs else None,
         iterations=(_mean_or_dash([_iterations(r, True) for r in runs]),
                     _mean_or_dash([_iterations(r, False) for r in refs])),
+        losses=_losses(runs, refs),
         steps=sorted({int(r['checkpoint_step']) for r in runs}
                      | {int(r['train_steps']) for r in refs})))
   return out
@@ -141,14 +163,15 @@ def markdown(table_rows: list[dict[str, Any]]) -> str:
   """The rows as one markdown table (scores at 64 nodes, same graphs)."""
   head = ['algorithm', 'model', 'variant', 'steps', 'ours (seeds)',
           'reference (seeds)', 'ours - reference [95%]', 'verdict',
-          'iterations, ours / reference']
+          'iterations, ours / reference', 'test loss, ours / reference']
   lines = tables.header(head)
   for r in table_rows:
     diff, verdict = _difference(r['comparison'])
     lines.append(tables.row([
         r['algorithm'], r['model'], r['tag'] or 'table settings',
         ', '.join(f'{s:,}' for s in r['steps']), r['ours'], r['reference'],
-        diff, verdict, ' / '.join(r['iterations'])]))
+        diff, verdict, ' / '.join(r['iterations']),
+        ' / '.join(r['losses'])]))
   lines += ['', NOTE]
   return tables.text(lines)
 
@@ -158,7 +181,11 @@ NOTE = ('Scores: CLRS\'s score at 64 nodes on the reference\'s 100 test '
         'graphs (both sides the same graphs); ± is the sample standard '
         'deviation over the seeds named; the interval is Welch\'s 95% '
         'interval of the difference of means (none with one seed on a '
-        'side). Iterations: mean solver iterations per test graph.')
+        'side). Iterations: mean solver iterations per test graph. Test '
+        'loss: mean over seeds; ours is n/c (not comparable) unless the '
+        'variant trains and scores the reference\'s pointer loss '
+        '(pointer_loss=edges): CLRS\'s loss takes the softmax over all N '
+        'nodes, theirs over each node\'s edges (README.md).')
 
 
 def build(root: pathlib.Path) -> str | None:

@@ -82,3 +82,20 @@ def test_a_seed_twice_in_one_row_is_refused(tmp_path, sub, records):
   with pytest.raises(ValueError, match=r'0\.json and 1\.json in .* are the '
                      r'same seed of one row'):
     report_parity.build(tmp_path)
+
+
+def test_test_losses_are_compared_only_where_they_are_the_same_quantity(
+    tmp_path):
+  ours = [dict(_ours(s, 0.95), test_loss={'64': loss})
+          for s, loss in enumerate((0.30, 0.40))]
+  ours += [dict(_ours(s, 0.95, tag='edges'), test_loss={'64': loss},
+                pointer_loss='edges') for s, loss in enumerate((0.10, 0.12))]
+  theirs = [dict(_theirs(s, 0.96),
+                 test_metrics={'test/loss/average_loss': loss})
+            for s, loss in enumerate((0.09, 0.11))]
+  _write(tmp_path, 'ours', ours)
+  _write(tmp_path, 'reference', theirs)
+  table = [line for line in report_parity.build(tmp_path).splitlines()
+           if line.startswith('| bell')]
+  assert table[0].endswith('| n/c / 0.100 |')  # CLRS's all-node loss
+  assert table[1].endswith('| 0.110 / 0.100 |')  # the reference's loss

@@ -258,7 +258,7 @@ def _evaluation_header(config: ml_collections.ConfigDict,
       'solver_overrides': dict(solver_overrides or {}),
       'eval_batch_size': int(config.eval_batch_size),
       'eval_sets': config.eval_sets, 'tag': config.tag,
-      'params': which, 'params_step': int(
+      'pointer_loss': config.pointer_loss, 'params': which, 'params_step': int(
           state.best_step if which == 'best' else state.step),
       'code_version': provenance.code_version(),
   }
