@@ -187,7 +187,8 @@ def test_cells_declare_their_hyperparameters_only_in_cell_config(kind):
 NON_DEFAULT = {'kind': 'triplet_mpnn', 'mid_size': 6, 'aggregation': 'sum',
                'msg_mlp': 'authors', 'layer_norm': False, 'gated': False,
                'gate_bias': -2.0, 'cayley': True, 'complete_graph': True,
-               'mask_pointers': True, 'nb_triplet_fts': 4}
+               'mask_pointers': True, 'nb_triplet_fts': 4,
+               'compute_dtype': 'bfloat16'}
 
 
 def test_triplet_cell_hands_every_field_to_its_pairwise_part():
@@ -215,7 +216,8 @@ def test_triplet_cell_is_triplet_messages_into_a_pairwise_cell():
   ``tri_*`` layers applied one by one and a separately built
   :class:`GatedMPNNCell` with the same config on ``params['pairwise']``."""
   node, edge, gfts, adj, hidden = args = graph()
-  config = cells.CellConfig(**{**NON_DEFAULT, 'gated': True})
+  config = cells.CellConfig(**{**NON_DEFAULT, 'gated': True,
+                              'compute_dtype': 'float32'})
   cell = config.build(D)
   params = cell.init(jax.random.PRNGKey(0), *args)['params']
 
