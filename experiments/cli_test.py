@@ -421,6 +421,9 @@ def _as_field(value):
   return tuple(value) if isinstance(value, list) else value
 
 
+# Slow-marked (CI's slow set runs it) to keep the default run under 8
+# minutes on 2 cores; about 20 s there.
+@pytest.mark.slow
 def test_entry_point_flag_defaults_are_the_dataclass_defaults():
   """Each default is written once, in a dataclass; the flags read it."""
   import dataclasses

@@ -55,6 +55,9 @@ def _check_per_graph_scores(saved, size):
       saved['test_scores'][size]['score'])
 
 
+# Slow-marked (CI's slow set runs it) to keep the default run under 8
+# minutes on 2 cores; it took 40-60 s there.
+@pytest.mark.slow
 def test_tiny_dear_run_writes_every_result_field(data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   results = training.train_and_evaluate(tiny_config(data_dir), workdir)
@@ -256,6 +259,9 @@ def _snapshot(workdir: str) -> dict[str, tuple[int, int]]:
   return out
 
 
+# Slow-marked (CI's slow set runs it) to keep the default run under 8
+# minutes on 2 cores; about 20 s there.
+@pytest.mark.slow
 def test_a_finished_run_is_left_alone(data_dir, tmp_path, caplog):
   caplog.set_level(logging.INFO)
   workdir = str(tmp_path / 'run')
