@@ -71,6 +71,7 @@ TESTS = (
     'test_bfloat16_cell_keeps_a_float32_solve_and_close_gradients',
 )
 FULL_STEPS = 300
+FULL_DTYPES, SMALL_DTYPES = ('float32', 'bfloat16'), ('float32',)  # timed
 SMALL_STEPS = 5
 TAIL_CHARS = 3000
 
@@ -405,8 +406,7 @@ def _settings_or_fail(
             else tuple(d for d in _DTYPES.value if d))
   try:
     check_settings(algorithms, models, SMALL_STEPS if steps is None else steps,
-                   _BATCHES.value, ('float32', 'bfloat16')
-                   if dtypes is None else dtypes)
+                   _BATCHES.value, FULL_DTYPES if dtypes is None else dtypes)
   except ValueError as e:
     cli.fail(e)
   return algorithms, models, steps, _BATCHES.value, dtypes
@@ -477,7 +477,7 @@ def main(argv):
   if steps is None:
     steps = SMALL_STEPS if small else FULL_STEPS
   if dtypes is None:
-    dtypes = ('float32',) if small else ('float32', 'bfloat16')
+    dtypes = SMALL_DTYPES if small else FULL_DTYPES
   start, since = time.perf_counter(), provenance.cpu_times()
   record['settings'], record['timings'] = time_all(
       algorithms, models, small, steps, count, dtypes)
